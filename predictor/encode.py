@@ -1,0 +1,90 @@
+"""Turn estimator results into v1 and v2 responses; pure functions.
+
+v1: ``{"predictions": <first requested output>, "<output>": ..., "classes": [...],
+"model_version": "..."}``. v2: one tensor per requested output, ``predict_proba`` carrying its
+class labels as the JSON-encoded ``classes`` parameter (a string, so it survives gRPC too).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+import orjson
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from predictor.signature import NUMERIC, PREDICT, PREDICT_PROBA, STRING, Signature
+
+Results = dict[str, np.ndarray]
+
+
+def encode_v1(
+    results: Results, outputs: tuple[str, ...], signature: Signature, version: str
+) -> dict[str, Any]:
+    """Build the v1 ``:predict`` response body."""
+    body: dict[str, Any] = {"predictions": _as_list(results[outputs[0]])}
+    for name in outputs:
+        body[name] = body["predictions"] if name == outputs[0] else _as_list(results[name])
+    if PREDICT_PROBA in outputs and signature.classes is not None:
+        body["classes"] = list(signature.classes)
+    body["model_version"] = version
+    return body
+
+
+def encode_v2(
+    results: Results,
+    outputs: tuple[str, ...],
+    signature: Signature,
+    *,
+    model_name: str,
+    version: str,
+    request: InferRequest,
+) -> InferResponse:
+    """Build the v2 response (REST and gRPC alike) for the outputs the caller asked for."""
+    tensors = [_tensor(name, results[name], signature) for name in outputs]
+    return InferResponse(
+        response_id=request.id or str(uuid.uuid4()),
+        model_name=model_name,
+        model_version=version,
+        infer_outputs=tensors,
+        use_binary_outputs=bool(request.use_binary_outputs),
+        requested_outputs=request.request_outputs,
+    )
+
+
+def classes_parameter(signature: Signature) -> str:
+    """The class labels as the JSON string carried in ``predict_proba``'s parameters."""
+    return orjson.dumps(list(signature.classes or ())).decode()
+
+
+def _tensor(name: str, values: np.ndarray, signature: Signature) -> InferOutput:
+    if name == PREDICT_PROBA:
+        array = np.ascontiguousarray(values, dtype=np.float64)
+        output = InferOutput(
+            name=name,
+            shape=list(array.shape),
+            datatype=NUMERIC,
+            parameters={"classes": classes_parameter(signature)},
+        )
+        output.set_data_from_numpy(array, binary_data=False)
+        return output
+    datatype = signature.label_datatype if name == PREDICT else NUMERIC
+    array = _labels_as(values, datatype)
+    output = InferOutput(name=name, shape=list(array.shape), datatype=datatype)
+    output.set_data_from_numpy(array, binary_data=False)
+    return output
+
+
+def _labels_as(values: np.ndarray, datatype: str) -> np.ndarray:
+    if datatype == STRING:
+        return np.asarray([str(v) for v in values.tolist()], dtype=object)
+    if datatype == "INT64":
+        return values.astype(np.int64, copy=False)
+    if datatype == "BOOL":
+        return values.astype(bool, copy=False)
+    return values.astype(np.float64, copy=False)
+
+
+def _as_list(values: np.ndarray) -> list[Any]:
+    return values.tolist()  # type: ignore[no-any-return]

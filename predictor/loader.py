@@ -1,0 +1,128 @@
+"""Load a model the safe way: fetch, verify the digest, then (and only then) unpickle.
+
+Unpickling runs code, so the sha256 pinned by the deployer is checked on the bytes on disk
+before ``joblib.load`` sees them. scikit-learn's ``InconsistentVersionWarning`` (the model was
+saved by another scikit-learn version) refuses the model unless skew is explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+from sklearn.exceptions import InconsistentVersionWarning
+
+from predictor.config import Settings
+from predictor.errors import DigestMismatchError, IncompatibleModelError, ModelFileError
+from predictor.signature import Signature, signature_of
+from predictor.storage import FetchedModel, fetch_model, parse_model_uri
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A fetched, verified and unpickled estimator with everything known about it."""
+
+    estimator: Any
+    signature: Signature
+    artifact: FetchedModel
+    version: str
+    load_seconds: float
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """Fetch, verify and unpickle the model named by ``settings.model_uri``.
+
+    Raises:
+        ArtifactError: any reason the model must not serve; the subclass and message say which.
+    """
+    started = time.monotonic()
+    uri = parse_model_uri(settings.model_uri)
+    artifact = fetch_model(
+        uri, download_dir=settings.download_dir, deadline_s=settings.gcs_deadline_seconds
+    )
+    verify_digest(artifact, settings.model_sha256)
+    estimator = unpickle(artifact, allow_version_skew=settings.allow_version_skew)
+    signature = signature_of(estimator)
+    version = version_of(artifact)
+    elapsed = time.monotonic() - started
+    logger.info(
+        "model loaded: %s version=%s sha256=%s task=%s features=%s in %.2fs",
+        artifact.model_file.name,
+        version,
+        artifact.sha256,
+        signature.task,
+        signature.n_features,
+        elapsed,
+    )
+    return LoadedModel(estimator, signature, artifact, version, elapsed)
+
+
+def verify_digest(artifact: FetchedModel, expected: str | None) -> None:
+    """Refuse the artifact when a pinned sha256 does not match its bytes.
+
+    Raises:
+        DigestMismatchError: naming both digests.
+    """
+    if expected is None:
+        return
+    if artifact.sha256 != expected:
+        raise DigestMismatchError(
+            f"{artifact.source.raw}: sha256 of {artifact.model_file.name} is {artifact.sha256}, "
+            f"but the deployer pinned {expected}; refusing to unpickle it"
+        )
+    logger.info("sha256 verified: %s", expected)
+
+
+def unpickle(artifact: FetchedModel, *, allow_version_skew: bool) -> Any:
+    """Load the model file with joblib, turning every failure into a one-line ArtifactError."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InconsistentVersionWarning)
+        try:
+            estimator = joblib.load(artifact.model_file)
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            ImportError,
+            TypeError,
+        ) as e:
+            raise ModelFileError(
+                f"{artifact.model_file.name} does not load: {type(e).__name__}: {_first_line(e)}"
+            ) from e
+    for warning in caught:
+        if issubclass(warning.category, InconsistentVersionWarning):
+            message = _first_line(warning.message)
+            if not allow_version_skew:
+                raise IncompatibleModelError(
+                    f"{artifact.model_file.name}: {message}; retrain or re-save the model with "
+                    "this scikit-learn, or set PREDICTOR_ALLOW_VERSION_SKEW=true to accept the risk"
+                )
+            logger.warning("version skew allowed: %s", message)
+        else:
+            logger.warning(
+                "while loading %s: %s", artifact.model_file.name, _first_line(warning.message)
+            )
+    return estimator
+
+
+def version_of(artifact: FetchedModel) -> str:
+    """The version reported for a bare model file: sha256 prefix, plus GCS generation."""
+    version = artifact.sha256[:12]
+    if artifact.generation is not None:
+        version += f"-g{artifact.generation}"
+    return version
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip().splitlines()
+    return text[0][:300] if text else ""

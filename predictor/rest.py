@@ -1,0 +1,148 @@
+"""Our REST routes for inference and metadata, mounted on KServe's FastAPI app ahead of its own.
+
+They replace KServe's v1 ``:predict``, v2 ``infer`` and v2 model metadata routes so that a
+request is parsed once with orjson (no pydantic on the hot path), JSON without a Content-Type
+works, the binary tensor extension is checked, every response names the model version (body
+and ``x-model-version`` header), and a body over the limit gets 413 without being read whole.
+Errors are raised as KServe's exception types; KServe's handlers turn them into statuses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from kserve.errors import ModelNotFound, ModelNotReady
+from kserve.model_repository import ModelRepository
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from predictor.errors import PredictorError
+from predictor.model import SklearnModel
+from predictor.v2_rest import JSON_LENGTH_HEADER, parse_infer_body, parse_json
+
+VERSION_HEADER = "x-model-version"
+JSON = "application/json"
+
+
+class BodyTooLargeError(PredictorError):
+    """The request body is over the configured limit (HTTP 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is larger than the {limit}-byte limit")
+
+
+class ModelVersionNotFound(ModelNotFound):  # type: ignore[misc]
+    """A versioned route named a version this server does not serve (HTTP 404)."""
+
+    def __init__(self, name: str, asked: str, served: str) -> None:
+        super().__init__(name)
+        self.reason = f"model {name} has no version {asked!r}; it serves {served!r}"
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes``: at once by Content-Length, else while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, counting its body against the limit."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await too_large_response(self.max_bytes)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLargeError(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def too_large_response(limit: int) -> Response:
+    """The 413 answer, in the same ``{"error": ...}`` shape as every other error."""
+    return Response(
+        content=orjson.dumps({"error": str(BodyTooLargeError(limit))}),
+        status_code=413,
+        media_type=JSON,
+        headers={"connection": "close"},
+    )
+
+
+def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: int) -> None:
+    """Mount our routes and the body limit on ``app``; call before KServe adds its own."""
+
+    def model_named(name: str) -> SklearnModel:
+        model = registry.get_model(name)
+        if not isinstance(model, SklearnModel):
+            raise ModelNotFound(name)
+        if not model.ready:
+            raise ModelNotReady(name)
+        return model
+
+    def json_response(body: Any, version: str) -> Response:
+        return Response(
+            content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+            media_type=JSON,
+            headers={VERSION_HEADER: version},
+        )
+
+    async def predict_v1(model_name: str, request: Request) -> Response:
+        model = model_named(model_name)
+        body = parse_json(await request.body())
+        return json_response(model.infer_v1(body), model.version)
+
+    async def infer_v2(
+        model_name: str, request: Request, model_version: str | None = None
+    ) -> Response:
+        model = model_named(model_name)
+        if model_version is not None and model_version != model.version:
+            raise ModelVersionNotFound(model_name, model_version, model.version)
+        infer_request = parse_infer_body(
+            await request.body(),
+            json_length=request.headers.get(JSON_LENGTH_HEADER),
+            model_name=model_name,
+        )
+        result, json_length = model.infer_v2(infer_request).to_rest()
+        if isinstance(result, bytes):
+            return Response(
+                content=result,
+                media_type="application/octet-stream",
+                headers={VERSION_HEADER: model.version, JSON_LENGTH_HEADER: str(json_length)},
+            )
+        return json_response(result, model.version)
+
+    async def metadata_v2(model_name: str, model_version: str | None = None) -> Response:
+        model = registry.get_model(model_name)
+        if not isinstance(model, SklearnModel):
+            raise ModelNotFound(model_name)
+        if model_version is not None and model_version != model.version:
+            raise ModelVersionNotFound(model_name, model_version, model.version)
+        return json_response(model.metadata(), model.version)
+
+    async def body_too_large(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BodyTooLargeError)
+        return too_large_response(max_body_bytes)
+
+    app.add_api_route("/v1/models/{model_name}:predict", predict_v1, methods=["POST"])
+    app.add_api_route("/v2/models/{model_name}/infer", infer_v2, methods=["POST"])
+    app.add_api_route(
+        "/v2/models/{model_name}/versions/{model_version}/infer", infer_v2, methods=["POST"]
+    )
+    app.add_api_route("/v2/models/{model_name}", metadata_v2, methods=["GET"])
+    app.add_api_route(
+        "/v2/models/{model_name}/versions/{model_version}", metadata_v2, methods=["GET"]
+    )
+    app.add_exception_handler(BodyTooLargeError, body_too_large)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)

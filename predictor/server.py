@@ -1,0 +1,173 @@
+"""The model server: KServe's ModelServer with our REST routes first and full gRPC metadata.
+
+``PredictorServer.start`` follows ``kserve.ModelServer.start`` step by step; it differs only in
+the REST server it builds (ours mounts ``predictor.rest`` routes before KServe's, in every
+uvicorn worker process) and the gRPC servicer (whose model metadata carries ``versions`` and
+``platform``). Health, readiness, model listing, ``/metrics`` and the repository API are KServe's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent import futures
+from typing import Any
+
+import fastapi
+from grpc import aio
+from kserve import ModelServer
+from kserve.model_server import args as kserve_args
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
+from kserve.protocol.rest.server import RESTServer
+
+from predictor.model import SklearnModel
+from predictor.rest import register_routes
+
+logger = logging.getLogger(__name__)
+
+
+class PredictorRESTServer(RESTServer):  # type: ignore[misc]
+    """KServe's REST server with our routes and body limit, and no per-request timing log."""
+
+    def __init__(self, *args: Any, max_body_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_body_bytes = max_body_bytes
+
+    def create_application(self) -> None:
+        """Configure KServe's global app (what uvicorn serves) with our routes first."""
+        from kserve.model_server import app
+
+        self.configure_app(app)
+
+    def configure_app(self, app: fastapi.FastAPI) -> None:
+        """Add middlewares, our routes, KServe's routes and KServe's error handlers to ``app``."""
+        self._add_middlewares(app)
+        self._register_endpoints(app)
+        self._add_exception_handlers(app)
+
+    def _add_middlewares(self, app: fastapi.FastAPI) -> None:
+        # KServe adds a timing middleware that logs two INFO lines per request; we leave it out
+        # and keep only the optional access-log format.
+        if self.access_log_format:
+            from asgi_logger import AccessLoggerMiddleware
+
+            logging.getLogger("uvicorn.access").handlers = []
+            app.add_middleware(AccessLoggerMiddleware, format=self.access_log_format)
+            logging.getLogger("access").propagate = False
+
+    def _register_endpoints(self, app: fastapi.FastAPI) -> None:
+        register_routes(app, self.dataplane.model_registry, max_body_bytes=self.max_body_bytes)
+        super()._register_endpoints(app)
+
+
+class PredictorServicer(InferenceServicer):  # type: ignore[misc]
+    """KServe's gRPC servicer, with model metadata that carries versions and platform."""
+
+    async def ModelMetadata(  # noqa: N802 (gRPC method name)
+        self, request: pb.ModelMetadataRequest, context: Any
+    ) -> pb.ModelMetadataResponse:
+        """Answer with the same metadata as REST, less what the message cannot carry."""
+        model = self._data_plane.get_model_from_registry(request.name)
+        if not isinstance(model, SklearnModel):
+            return await super().ModelMetadata(request, context)
+        metadata = model.metadata()
+        return pb.ModelMetadataResponse(
+            name=metadata["name"],
+            versions=metadata["versions"],
+            platform=metadata["platform"],
+            inputs=[_tensor_metadata(t) for t in metadata["inputs"]],
+            outputs=[_tensor_metadata(t) for t in metadata["outputs"]],
+        )
+
+
+def _tensor_metadata(tensor: dict[str, Any]) -> pb.ModelMetadataResponse.TensorMetadata:
+    return pb.ModelMetadataResponse.TensorMetadata(
+        name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"]
+    )
+
+
+class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
+    """KServe's gRPC server, serving ``PredictorServicer``."""
+
+    async def start(self, max_workers: int) -> None:
+        """Start serving, as KServe does, with our servicer."""
+        servicer = PredictorServicer(self._data_plane, self._model_repository_extension)
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(ExceptionToStatusInterceptor(),),
+            options=[
+                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                (
+                    "grpc.max_receive_message_length",
+                    self._kwargs.get("grpc_max_receive_message_length"),
+                ),
+            ],
+        )
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._server.add_insecure_port(f"[::]:{self._port}")
+        logger.info("gRPC server listening on port %d", self._port)
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class PredictorServer(ModelServer):  # type: ignore[misc]
+    """``kserve.ModelServer`` wired to our REST routes and gRPC servicer."""
+
+    def __init__(self, *, max_body_bytes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_body_bytes = max_body_bytes
+
+    def _build_rest_server(self) -> PredictorRESTServer:
+        return PredictorRESTServer(
+            "kserve.model_server:app",
+            self.dataplane,
+            self.model_repository_extension,
+            self.http_port,
+            access_log_format=self.access_log_format,
+            workers=self.workers,
+            grace_period=self.grace_period,
+            event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+            max_body_bytes=self.max_body_bytes,
+        )
+
+    def start(self, models: list[Any]) -> None:
+        """Register the models and serve REST (and gRPC) until a signal stops the server."""
+        self._register_and_check_atleast_one_model_is_ready(models)
+        rest = self._build_rest_server()
+        if self.workers > 1:
+            multi = RESTServerMultiProcess(
+                "kserve.model_server:app",
+                self.dataplane,
+                self.model_repository_extension,
+                self.http_port,
+                access_log_format=self.access_log_format,
+                workers=self.workers,
+                grace_period=self.grace_period,
+                log_config_file=kserve_args.log_config_file,
+                event_loop=self.event_loop,
+                timeout_keep_alive=self.timeout_keep_alive,
+            )
+            multi._rest_server = rest  # every worker process runs our REST server
+            self._rest_multiprocess_server = multi
+            self.servers.append(multi.start())
+        else:
+            self._rest_server = rest
+            self.servers.append(rest.start())
+        if self.enable_grpc:
+            self._grpc_server = PredictorGRPCServer(
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs=vars(kserve_args),
+                grace_period=self.grace_period,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())

@@ -1,0 +1,90 @@
+"""Shared fixtures: small real models on disk, free ports, and helpers to run the server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from predictor.demo import save_demo_model
+from tests.gcs import GCSBucket, GCSEmulator
+from tests.helpers import ServerFactory
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--with-e2e", action="store_true", default=False, help="run the minikube e2e suite"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--with-e2e"):
+        return
+    skip = pytest.mark.skip(reason="e2e: needs minikube with KServe; pass --with-e2e")
+    for item in items:
+        if "e2e" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo taxi classifier (named features, string labels) in its own folder."""
+    folder = tmp_path_factory.mktemp("demo")
+    save_demo_model(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def regressor_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LinearRegression on 4 unnamed features."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    y = x @ np.array([1.0, -2.0, 0.5, 3.0]) + 1.0
+    path = tmp_path_factory.mktemp("regressor") / "model.pkl"
+    joblib.dump(LinearRegression().fit(x, y), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def int_classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LogisticRegression on 4 unnamed features with integer classes 0, 1, 2."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 4))
+    y = np.digitize(x[:, 0] + x[:, 1], [-0.5, 0.5])
+    path = tmp_path_factory.mktemp("intclf") / "model.joblib"
+    joblib.dump(LogisticRegression().fit(x, y), path)
+    return path
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Start ``python -m predictor`` processes on free ports; all are stopped at teardown."""
+    factory = ServerFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulator]:
+    """One fake-gcs-server for the session (buckets are named per test)."""
+    emulator = GCSEmulator(tmp_path_factory.mktemp("gcs") / "emulator.log")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def gcs(
+    gcs_emulator: GCSEmulator, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> GCSBucket:
+    """A fresh bucket in the emulator, with STORAGE_EMULATOR_HOST pointing at it."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    return GCSBucket.create(gcs_emulator.url, f"b-{uuid.uuid4().hex[:12]}")

@@ -1,0 +1,163 @@
+"""Test helpers: free ports, a real predictor process, and an in-process app for TestClient."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+from kserve.model_repository import ModelRepository
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+from predictor.config import Settings
+from predictor.model import SklearnModel
+from predictor.server import PredictorRESTServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    """One ``python -m predictor`` process and how to reach it."""
+
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+
+@dataclass
+class ServerFactory:
+    """Starts predictor processes for one test and stops them all afterwards."""
+
+    tmp_path: Path
+    running: list[RunningServer] = field(default_factory=list)
+
+    def spawn(
+        self,
+        model_uri: str | None,
+        *,
+        name: str = "model",
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> RunningServer:
+        """Start a process without waiting for it."""
+        http_port, grpc_port = free_port(), free_port()
+        log_path = self.tmp_path / f"server-{len(self.running)}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "predictor",
+            "--model_name",
+            name,
+            "--http_port",
+            str(http_port),
+            "--grpc_port",
+            str(grpc_port),
+            *(["--model_uri", model_uri] if model_uri is not None else []),
+            *args,
+        ]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
+        full_env.update(env or {})
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+            )
+        server = RunningServer(process, http_port, grpc_port, log_path)
+        self.running.append(server)
+        return server
+
+    def start(
+        self, model_uri: str | None, *, timeout: float = 30.0, **kwargs: object
+    ) -> RunningServer:
+        """Start a process and wait until its model is ready; fail with its log if it is not."""
+        server = self.spawn(model_uri, **kwargs)  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise AssertionError(
+                    f"server exited with {server.process.returncode}:\n{server.log()[-3000:]}"
+                )
+            try:
+                response = httpx.get(f"{server.url}/v2/health/ready", timeout=1.0)
+                if response.status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready after {timeout}s:\n{server.log()[-3000:]}")
+
+    def run_to_exit(
+        self, model_uri: str | None, *, timeout: float = 60.0, **kwargs: object
+    ) -> RunningServer:
+        """Start a process that is expected to exit on its own (a refused model)."""
+        server = self.spawn(model_uri, **kwargs)  # type: ignore[arg-type]
+        try:
+            server.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"server still running after {timeout}s:\n{server.log()}") from e
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.running:
+            server.stop()
+
+
+def in_process_app(
+    model_uri: str, *, name: str = "model", max_body_bytes: int = 1 << 20
+) -> FastAPI:
+    """A fresh FastAPI app wired exactly as the server wires KServe's, with the model loaded."""
+    model = SklearnModel(
+        name, settings=Settings(model_uri=model_uri, max_body_bytes=max_body_bytes)
+    )
+    model.load()
+    registry = ModelRepository()
+    registry.update(model)
+    dataplane = DataPlane(model_registry=registry)
+    rest = PredictorRESTServer(
+        "kserve.model_server:app",
+        dataplane,
+        ModelRepositoryExtension(model_registry=registry),
+        0,
+        max_body_bytes=max_body_bytes,
+    )
+    app = FastAPI()
+    rest.configure_app(app)
+    return app
