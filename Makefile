@@ -14,7 +14,7 @@ GRPC_PORT ?= 8081
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo-model serve test check fmt lock clean
+.PHONY: help venv demo-model serve test check fmt lock clean publish validate
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -36,6 +36,15 @@ demo-model: $(DEMO_DIR)/model.joblib ## Build the demo taxi-trip model (fixed se
 serve: $(DEMO_DIR)/model.joblib ## Serve the demo model on :8080 (REST) and :8081 (gRPC)
 	$(PY) -m predictor --model_name $(MODEL_NAME) --model_uri $(DEMO_DIR)/ \
 		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
+
+publish: $(STAMP) ## Publish a bundle: MODEL=file NAME=n VERSION=v TO=dir|gs://... [ARGS="--e2e f ..."]
+	@test -n "$(MODEL)" -a -n "$(NAME)" -a -n "$(VERSION)" -a -n "$(TO)" || \
+		{ echo "usage: make publish MODEL=model.joblib NAME=taxi VERSION=1.0.0 TO=gs://bucket/registry [ARGS=...]"; exit 2; }
+	$(PY) -m predictor publish --model $(MODEL) --name $(NAME) --version $(VERSION) --to $(TO) $(ARGS)
+
+validate: $(STAMP) ## Run every load-time check on a bundle without serving: URI=...
+	@test -n "$(URI)" || { echo "usage: make validate URI=gs://bucket/registry/taxi/1.0.0/"; exit 2; }
+	$(PY) -m predictor validate $(URI)
 
 test: $(STAMP) ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

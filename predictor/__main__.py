@@ -1,18 +1,24 @@
-"""``python -m predictor``: read settings, load and check the model, then serve it.
+"""``python -m predictor``: serve a model, or ``validate`` / ``publish`` a bundle.
 
-Every KServe ModelServer flag works as in KServe (``--http_port``, ``--grpc_port``,
-``--workers``, ``--model_name``, ...). Our settings come from ``PREDICTOR_*`` environment
-variables or the matching flags below. A model that cannot be fetched, trusted or loaded ends
-start-up with one line on stderr and exit status 2: it never becomes ready.
+Serving (the default): every KServe ModelServer flag works as in KServe (``--http_port``,
+``--grpc_port``, ``--workers``, ``--model_name``, ...); our settings come from ``PREDICTOR_*``
+environment variables or the matching flags. A model that cannot be fetched, trusted, loaded or
+accepted ends start-up with one line on stderr and exit status 2: it never becomes ready.
+
+``validate URI`` runs the same checks without serving (exit 0 accepted, 1 refused, 2 usage).
+``publish --model FILE --name N --version V ... --to DEST`` builds, accepts and publishes a bundle
+(exit 0 published, 1 refused or already published, 2 usage).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from predictor import __version__
@@ -21,6 +27,8 @@ from predictor.errors import PredictorError
 logger = logging.getLogger("predictor")
 
 EXIT_CANNOT_SERVE = 2
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,9 +117,125 @@ def serve(argv: Sequence[str]) -> int:
     return 0
 
 
+def validate(argv: Sequence[str]) -> int:
+    """``validate URI``: every load-time check, no serving; prints the acceptance report."""
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor validate", description=validate.__doc__
+    )
+    parser.add_argument("model_uri", help="a bundle or model file: gs://..., file://... or a path")
+    parser.add_argument("--model_sha256", help="sha256 the model file must match")
+    parser.add_argument("--allow_version_skew", action="store_const", const=True)
+    args = parser.parse_args(argv)
+    configure_logging(None)
+
+    from predictor.config import load_settings
+    from predictor.model import SklearnModel
+
+    try:
+        settings = load_settings(
+            {
+                "model_uri": args.model_uri,
+                "model_sha256": args.model_sha256,
+                "allow_version_skew": args.allow_version_skew,
+            }
+        )
+    except PredictorError as e:
+        print(f"predictor validate: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    model = SklearnModel("validate", settings=settings)
+    try:
+        model.load()
+    except PredictorError as e:
+        print(f"REFUSED {args.model_uri}: {e}")
+        return EXIT_REFUSED
+    loaded = model.loaded
+    print(f"ACCEPTED {args.model_uri}: version {loaded.version}, sha256 {loaded.artifact.sha256}")
+    print(loaded.acceptance.describe())
+    return 0
+
+
+def publish(argv: Sequence[str]) -> int:
+    """``publish``: build a bundle, accept it as the server would, and publish it immutably."""
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor publish", description=publish.__doc__
+    )
+    parser.add_argument("--model", required=True, type=Path, help="the .joblib/.pkl/.pickle file")
+    parser.add_argument("--name", required=True, help="model name (lowercase, digits, . _ -)")
+    parser.add_argument("--version", required=True, help="model version, e.g. 1.4.0")
+    parser.add_argument(
+        "--to", required=True, help="a folder or gs://bucket/prefix; <name>/<version>/ is added"
+    )
+    parser.add_argument(
+        "--e2e", type=Path, help='end-to-end set: {"instances": [...], "expected"?: {...}}'
+    )
+    parser.add_argument(
+        "--atol", type=float, default=1e-6, help="tolerance for probabilities and regression"
+    )
+    parser.add_argument(
+        "--confidence", type=Path, help='labelled set: {"instances": [...], "labels": [...]}'
+    )
+    parser.add_argument(
+        "--metric",
+        help="accuracy, balanced_accuracy, f1, precision, recall, roc_auc, log_loss, rmse, mae, r2",
+    )
+    parser.add_argument("--min", type=float, dest="minimum", help="lowest acceptable metric value")
+    parser.add_argument("--max", type=float, dest="maximum", help="highest acceptable metric value")
+    parser.add_argument("--created-by", help="who publishes (default: the current user)")
+    parser.add_argument("--training-data-uri")
+    parser.add_argument("--training-data-version")
+    parser.add_argument("--feature-extractor-version")
+    parser.add_argument(
+        "--string-features", default="", help="comma-separated features that are strings"
+    )
+    parser.add_argument(
+        "--metrics", type=Path, help='evaluation metrics to record: {"accuracy": 0.93, ...}'
+    )
+    args = parser.parse_args(argv)
+    configure_logging(None)
+
+    from predictor.publish import BundleSpec
+    from predictor.publish import publish as publish_bundle
+
+    try:
+        recorded = json.loads(args.metrics.read_text()) if args.metrics else {}
+    except (OSError, ValueError) as e:
+        print(f"predictor publish: cannot read --metrics: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    spec = BundleSpec(
+        model_file=args.model,
+        name=args.name,
+        version=args.version,
+        e2e_file=args.e2e,
+        atol=args.atol,
+        confidence_file=args.confidence,
+        metric=args.metric,
+        minimum=args.minimum,
+        maximum=args.maximum,
+        training_data_uri=args.training_data_uri,
+        training_data_version=args.training_data_version,
+        feature_extractor_version=args.feature_extractor_version,
+        string_features=tuple(f for f in args.string_features.split(",") if f),
+        metrics=recorded,
+        **({"created_by": args.created_by} if args.created_by else {}),
+    )
+    try:
+        uri = publish_bundle(spec, args.to)
+    except PredictorError as e:
+        print(f"predictor publish: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(uri)
+    return 0
+
+
+COMMANDS = {"validate": validate, "publish": publish}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``serve`` (the default)."""
-    return serve(list(sys.argv[1:] if argv is None else argv))
+    """Entry point: ``validate``, ``publish``, or serving (the default)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in COMMANDS:
+        return COMMANDS[args[0]](args[1:])
+    return serve(args)
 
 
 if __name__ == "__main__":

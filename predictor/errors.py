@@ -16,6 +16,7 @@ prints their one-line message and exits non-zero, so a bad model never becomes R
         │   ├── StorageAuthError
         │   └── StorageNotFoundError
         ├── ModelFileError
+        ├── ManifestError
         ├── DigestMismatchError
         ├── IncompatibleModelError
         └── AcceptanceError
@@ -71,6 +72,10 @@ class StorageNotFoundError(StorageError):
 
 class ModelFileError(ArtifactError):
     """The fetched location holds no model file, several, or one that does not unpickle."""
+
+
+class ManifestError(ArtifactError):
+    """The bundle's model.json is invalid or does not describe the model it ships."""
 
 
 class DigestMismatchError(ArtifactError):

@@ -1,8 +1,10 @@
-"""Load a model the safe way: fetch, verify the digest, then (and only then) unpickle.
+"""Load a model the safe way: fetch, verify every digest, check versions, then unpickle.
 
-Unpickling runs code, so the sha256 pinned by the deployer is checked on the bytes on disk
-before ``joblib.load`` sees them. scikit-learn's ``InconsistentVersionWarning`` (the model was
-saved by another scikit-learn version) refuses the model unless skew is explicitly allowed.
+Unpickling runs code, so the sha256 recorded in a bundle's manifest and the one pinned by the
+deployer are both checked on the bytes on disk before ``joblib.load`` sees them. A bundle saved
+with another scikit-learn minor (or numpy major) version, or scikit-learn's
+``InconsistentVersionWarning`` while loading, refuses the model unless skew is allowed. The
+acceptance sets are read and checked here too; running them is the model's job (``model``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from typing import Any
 import joblib
 from sklearn.exceptions import InconsistentVersionWarning
 
+from predictor.acceptance import AcceptanceReport, AcceptanceSets, read_acceptance_sets
+from predictor.bundle import (
+    Manifest,
+    bundle_file,
+    check_compatibility,
+    check_manifest_matches,
+    read_manifest,
+    runtime_versions,
+)
 from predictor.config import Settings
 from predictor.errors import DigestMismatchError, IncompatibleModelError, ModelFileError
 from predictor.signature import Signature, signature_of
-from predictor.storage import FetchedModel, fetch_model, parse_model_uri
+from predictor.storage import FetchedModel, fetch, find_model_file, model_at, parse_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -34,23 +45,52 @@ class LoadedModel:
     artifact: FetchedModel
     version: str
     load_seconds: float
+    manifest: Manifest | None = None
+    acceptance_sets: AcceptanceSets = AcceptanceSets()
+    acceptance: AcceptanceReport = AcceptanceReport()
 
 
 def load_model(settings: Settings) -> LoadedModel:
-    """Fetch, verify and unpickle the model named by ``settings.model_uri``.
+    """Fetch, verify and unpickle the model (or bundle) named by ``settings.model_uri``.
 
     Raises:
         ArtifactError: any reason the model must not serve; the subclass and message say which.
     """
     started = time.monotonic()
     uri = parse_model_uri(settings.model_uri)
-    artifact = fetch_model(
+    fetched = fetch(
         uri, download_dir=settings.download_dir, deadline_s=settings.gcs_deadline_seconds
     )
+    manifest = read_manifest(fetched.target) if fetched.target.is_dir() else None
+    sets = AcceptanceSets()
+    if manifest is None:
+        artifact = model_at(fetched, find_model_file(fetched.target))
+    else:
+        path = bundle_file(
+            fetched.target, manifest.artifact_path, manifest.artifact_sha256, "artifact"
+        )
+        artifact = model_at(fetched, path, manifest.artifact_sha256)
+        logger.info(
+            "bundle %s %s: artifact sha256 matches model.json", manifest.name, manifest.version
+        )
     verify_digest(artifact, settings.model_sha256)
+    if settings.require_digest and settings.model_sha256 is None:
+        raise DigestMismatchError(
+            f"{uri.raw}: PREDICTOR_REQUIRE_DIGEST is on, but no PREDICTOR_MODEL_SHA256 is pinned"
+        )
+    if manifest is not None:
+        for skew in check_compatibility(
+            manifest.document["runtime"], runtime_versions(), allow_skew=settings.allow_version_skew
+        ):
+            logger.warning("version skew: %s", skew)
+        sets = read_acceptance_sets(fetched.target, manifest)
     estimator = unpickle(artifact, allow_version_skew=settings.allow_version_skew)
-    signature = signature_of(estimator)
-    version = version_of(artifact)
+    signature = signature_of(
+        estimator, feature_dtypes=manifest.feature_dtypes if manifest is not None else None
+    )
+    if manifest is not None:
+        check_manifest_matches(manifest, signature)
+    version = manifest.version if manifest is not None else version_of(artifact)
     elapsed = time.monotonic() - started
     logger.info(
         "model loaded: %s version=%s sha256=%s task=%s features=%s in %.2fs",
@@ -61,7 +101,15 @@ def load_model(settings: Settings) -> LoadedModel:
         signature.n_features,
         elapsed,
     )
-    return LoadedModel(estimator, signature, artifact, version, elapsed)
+    return LoadedModel(
+        estimator=estimator,
+        signature=signature,
+        artifact=artifact,
+        version=version,
+        load_seconds=elapsed,
+        manifest=manifest,
+        acceptance_sets=sets,
+    )
 
 
 def verify_digest(artifact: FetchedModel, expected: str | None) -> None:

@@ -50,9 +50,20 @@ def model_metadata(name: str, loaded: LoadedModel) -> dict[str, Any]:
         "platform": PLATFORM,
         "inputs": input_types(loaded.signature),
         "outputs": output_types(loaded.signature, with_parameters=True),
-        "parameters": {
-            "task": loaded.signature.task,
-            "sha256": loaded.artifact.sha256,
-            "source": loaded.artifact.source.raw,
-        },
+        "parameters": model_parameters(loaded),
     }
+
+
+def model_parameters(loaded: LoadedModel) -> dict[str, str]:
+    """Version, digest, lineage and acceptance verdicts, as scalar v2 parameters."""
+    parameters = {
+        "task": loaded.signature.task,
+        "sha256": loaded.artifact.sha256,
+        "source": loaded.artifact.source.raw,
+    }
+    if loaded.artifact.generation is not None:
+        parameters["generation"] = str(loaded.artifact.generation)
+    if loaded.manifest is not None:
+        parameters.update({f"bundle_{k}": v for k, v in loaded.manifest.lineage().items()})
+    parameters.update({f"acceptance_{k}": v for k, v in loaded.acceptance.as_dict().items()})
+    return parameters

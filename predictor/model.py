@@ -1,7 +1,8 @@
 """``SklearnModel``: the KServe model that serves one verified scikit-learn estimator.
 
-``load()`` fetches, verifies and unpickles (see ``loader``) and only then sets ``ready``.
-``infer_v1`` / ``infer_v2`` are the request path shared by our REST routes; ``predict`` is the
+``load()`` fetches, verifies and unpickles (see ``loader``), runs the bundle's acceptance sets
+through ``answer_v1`` (the function that answers v1 requests), and only then sets ``ready``.
+``answer_v1`` / ``answer_v2`` are the request path shared by our REST routes; ``predict`` is the
 KServe hook, used by KServe's gRPC servicer and any KServe caller, and runs the same code.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,10 +18,11 @@ from kserve import Model
 from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
+from predictor.acceptance import run_acceptance
 from predictor.config import Settings
 from predictor.decode import Batch, decode_v1, decode_v2
 from predictor.encode import Results, encode_v1, encode_v2
-from predictor.errors import PayloadError
+from predictor.errors import AcceptanceError, PayloadError
 from predictor.loader import LoadedModel, load_model
 from predictor.metadata import input_types, model_metadata, output_types
 from predictor.signature import PREDICT, PREDICT_PROBA
@@ -27,6 +30,43 @@ from predictor.signature import PREDICT, PREDICT_PROBA
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[Settings], LoadedModel]
+
+
+def answer_v1(loaded: LoadedModel, body: Any) -> dict[str, Any]:
+    """Answer a decoded v1 ``:predict`` body with ``loaded``."""
+    batch = decode_v1(body, loaded.signature)
+    results = run_estimator(loaded.estimator, batch)
+    return encode_v1(results, batch.outputs, loaded.signature, loaded.version)
+
+
+def answer_v2(loaded: LoadedModel, name: str, request: InferRequest) -> InferResponse:
+    """Answer a v2 InferRequest (from REST or gRPC) with ``loaded``."""
+    batch = decode_v2(request, loaded.signature)
+    results = run_estimator(loaded.estimator, batch)
+    return encode_v2(
+        results,
+        batch.outputs,
+        loaded.signature,
+        model_name=name,
+        version=loaded.version,
+        request=request,
+    )
+
+
+def run_estimator(estimator: Any, batch: Batch) -> Results:
+    """Compute the requested outputs for a decoded batch."""
+    results: Results = {}
+    try:
+        for name in batch.outputs:
+            if name == PREDICT:
+                results[name] = np.asarray(estimator.predict(batch.features))
+            elif name == PREDICT_PROBA:
+                results[name] = np.asarray(estimator.predict_proba(batch.features))
+    except ValueError as e:
+        # scikit-learn's own input validation (e.g. an unknown category): the caller's data.
+        reason = " ".join(str(e).split())[:200]
+        raise PayloadError(f"the model rejected the input: {reason}") from e
+    return results
 
 
 class SklearnModel(Model):  # type: ignore[misc]
@@ -39,8 +79,18 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._loaded: LoadedModel | None = None
 
     def load(self) -> bool:
-        """Fetch, verify and unpickle the model; ready only when all of it passed."""
-        self._loaded = self._loader(self._settings)
+        """Fetch, verify, unpickle and accept the model; ready only when all of it passed.
+
+        Raises:
+            ArtifactError: the model must not serve; ``AcceptanceError`` when its own tests fail.
+        """
+        loaded = self._loader(self._settings)
+        report = run_acceptance(loaded.acceptance_sets, lambda body: answer_v1(loaded, body))
+        if not report.passed:
+            raise AcceptanceError(f"the model failed its acceptance checks:\n{report.describe()}")
+        if report.results:
+            logger.info("acceptance passed: %s", "; ".join(r.summary for r in report.results))
+        self._loaded = replace(loaded, acceptance=report)
         self.ready = True
         return True
 
@@ -58,39 +108,11 @@ class SklearnModel(Model):  # type: ignore[misc]
 
     def infer_v1(self, body: Any) -> dict[str, Any]:
         """Answer a decoded v1 ``:predict`` body."""
-        loaded = self.loaded
-        batch = decode_v1(body, loaded.signature)
-        results = self._run(batch)
-        return encode_v1(results, batch.outputs, loaded.signature, loaded.version)
+        return answer_v1(self.loaded, body)
 
     def infer_v2(self, request: InferRequest) -> InferResponse:
         """Answer a v2 InferRequest (from REST or gRPC)."""
-        loaded = self.loaded
-        batch = decode_v2(request, loaded.signature)
-        results = self._run(batch)
-        return encode_v2(
-            results,
-            batch.outputs,
-            loaded.signature,
-            model_name=self.name,
-            version=loaded.version,
-            request=request,
-        )
-
-    def _run(self, batch: Batch) -> Results:
-        estimator = self.loaded.estimator
-        results: Results = {}
-        try:
-            for name in batch.outputs:
-                if name == PREDICT:
-                    results[name] = np.asarray(estimator.predict(batch.features))
-                elif name == PREDICT_PROBA:
-                    results[name] = np.asarray(estimator.predict_proba(batch.features))
-        except ValueError as e:
-            # scikit-learn's own input validation (e.g. an unknown category); the caller's data.
-            reason = " ".join(str(e).split())[:200]
-            raise PayloadError(f"the model rejected the input: {reason}") from e
-        return results
+        return answer_v2(self.loaded, self.name, request)
 
     async def predict(
         self,

@@ -13,11 +13,13 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
 from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.model_repository import ModelRepository
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor.errors import PredictorError
+from predictor.home import home_document, prefers_html, render_html
 from predictor.model import SklearnModel
 from predictor.v2_rest import JSON_LENGTH_HEADER, parse_infer_body, parse_json
 
@@ -131,10 +133,18 @@ def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: 
             raise ModelVersionNotFound(model_name, model_version, model.version)
         return json_response(model.metadata(), model.version)
 
+    async def home(request: Request) -> Response:
+        models = [m for m in registry.get_models().values() if isinstance(m, SklearnModel)]
+        document = home_document(models)
+        if prefers_html(request.headers.get("accept")):
+            return HTMLResponse(render_html(document))
+        return Response(content=orjson.dumps(document), media_type=JSON)
+
     async def body_too_large(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, BodyTooLargeError)
         return too_large_response(max_body_bytes)
 
+    app.add_api_route("/", home, methods=["GET"])
     app.add_api_route("/v1/models/{model_name}:predict", predict_v1, methods=["POST"])
     app.add_api_route("/v2/models/{model_name}/infer", infer_v2, methods=["POST"])
     app.add_api_route(

@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 """File endings we load with joblib; a folder must hold exactly one such file."""
 
+PINNED_IN_PREFIX = "model.json"
+"""On a gs:// prefix, ``#<generation>`` pins this object (a bundle's manifest, which pins the rest
+by sha256)."""
+
 
 @dataclass(frozen=True)
 class ModelURI:
@@ -55,8 +59,24 @@ class ModelURI:
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """What a URI names, brought onto local disk."""
+
+    source: ModelURI
+    target: Path
+    """The local file or folder the URI names (a download folder for gs:// prefixes)."""
+    generations: dict[str, int] = field(default_factory=dict)
+    """GCS generation of each fetched object, by path relative to ``folder``."""
+
+    @property
+    def folder(self) -> Path:
+        """The folder holding what was fetched."""
+        return self.target if self.target.is_dir() else self.target.parent
+
+
+@dataclass(frozen=True)
 class FetchedModel:
-    """A model artifact on local disk, with where it came from."""
+    """A model file on local disk, with its digest and where it came from."""
 
     source: ModelURI
     root: Path
@@ -150,33 +170,50 @@ def find_model_file(location: Path) -> Path:
     )
 
 
+def fetch(uri: ModelURI, *, download_dir: Path | None, deadline_s: float) -> Fetched:
+    """Bring what ``uri`` names onto local disk (a no-op for local paths).
+
+    Raises:
+        StorageError: it could not be fetched (the subclass says why).
+    """
+    if uri.scheme == "file":
+        target = Path(uri.path)
+        if not target.exists():
+            raise StorageNotFoundError(f"no such file or folder: {target}")
+        return Fetched(source=uri, target=target)
+    base = download_dir if download_dir is not None else Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="model-", dir=base))
+    started = time.monotonic()
+    generations = GCSFetcher(deadline_s=deadline_s).download(uri, folder)
+    logger.info(
+        "fetched %s (%d object(s)) in %.2fs", uri.raw, len(generations), time.monotonic() - started
+    )
+    if uri.is_prefix:
+        return Fetched(source=uri, target=folder, generations=generations)
+    return Fetched(source=uri, target=folder / next(iter(generations)), generations=generations)
+
+
+def model_at(fetched: Fetched, model_file: Path, sha256: str | None = None) -> FetchedModel:
+    """Describe the model file chosen among what was fetched, hashing it unless told its digest."""
+    return FetchedModel(
+        source=fetched.source,
+        root=fetched.folder,
+        model_file=model_file,
+        sha256=sha256 if sha256 is not None else sha256_file(model_file),
+        generations=fetched.generations,
+    )
+
+
 def fetch_model(uri: ModelURI, *, download_dir: Path | None, deadline_s: float) -> FetchedModel:
-    """Bring the model at ``uri`` onto local disk and hash it.
+    """Fetch a bare model (no bundle manifest): the file named, or the one model file in a folder.
 
     Raises:
         StorageError: the artifact could not be fetched (the subclass says why).
         ModelFileError: what was fetched holds no single model file.
     """
-    if uri.scheme == "file":
-        location = Path(uri.path)
-        model_file = find_model_file(location)
-        root = location if location.is_dir() else location.parent
-        return FetchedModel(
-            source=uri, root=root, model_file=model_file, sha256=sha256_file(model_file)
-        )
-    base = download_dir if download_dir is not None else Path(tempfile.gettempdir())
-    base.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="model-", dir=base))
-    started = time.monotonic()
-    generations = GCSFetcher(deadline_s=deadline_s).download(uri, root)
-    model_file = find_model_file(root)
-    digest = sha256_file(model_file)
-    logger.info(
-        "fetched %s (%d object(s)) in %.2fs", uri.raw, len(generations), time.monotonic() - started
-    )
-    return FetchedModel(
-        source=uri, root=root, model_file=model_file, sha256=digest, generations=generations
-    )
+    fetched = fetch(uri, download_dir=download_dir, deadline_s=deadline_s)
+    return model_at(fetched, find_model_file(fetched.target))
 
 
 class GCSFetcher:
@@ -250,9 +287,17 @@ class GCSFetcher:
             relative = blob.name[len(prefix) :]
             if not relative or relative.endswith("/"):
                 continue  # folder placeholder objects
-            pinned = client.bucket(uri.bucket).blob(blob.name, generation=blob.generation)
+            generation = int(blob.generation)
+            if relative == PINNED_IN_PREFIX and uri.generation is not None:
+                generation = uri.generation  # '#<generation>' on a prefix pins the manifest
+            pinned = client.bucket(uri.bucket).blob(blob.name, generation=generation)
             self._download_blob(pinned, dest / relative)
-            generations[relative] = int(blob.generation)
+            generations[relative] = generation
+        if uri.generation is not None and PINNED_IN_PREFIX not in generations:
+            raise StorageNotFoundError(
+                f"{uri.raw}: '#<generation>' on a prefix pins its {PINNED_IN_PREFIX}, "
+                "but the prefix has none"
+            )
         if not generations:
             raise StorageNotFoundError(f"{uri.raw}: no objects under gs://{uri.bucket}/{prefix}")
         return generations

@@ -1,0 +1,227 @@
+"""Model bundles end to end: publish, serve, and every reason a bundle must not become ready.
+
+Real bundles are published into temporary folders and into fake-gcs-server; servers run as real
+processes. A good bundle serves with its lineage on the wire; a tampered artifact, a wrong pinned
+digest, version skew, a failing end-to-end row and an out-of-range metric each stop start-up
+with the right message; a second publish of a version fails and leaves the first byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import httpx
+import joblib
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from predictor.config import Settings
+from predictor.demo import make_trips
+from predictor.errors import IncompatibleModelError
+from predictor.loader import load_model
+from predictor.publish import BundleSpec, VersionExistsError, publish
+from predictor.storage import sha256_file
+from tests.gcs import GCSBucket
+from tests.helpers import REPO_ROOT, ServerFactory
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("sets")
+    features, labels = make_trips(300, seed=7)
+    rows = features.to_numpy().tolist()
+    (folder / "e2e.json").write_text(json.dumps({"instances": rows[:20]}))
+    (folder / "confidence.json").write_text(
+        json.dumps({"instances": rows, "labels": labels.tolist()})
+    )
+    return folder / "e2e.json", folder / "confidence.json"
+
+
+def spec_for(demo_model_dir: Path, sets: tuple[Path, Path], version: str = "1.0.0") -> BundleSpec:
+    return BundleSpec(
+        model_file=demo_model_dir / "model.joblib",
+        name="taxi",
+        version=version,
+        created_by="ci@example.com",
+        e2e_file=sets[0],
+        confidence_file=sets[1],
+        metric="accuracy",
+        minimum=0.5,
+        training_data_uri="gs://data/trips/2026-11",
+        training_data_version="2026-11",
+        feature_extractor_version="fx-1",
+    )
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, demo_model_dir: Path, sets: tuple[Path, Path]) -> Path:
+    return Path(publish(spec_for(demo_model_dir, sets), str(tmp_path / "registry")))
+
+
+def rewrite_manifest(bundle: Path, change: dict[str, object]) -> None:
+    path = bundle / "model.json"
+    document = json.loads(path.read_text())
+    for dotted, value in change.items():
+        *parents, last = dotted.split(".")
+        node = document
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path.write_text(json.dumps(document))
+
+
+def test_a_good_bundle_serves_with_its_lineage(server: ServerFactory, bundle: Path) -> None:
+    running = server.start(str(bundle), name="taxi")
+    metadata = httpx.get(f"{running.url}/v2/models/taxi").json()
+    assert metadata["versions"] == ["1.0.0"]
+    parameters = metadata["parameters"]
+    assert parameters["bundle_training_data_version"] == "2026-11"
+    assert parameters["bundle_created_by"] == "ci@example.com"
+    assert parameters["sha256"] == sha256_file(bundle / "model.joblib")
+    assert parameters["acceptance_e2e"] == "passed: 20/20 rows as expected (atol 1e-06)"
+    assert parameters["acceptance_confidence"].startswith("passed: accuracy=")
+    answer = httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [[1, 2, 3]]})
+    assert answer.json()["model_version"] == "1.0.0"
+    assert answer.headers["x-model-version"] == "1.0.0"
+
+
+def test_the_home_page_shows_what_is_deployed(server: ServerFactory, bundle: Path) -> None:
+    running = server.start(str(bundle), name="taxi")
+    home = httpx.get(f"{running.url}/").json()
+    assert home["status"] == "alive"
+    (model,) = home["models"]
+    assert (model["name"], model["version"], model["sha256"]) == (
+        "taxi",
+        "1.0.0",
+        sha256_file(bundle / "model.joblib"),
+    )
+    assert model["parameters"]["bundle_training_data_version"] == "2026-11"
+    assert model["parameters"]["acceptance_e2e"].startswith("passed")
+    page = httpx.get(f"{running.url}/", headers={"accept": "text/html,application/xhtml+xml"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h2>taxi</h2>" in page.text
+    assert "2026-11" in page.text
+
+
+def refused(server: ServerFactory, bundle: Path, env: dict[str, str] | None = None) -> str:
+    result = server.run_to_exit(str(bundle), name="taxi", env=env)
+    assert result.process.returncode == 2, result.log()
+    assert "Traceback" not in result.log()
+    return result.log()
+
+
+def test_a_tampered_artifact_is_refused(server: ServerFactory, bundle: Path) -> None:
+    recorded = sha256_file(bundle / "model.joblib")
+    with (bundle / "model.joblib").open("ab") as f:
+        f.write(b"\0")
+    log = refused(server, bundle)
+    actual = sha256_file(bundle / "model.joblib")
+    assert f"artifact model.joblib: sha256 is {actual}, but model.json records {recorded}" in log
+
+
+def test_a_wrong_pinned_digest_is_refused(server: ServerFactory, bundle: Path) -> None:
+    log = refused(server, bundle, env={"PREDICTOR_MODEL_SHA256": "c" * 64})
+    assert f"but the deployer pinned {'c' * 64}; refusing to unpickle it" in log
+
+
+def test_version_skew_is_refused_unless_allowed(server: ServerFactory, bundle: Path) -> None:
+    rewrite_manifest(bundle, {"runtime.scikit-learn": "1.0.2"})
+    log = refused(server, bundle)
+    assert "scikit-learn 1.0.2 (saved) vs" in log
+    assert "PREDICTOR_ALLOW_VERSION_SKEW=true" in log
+    running = server.start(str(bundle), name="taxi", env={"PREDICTOR_ALLOW_VERSION_SKEW": "true"})
+    assert "version skew: scikit-learn 1.0.2 (saved)" in running.log()
+
+
+def test_a_failing_e2e_row_is_refused(server: ServerFactory, bundle: Path) -> None:
+    path = bundle / "acceptance" / "e2e.json"
+    data = json.loads(path.read_text())
+    right = data["expected"]["predict"][3]
+    data["expected"]["predict"][3] = "short" if right != "short" else "long"
+    path.write_text(json.dumps(data))
+    rewrite_manifest(bundle, {"acceptance.e2e.sha256": sha256_file(path)})
+    log = refused(server, bundle)
+    assert "e2e: FAILED: 19/20 rows as expected" in log
+    assert f"row 3: predict expected '{data['expected']['predict'][3]}', got '{right}'" in log
+
+
+def test_an_out_of_range_metric_is_refused(server: ServerFactory, bundle: Path) -> None:
+    rewrite_manifest(bundle, {"acceptance.confidence.min": 0.99})
+    log = refused(server, bundle)
+    assert "confidence: FAILED: accuracy=" in log
+    assert "outside [0.99, ]" in log
+
+
+def test_a_pickle_from_another_sklearn_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.joblib"
+    with mock.patch("sklearn.base.__version__", "1.0.2"):
+        joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), path)
+    with pytest.raises(
+        IncompatibleModelError,
+        match="Trying to unpickle estimator LogisticRegression from version 1.0.2",
+    ):
+        load_model(Settings(model_uri=str(path)))
+    assert (
+        load_model(Settings(model_uri=str(path), allow_version_skew=True)).signature.task
+        == "classification"
+    )
+
+
+def test_validate_cli_accepts_and_refuses(bundle: Path) -> None:
+    command = [sys.executable, "-m", "predictor", "validate", str(bundle)]
+    good = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.startswith(f"ACCEPTED {bundle}: version 1.0.0")
+    assert "e2e: passed: 20/20 rows" in good.stdout
+    rewrite_manifest(bundle, {"acceptance.confidence.max": 0.1})
+    bad = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert bad.returncode == 1
+    assert "REFUSED" in bad.stdout and "outside [0.5, 0.1]" in bad.stdout
+
+
+def test_publishing_to_gcs_is_immutable(
+    gcs: GCSBucket, demo_model_dir: Path, sets: tuple[Path, Path], server: ServerFactory
+) -> None:
+    uri = publish(spec_for(demo_model_dir, sets), gcs.uri("registry"))
+    client = gcs.client()
+    blobs = {b.name: (b.generation, b.download_as_bytes()) for b in client.list_blobs(gcs.name)}
+    assert sorted(blobs) == [
+        "registry/taxi/1.0.0/acceptance/confidence.json",
+        "registry/taxi/1.0.0/acceptance/e2e.json",
+        "registry/taxi/1.0.0/model.joblib",
+        "registry/taxi/1.0.0/model.json",
+    ]
+    assert (
+        uri == f"gs://{gcs.name}/registry/taxi/1.0.0/#{blobs['registry/taxi/1.0.0/model.json'][0]}"
+    )
+    with pytest.raises(VersionExistsError, match="versions are immutable"):
+        publish(spec_for(demo_model_dir, sets), gcs.uri("registry"))
+    after = {b.name: (b.generation, b.download_as_bytes()) for b in client.list_blobs(gcs.name)}
+    assert after == blobs
+    running = server.start(uri, name="taxi", env={"STORAGE_EMULATOR_HOST": gcs.url})
+    metadata = httpx.get(f"{running.url}/v2/models/taxi").json()
+    assert metadata["versions"] == ["1.0.0"]
+
+
+def test_publish_cli_exit_codes(
+    tmp_path: Path, demo_model_dir: Path, sets: tuple[Path, Path]
+) -> None:
+    command = [
+        sys.executable, "-m", "predictor", "publish",
+        "--model", str(demo_model_dir / "model.joblib"),
+        "--name", "taxi", "--version", "2.0.0",
+        "--e2e", str(sets[0]),
+        "--to", str(tmp_path / "registry"),
+    ]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"{tmp_path}/registry/taxi/2.0.0/"
+    before = (tmp_path / "registry/taxi/2.0.0/model.json").read_bytes()
+    second = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert second.returncode == 1
+    assert "taxi 2.0.0 is published; versions are immutable" in second.stderr
+    assert (tmp_path / "registry/taxi/2.0.0/model.json").read_bytes() == before
