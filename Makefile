@@ -9,15 +9,32 @@ PY := $(BIN)/python
 
 MODEL_NAME ?= taxi
 DEMO_DIR ?= demo/model
+DEMO_REGISTRY ?= demo/registry
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 PYTEST_ARGS ?=
 
+# Images. The version comes from pyproject.toml; CONTAINER_REGISTRY has no default on purpose.
+DOCKER ?= docker
+KUBECTL ?= kubectl
+MINIKUBE ?= minikube
+IMAGE_NAME ?= kserve-sklearn-predictor
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+CONTAINER_REGISTRY ?=
+IMAGE = $(CONTAINER_REGISTRY)/$(IMAGE_NAME):$(VERSION)
+MODEL_IMAGE_NAME ?= $(IMAGE_NAME)-model
+MODEL_TAG ?= $(VERSION)
+MODEL_URI ?=
+MODEL_BUILD_DIR := build/model
+OVERLAYS := minikube minikube-canary gke gke-canary
+
 .DEFAULT_GOAL := help
-.PHONY: help venv demo-model serve test check fmt lock clean publish validate
+.PHONY: help venv demo-model demo-bundles serve test check fmt lock clean publish validate \
+	docker-base docker-model docker-demo manifests deploy-minikube canary-minikube deploy-gke \
+	canary-gke undeploy-minikube undeploy-gke e2e require-registry
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
@@ -32,6 +49,10 @@ $(DEMO_DIR)/model.joblib: $(STAMP) predictor/demo.py
 	$(PY) scripts/make_demo_model.py --out $(DEMO_DIR)
 
 demo-model: $(DEMO_DIR)/model.joblib ## Build the demo taxi-trip model (fixed seed)
+
+demo-bundles: $(STAMP) ## Publish demo bundles taxi/1.0.0 and taxi/1.1.0 into demo/registry
+	rm -rf $(DEMO_REGISTRY)
+	$(PY) scripts/make_demo_bundles.py --registry $(DEMO_REGISTRY)
 
 serve: $(DEMO_DIR)/model.joblib ## Serve the demo model on :8080 (REST) and :8081 (gRPC)
 	$(PY) -m predictor --model_name $(MODEL_NAME) --model_uri $(DEMO_DIR)/ \
@@ -61,5 +82,56 @@ fmt: $(STAMP) ## Format the code and apply safe lint fixes
 lock: $(STAMP) ## Refresh requirements.lock from the current virtualenv
 	$(BIN)/pip freeze --exclude-editable > requirements.lock
 
-clean: ## Remove the virtualenv, caches and the demo model
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+require-registry:
+	@test -n "$(CONTAINER_REGISTRY)" || { \
+		echo "CONTAINER_REGISTRY is not set; e.g. make docker-base CONTAINER_REGISTRY=europe-west1-docker.pkg.dev/my-project/models" >&2; \
+		exit 2; }
+
+docker-base: require-registry ## Build and push $(CONTAINER_REGISTRY)/kserve-sklearn-predictor:<version>
+	$(DOCKER) build --target runtime --tag $(IMAGE) .
+	$(DOCKER) push $(IMAGE)
+
+docker-model: $(STAMP) ## Bake a validated bundle into an image: MODEL_URI=gs://... [MODEL_TAG=1.4.0] [CONTAINER_REGISTRY=...]
+	@test -n "$(MODEL_URI)" || { echo "MODEL_URI is not set; e.g. make docker-model MODEL_URI=gs://bucket/registry/taxi/1.4.0/" >&2; exit 2; }
+	rm -rf $(MODEL_BUILD_DIR)
+	$(PY) -m predictor validate $(MODEL_URI) --copy-to $(MODEL_BUILD_DIR)
+	$(DOCKER) build --target model --build-arg MODEL_DIR=$(MODEL_BUILD_DIR) \
+		--tag $(if $(CONTAINER_REGISTRY),$(CONTAINER_REGISTRY)/)$(MODEL_IMAGE_NAME):$(MODEL_TAG) .
+	$(if $(CONTAINER_REGISTRY),$(DOCKER) push $(CONTAINER_REGISTRY)/$(MODEL_IMAGE_NAME):$(MODEL_TAG))
+
+docker-demo: demo-bundles ## Build the image with both demo bundles baked in and load it into minikube
+	rm -rf $(MODEL_BUILD_DIR)
+	mkdir -p $(dir $(MODEL_BUILD_DIR))
+	cp -r $(DEMO_REGISTRY) $(MODEL_BUILD_DIR)
+	$(DOCKER) build --target model --build-arg MODEL_DIR=$(MODEL_BUILD_DIR) --tag $(MODEL_IMAGE_NAME):demo .
+	$(MINIKUBE) image load $(MODEL_IMAGE_NAME):demo
+
+manifests: ## Render every overlay with kubectl kustomize (a syntax check; nothing is applied)
+	@for overlay in $(OVERLAYS); do \
+		echo "--- manifests/overlays/$$overlay"; \
+		$(KUBECTL) kustomize manifests/overlays/$$overlay > /dev/null || exit 1; \
+	done
+
+deploy-minikube: ## Deploy the demo (baked image) to the current minikube context
+	$(KUBECTL) apply -k manifests/overlays/minikube
+
+canary-minikube: ## Start the demo canary: taxi 1.1.0 takes 10% (Knative mode)
+	$(KUBECTL) apply -k manifests/overlays/minikube-canary
+
+undeploy-minikube: ## Delete the demo InferenceService from minikube
+	$(KUBECTL) delete -k manifests/overlays/minikube --ignore-not-found
+
+deploy-gke: ## Deploy to the current GKE context (edit manifests/overlays/gke first)
+	$(KUBECTL) apply -k manifests/overlays/gke
+
+canary-gke: ## Start a Standard-mode canary on GKE (edit manifests/overlays/gke-canary first)
+	$(KUBECTL) apply -k manifests/overlays/gke-canary
+
+undeploy-gke: ## Delete the InferenceService from GKE
+	$(KUBECTL) delete -k manifests/overlays/gke --ignore-not-found
+
+e2e: $(STAMP) ## End-to-end suite against minikube with KServe (after docker-demo)
+	$(PY) -m pytest tests/e2e --with-e2e -m e2e $(PYTEST_ARGS)
+
+clean: ## Remove the virtualenv, caches, build output and the demo models
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_REGISTRY) build .pytest_cache .mypy_cache .ruff_cache

@@ -125,6 +125,9 @@ def validate(argv: Sequence[str]) -> int:
     parser.add_argument("model_uri", help="a bundle or model file: gs://..., file://... or a path")
     parser.add_argument("--model_sha256", help="sha256 the model file must match")
     parser.add_argument("--allow_version_skew", action="store_const", const=True)
+    parser.add_argument(
+        "--copy-to", type=Path, help="copy the accepted model or bundle into this new folder"
+    )
     args = parser.parse_args(argv)
     configure_logging(None)
 
@@ -151,6 +154,15 @@ def validate(argv: Sequence[str]) -> int:
     loaded = model.loaded
     print(f"ACCEPTED {args.model_uri}: version {loaded.version}, sha256 {loaded.artifact.sha256}")
     print(loaded.acceptance.describe())
+    if args.copy_to is not None:
+        import shutil
+
+        if loaded.manifest is not None:
+            shutil.copytree(loaded.artifact.root, args.copy_to)
+        else:
+            args.copy_to.mkdir(parents=True)
+            shutil.copy2(loaded.artifact.model_file, args.copy_to / loaded.artifact.model_file.name)
+        print(f"copied to {args.copy_to}")
     return 0
 
 

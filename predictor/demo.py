@@ -50,3 +50,39 @@ def save_demo_model(out_dir: Path, *, seed: int = 42) -> Path:
     path = out_dir / "model.joblib"
     joblib.dump(train_demo_model(seed=seed), path)
     return path
+
+
+def publish_demo_bundles(registry: Path, work: Path) -> list[str]:
+    """Publish demo bundles ``taxi/1.0.0`` (seed 42) and ``taxi/1.1.0`` (seed 43) to ``registry``.
+
+    Each carries an end-to-end set (20 rows, answers recorded at publish time) and a confidence
+    set (300 labelled trips, accuracy at least 0.6). Returns the published locations.
+    """
+    import json
+
+    from predictor.publish import BundleSpec, publish
+
+    features, labels = make_trips(300, seed=7)
+    rows = features.to_numpy().tolist()
+    e2e, confidence = work / "e2e.json", work / "confidence.json"
+    work.mkdir(parents=True, exist_ok=True)
+    e2e.write_text(json.dumps({"instances": rows[:20]}))
+    confidence.write_text(json.dumps({"instances": rows, "labels": labels.tolist()}))
+    published = []
+    for version, seed in (("1.0.0", 42), ("1.1.0", 43)):
+        model_file = save_demo_model(work / version, seed=seed)
+        spec = BundleSpec(
+            model_file=model_file,
+            name="taxi",
+            version=version,
+            created_by="demo",
+            e2e_file=e2e,
+            confidence_file=confidence,
+            metric="accuracy",
+            minimum=0.6,
+            training_data_uri="synthetic://taxi-trips",
+            training_data_version=f"seed-{seed}",
+            feature_extractor_version="none",
+        )
+        published.append(publish(spec, str(registry)))
+    return published

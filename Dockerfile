@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1.7
+# The predictor image. Targets:
+#   runtime (default): the predictor; the model comes from PREDICTOR_MODEL_URI (gs:// or file://)
+#   model:             runtime plus a model bundle baked in at /opt/model (serves with no GCS)
+# Build with `make docker-base` (pushes runtime) or `make docker-model MODEL_URI=...`.
+
+# Change the base here only together with requirements.lock (same Python minor version).
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH
+WORKDIR /build
+RUN python -m venv /opt/venv
+# Dependencies first, from the lock file, so that changing the source reuses this layer.
+COPY pyproject.toml requirements.lock ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > runtime-requirements.txt \
+    && pip install --constraint requirements.lock --requirement runtime-requirements.txt
+COPY README.md ./
+COPY predictor ./predictor
+RUN pip install --no-deps --constraint requirements.lock . \
+    && python -m compileall -q /opt/venv/lib
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="kserve-sklearn-predictor" \
+      org.opencontainers.image.description="KServe predictor for scikit-learn models in GCS" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH \
+    PREDICTOR_DOWNLOAD_DIR=/mnt/models
+# A numeric non-root user (runAsNonRoot can only verify a numeric USER) and the one folder it
+# writes to; the root filesystem can then be mounted read-only.
+RUN groupadd --gid 1000 predictor \
+    && useradd --uid 1000 --gid 1000 --no-create-home --shell /usr/sbin/nologin predictor \
+    && mkdir -p /mnt/models \
+    && chown 1000:1000 /mnt/models
+COPY --from=builder /opt/venv /opt/venv
+USER 1000:1000
+EXPOSE 8080 8081
+ENTRYPOINT ["python", "-m", "predictor"]
+
+FROM runtime AS model
+# A folder holding an accepted bundle (or a registry of bundles), prepared by `make docker-model`.
+ARG MODEL_DIR=build/model
+COPY ${MODEL_DIR} /opt/model
+ENV PREDICTOR_MODEL_URI=file:///opt/model/
