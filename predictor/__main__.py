@@ -16,7 +16,9 @@ import argparse
 import copy
 import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -242,11 +244,21 @@ def publish(argv: Sequence[str]) -> int:
 COMMANDS = {"validate": validate, "publish": publish}
 
 
+def prepare_multiprocess_metrics(argv: Sequence[str]) -> None:
+    """With several uvicorn workers, share metrics through files (before prometheus is imported)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--workers", type=int, default=1)
+    known, _ = early.parse_known_args(argv)
+    if known.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="predictor-metrics-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``validate``, ``publish``, or serving (the default)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in COMMANDS:
         return COMMANDS[args[0]](args[1:])
+    prepare_multiprocess_metrics(args)
     return serve(args)
 
 

@@ -18,7 +18,9 @@ from kserve import Model
 from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
+from predictor import metrics
 from predictor.acceptance import run_acceptance
+from predictor.bundle import runtime_versions
 from predictor.config import Settings
 from predictor.decode import Batch, decode_v1, decode_v2
 from predictor.encode import Results, encode_v1, encode_v2
@@ -30,19 +32,26 @@ from predictor.signature import PREDICT, PREDICT_PROBA
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[Settings], LoadedModel]
+Observer = Callable[[Batch, Results], None]
 
 
-def answer_v1(loaded: LoadedModel, body: Any) -> dict[str, Any]:
-    """Answer a decoded v1 ``:predict`` body with ``loaded``."""
+def answer_v1(loaded: LoadedModel, body: Any, observe: Observer | None = None) -> dict[str, Any]:
+    """Answer a decoded v1 ``:predict`` body with ``loaded``; ``observe`` sees what was computed."""
     batch = decode_v1(body, loaded.signature)
     results = run_estimator(loaded.estimator, batch)
+    if observe is not None:
+        observe(batch, results)
     return encode_v1(results, batch.outputs, loaded.signature, loaded.version)
 
 
-def answer_v2(loaded: LoadedModel, name: str, request: InferRequest) -> InferResponse:
+def answer_v2(
+    loaded: LoadedModel, name: str, request: InferRequest, observe: Observer | None = None
+) -> InferResponse:
     """Answer a v2 InferRequest (from REST or gRPC) with ``loaded``."""
     batch = decode_v2(request, loaded.signature)
     results = run_estimator(loaded.estimator, batch)
+    if observe is not None:
+        observe(batch, results)
     return encode_v2(
         results,
         batch.outputs,
@@ -91,6 +100,13 @@ class SklearnModel(Model):  # type: ignore[misc]
         if report.results:
             logger.info("acceptance passed: %s", "; ".join(r.summary for r in report.results))
         self._loaded = replace(loaded, acceptance=report)
+        metrics.model_loaded(
+            self.name,
+            loaded.version,
+            sha256=loaded.artifact.sha256,
+            runtime=runtime_versions(),
+            seconds=loaded.load_seconds,
+        )
         self.ready = True
         return True
 
@@ -108,11 +124,17 @@ class SklearnModel(Model):  # type: ignore[misc]
 
     def infer_v1(self, body: Any) -> dict[str, Any]:
         """Answer a decoded v1 ``:predict`` body."""
-        return answer_v1(self.loaded, body)
+        return answer_v1(self.loaded, body, self._observe)
 
     def infer_v2(self, request: InferRequest) -> InferResponse:
         """Answer a v2 InferRequest (from REST or gRPC)."""
-        return answer_v2(self.loaded, self.name, request)
+        return answer_v2(self.loaded, self.name, request, self._observe)
+
+    def _observe(self, batch: Batch, results: Results) -> None:
+        loaded = self.loaded
+        metrics.observe_predictions(
+            self.name, loaded.version, loaded.signature, results, batch.n_rows
+        )
 
     async def predict(
         self,

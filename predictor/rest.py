@@ -9,6 +9,7 @@ Errors are raised as KServe's exception types; KServe's handlers turn them into 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.model_repository import ModelRepository
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from predictor import metrics
 from predictor.errors import PredictorError
 from predictor.home import home_document, prefers_html, render_html
 from predictor.model import SklearnModel
@@ -70,6 +72,57 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited, send)
+
+
+INFERENCE_PATHS = (
+    (re.compile(r"^/v1/models/([^/:]+):predict$"), "v1"),
+    (re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$"), "v2"),
+)
+
+
+def inference_route(path: str) -> tuple[str, str] | None:
+    """The model name and protocol of an inference path; None for any other path."""
+    for pattern, protocol in INFERENCE_PATHS:
+        match = pattern.match(path)
+        if match:
+            return match.group(1), protocol
+    return None
+
+
+class MetricsMiddleware:
+    """Count and time inference requests, labelled with the status that went on the wire."""
+
+    def __init__(self, app: ASGIApp, registry: ModelRepository) -> None:
+        self.app = app
+        self.registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request; record it when its path is an inference route."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = inference_route(scope.get("path", ""))
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        asked, protocol = route
+        model = self.registry.get_model(asked)
+        served = isinstance(model, SklearnModel) and model.ready
+        name = asked if served else "unknown"  # unknown names must not mint new label sets
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with metrics.InFlight(name) as flight:
+            try:
+                await self.app(scope, receive, capture)
+            finally:
+                version = model.version if served else "unknown"
+                metrics.observe_request(name, version, protocol, str(status), flight.elapsed)
 
 
 def too_large_response(limit: int) -> Response:
@@ -140,11 +193,15 @@ def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: 
             return HTMLResponse(render_html(document))
         return Response(content=orjson.dumps(document), media_type=JSON)
 
+    async def metrics_endpoint() -> Response:
+        return Response(content=metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
     async def body_too_large(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, BodyTooLargeError)
         return too_large_response(max_body_bytes)
 
     app.add_api_route("/", home, methods=["GET"])
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_api_route("/v1/models/{model_name}:predict", predict_v1, methods=["POST"])
     app.add_api_route("/v2/models/{model_name}/infer", infer_v2, methods=["POST"])
     app.add_api_route(
@@ -156,3 +213,4 @@ def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: 
     )
     app.add_exception_handler(BodyTooLargeError, body_too_large)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, registry=registry)

@@ -16,6 +16,7 @@ from typing import Any
 import fastapi
 from grpc import aio
 from kserve import ModelServer
+from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady
 from kserve.model_server import args as kserve_args
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -25,6 +26,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 
+from predictor import metrics
 from predictor.model import SklearnModel
 from predictor.rest import register_routes
 
@@ -68,6 +70,26 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
 class PredictorServicer(InferenceServicer):  # type: ignore[misc]
     """KServe's gRPC servicer, with model metadata that carries versions and platform."""
 
+    async def ModelInfer(  # noqa: N802 (gRPC method name)
+        self, request: pb.ModelInferRequest, context: Any
+    ) -> pb.ModelInferResponse:
+        """KServe's ModelInfer, counted and timed like REST requests."""
+        model = self._data_plane.model_registry.get_model(request.model_name)
+        served = isinstance(model, SklearnModel) and model.ready
+        name = request.model_name if served else "unknown"
+        status = "INTERNAL"
+        with metrics.InFlight(name) as flight:
+            try:
+                response = await super().ModelInfer(request, context)
+                status = "OK"
+                return response
+            except Exception as e:
+                status = _grpc_status(e)
+                raise
+            finally:
+                version = model.version if served else "unknown"
+                metrics.observe_request(name, version, "grpc", status, flight.elapsed)
+
     async def ModelMetadata(  # noqa: N802 (gRPC method name)
         self, request: pb.ModelMetadataRequest, context: Any
     ) -> pb.ModelMetadataResponse:
@@ -83,6 +105,18 @@ class PredictorServicer(InferenceServicer):  # type: ignore[misc]
             inputs=[_tensor_metadata(t) for t in metadata["inputs"]],
             outputs=[_tensor_metadata(t) for t in metadata["outputs"]],
         )
+
+
+def _grpc_status(error: Exception) -> str:
+    """The status KServe's exception interceptor will answer ``error`` with (for metrics)."""
+    for kinds, code in (
+        ((InvalidInput, InferenceError), "INVALID_ARGUMENT"),
+        ((ModelNotFound,), "NOT_FOUND"),
+        ((ModelNotReady,), "UNAVAILABLE"),
+    ):
+        if isinstance(error, kinds):
+            return code
+    return "INTERNAL"
 
 
 def _tensor_metadata(tensor: dict[str, Any]) -> pb.ModelMetadataResponse.TensorMetadata:

@@ -233,10 +233,21 @@ def test_validate_copies_only_an_accepted_bundle(bundle: Path, tmp_path: Path) -
     good = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert good.returncode == 0, good.stderr
     copied = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
-    assert copied == ["acceptance/confidence.json", "acceptance/e2e.json", "model.joblib", "model.json"]
+    assert copied == [
+        "acceptance/confidence.json",
+        "acceptance/e2e.json",
+        "model.joblib",
+        "model.json",
+    ]
     assert (target / "model.joblib").read_bytes() == (bundle / "model.joblib").read_bytes()
     rewrite_manifest(bundle, {"acceptance.confidence.min": 0.99})
     refused_target = tmp_path / "refused"
-    bad = subprocess.run([*command[:-1], str(refused_target)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    bad = subprocess.run(
+        [*command[:-1], str(refused_target)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
     assert bad.returncode == 1
     assert not refused_target.exists()

@@ -1,0 +1,178 @@
+"""Prometheus metrics per model and model version, correct with several uvicorn workers.
+
+KServe exports four latency histograms labelled by model name only. These add what operators and
+the canary analysis need: requests and errors by model, version, protocol and status; latency;
+in-flight requests; batch sizes; cache hits; a ``model_info`` gauge (version, digest, library
+versions); model load time; and the distribution of predictions (counts per predicted class, the
+top-class probability, a histogram for regression), which canary analysis compares between
+versions. With ``--workers`` above 1, ``__main__`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
+anything imports prometheus_client, and ``/metrics`` aggregates every worker's values.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from predictor.signature import PREDICT, PREDICT_PROBA, Signature
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+PROBABILITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+REGRESSION_BUCKETS = (-1000.0, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+"""Read once at import: whether several worker processes share the metric files."""
+
+REQUESTS = Counter(
+    "predictor_requests",
+    "Inference requests by model, version, protocol (v1, v2, grpc) and status code.",
+    ["model", "version", "protocol", "status"],
+)
+LATENCY = Histogram(
+    "predictor_request_duration_seconds",
+    "Time from request to response, by model, version and protocol.",
+    ["model", "version", "protocol"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "predictor_in_flight_requests",
+    "Inference requests being served now.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+BATCH_ROWS = Histogram(
+    "predictor_batch_rows",
+    "Rows per call into the estimator.",
+    ["model", "version"],
+    buckets=BATCH_BUCKETS,
+)
+CACHE = Counter(
+    "predictor_cache_lookups",
+    "Prediction cache lookups by result (hit or miss).",
+    ["model", "version", "result"],
+)
+MODEL_INFO = Gauge(
+    "predictor_model_info",
+    "The model being served (always 1), with its version, digest and library versions.",
+    ["model", "version", "sha256", "sklearn", "numpy", "python"],
+    multiprocess_mode="max",
+)
+LOAD_SECONDS = Gauge(
+    "predictor_model_load_seconds",
+    "Seconds spent fetching, verifying, unpickling and accepting the model.",
+    ["model", "version"],
+    multiprocess_mode="max",
+)
+PREDICTED_CLASS = Counter(
+    "predictor_predictions",
+    "Predicted rows by class (classifiers; class is empty for regressors).",
+    ["model", "version", "class"],
+)
+TOP_PROBABILITY = Histogram(
+    "predictor_prediction_top_probability",
+    "Probability of the predicted class, for rows where probabilities were computed.",
+    ["model", "version"],
+    buckets=PROBABILITY_BUCKETS,
+)
+REGRESSION_VALUE = Histogram(
+    "predictor_prediction_value",
+    "Predicted values of regressors.",
+    ["model", "version"],
+    buckets=REGRESSION_BUCKETS,
+)
+
+
+def model_loaded(
+    name: str, version: str, *, sha256: str, runtime: dict[str, str], seconds: float
+) -> None:
+    """Record which model this process serves and how long it took to load."""
+    MODEL_INFO.labels(
+        name, version, sha256, runtime["scikit-learn"], runtime["numpy"], runtime["python"]
+    ).set(1)
+    LOAD_SECONDS.labels(name, version).set(seconds)
+
+
+def observe_request(name: str, version: str, protocol: str, status: str, seconds: float) -> None:
+    """Count one finished request and its latency."""
+    REQUESTS.labels(name, version, protocol, status).inc()
+    LATENCY.labels(name, version, protocol).observe(seconds)
+
+
+def observe_predictions(
+    name: str, version: str, signature: Signature, results: dict[str, np.ndarray], rows: int
+) -> None:
+    """Record the batch size and the distribution of what the model predicted."""
+    BATCH_ROWS.labels(name, version).observe(rows)
+    if signature.classes is None:
+        values = results.get(PREDICT)
+        if values is not None:
+            histogram = REGRESSION_VALUE.labels(name, version)
+            for value in np.asarray(values, dtype=np.float64).ravel():
+                histogram.observe(float(value))
+            PREDICTED_CLASS.labels(name, version, "").inc(rows)
+        return
+    proba = results.get(PREDICT_PROBA)
+    if PREDICT in results:
+        labels = np.asarray(results[PREDICT])
+    elif proba is not None:
+        labels = np.asarray(signature.classes, dtype=object)[np.argmax(proba, axis=1)]
+    else:
+        return
+    found, counts = np.unique(labels.astype(str), return_counts=True)
+    for label, count in zip(found.tolist(), counts.tolist(), strict=True):
+        PREDICTED_CLASS.labels(name, version, label).inc(count)
+    if proba is not None:
+        histogram = TOP_PROBABILITY.labels(name, version)
+        for value in np.max(proba, axis=1).tolist():
+            histogram.observe(value)
+
+
+def observe_cache(name: str, version: str, hit: bool) -> None:
+    """Count one prediction-cache lookup."""
+    CACHE.labels(name, version, "hit" if hit else "miss").inc()
+
+
+class InFlight:
+    """Context manager counting a request in flight and timing it."""
+
+    def __init__(self, name: str) -> None:
+        self._gauge = IN_FLIGHT.labels(name)
+        self.started = 0.0
+
+    def __enter__(self) -> InFlight:
+        self._gauge.inc()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._gauge.dec()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the request started."""
+        return time.perf_counter() - self.started
+
+
+def exposition() -> bytes:
+    """Every metric in text format, aggregated over worker processes when there are several."""
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)

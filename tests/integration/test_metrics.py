@@ -1,0 +1,174 @@
+"""``/metrics`` on a real server process: per-version request counts, latency, predictions.
+
+Covers: requests by model, version, protocol and status (REST v1, v2 and gRPC, successes and
+caller errors, unknown models folded into one label), the prediction distribution (per class and
+top probability), batch rows, ``model_info`` and load time; and correct totals with two uvicorn
+workers, whichever worker answered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from prometheus_client.parser import text_string_to_metric_families
+
+from predictor.storage import sha256_file
+from tests.helpers import RunningServer, ServerFactory
+
+ROWS = [[1.0, 200.0, 2.0], [17.0, 18.0, 1.0], [40.0, 250.0, 6.0]]
+
+
+def scrape(server: RunningServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(f"{server.url}/metrics").text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, found), v in samples.items() if n == name and wanted <= set(found))
+
+
+@pytest.fixture
+def demo(server: ServerFactory, demo_model_dir: Path) -> RunningServer:
+    return server.start(str(demo_model_dir), name="taxi")
+
+
+def test_requests_and_predictions_are_counted_per_version(
+    demo: RunningServer, demo_model_dir: Path
+) -> None:
+    version = httpx.get(f"{demo.url}/v2/models/taxi").json()["versions"][0]
+    for _ in range(3):
+        assert (
+            httpx.post(f"{demo.url}/v1/models/taxi:predict", json={"instances": ROWS}).status_code
+            == 200
+        )
+    assert (
+        httpx.post(f"{demo.url}/v1/models/taxi:predict", json={"instances": [[1]]}).status_code
+        == 400
+    )
+    assert (
+        httpx.post(f"{demo.url}/v1/models/nope:predict", json={"instances": ROWS}).status_code
+        == 404
+    )
+    v2 = httpx.post(
+        f"{demo.url}/v2/models/taxi/infer",
+        json={
+            "inputs": [{"name": "x", "shape": [3, 3], "datatype": "FP64", "data": ROWS}],
+            "outputs": [{"name": "predict_proba"}],
+        },
+    )
+    assert v2.status_code == 200
+    with grpc.insecure_channel(demo.grpc_target) as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        tensor = pb.ModelInferRequest.InferInputTensor(
+            name="x",
+            datatype="FP64",
+            shape=[1, 3],
+            contents=pb.InferTensorContents(fp64_contents=ROWS[0]),
+        )
+        stub.ModelInfer(pb.ModelInferRequest(model_name="taxi", inputs=[tensor]))
+        with pytest.raises(grpc.RpcError):
+            bad = pb.ModelInferRequest.InferInputTensor(
+                name="x",
+                datatype="FP64",
+                shape=[1, 2],
+                contents=pb.InferTensorContents(fp64_contents=[1, 2]),
+            )
+            stub.ModelInfer(pb.ModelInferRequest(model_name="taxi", inputs=[bad]))
+
+    samples = scrape(demo)
+    requests = "predictor_requests_total"
+    assert value(samples, requests, model="taxi", version=version, protocol="v1", status="200") == 3
+    assert value(samples, requests, model="taxi", version=version, protocol="v1", status="400") == 1
+    assert (
+        value(samples, requests, model="unknown", version="unknown", protocol="v1", status="404")
+        == 1
+    )
+    assert value(samples, requests, model="taxi", version=version, protocol="v2", status="200") == 1
+    assert (
+        value(samples, requests, model="taxi", version=version, protocol="grpc", status="OK") == 1
+    )
+    assert (
+        value(
+            samples,
+            requests,
+            model="taxi",
+            version=version,
+            protocol="grpc",
+            status="INVALID_ARGUMENT",
+        )
+        == 1
+    )
+    assert (
+        value(
+            samples,
+            "predictor_request_duration_seconds_count",
+            model="taxi",
+            version=version,
+            protocol="v1",
+        )
+        == 4
+    )
+    # 3 v1 calls x 3 rows + 3 v2 rows + 1 gRPC row were predicted.
+    assert total(samples, "predictor_predictions_total", model="taxi", version=version) == 13
+    assert (
+        value(samples, "predictor_prediction_top_probability_count", model="taxi", version=version)
+        == 3
+    )
+    assert value(samples, "predictor_batch_rows_count", model="taxi", version=version) == 5
+    assert value(samples, "predictor_batch_rows_sum", model="taxi", version=version) == 13
+    assert value(samples, "predictor_in_flight_requests", model="taxi") == 0
+    info = [
+        labels for (name, labels), v in samples.items() if name == "predictor_model_info" and v == 1
+    ]
+    assert len(info) == 1
+    info_labels = dict(info[0])
+    assert info_labels["version"] == version
+    assert info_labels["sha256"] == sha256_file(demo_model_dir / "model.joblib")
+    assert value(samples, "predictor_model_load_seconds", model="taxi", version=version) > 0
+    # KServe's own histograms are still there.
+    assert any(name.startswith("request_predict_seconds") for name, _ in samples)
+
+
+def test_totals_are_right_with_two_workers(server: ServerFactory, demo_model_dir: Path) -> None:
+    running = server.start(str(demo_model_dir), name="taxi", args=["--workers", "2"], timeout=60)
+    version = httpx.get(f"{running.url}/v2/models/taxi").json()["versions"][0]
+    for _ in range(20):
+        # a fresh connection each time, so both workers get requests
+        assert (
+            httpx.post(
+                f"{running.url}/v1/models/taxi:predict", json={"instances": ROWS[:1]}
+            ).status_code
+            == 200
+        )
+    for _ in range(3):  # whichever worker answers the scrape, the totals are the same
+        samples = scrape(running)
+        assert (
+            value(
+                samples,
+                "predictor_requests_total",
+                model="taxi",
+                version=version,
+                protocol="v1",
+                status="200",
+            )
+            == 20
+        )
+        assert total(samples, "predictor_predictions_total", model="taxi", version=version) == 20
