@@ -28,10 +28,19 @@ MODEL_URI ?=
 MODEL_BUILD_DIR := build/model
 OVERLAYS := minikube minikube-canary gke gke-canary
 
+# Canary rollouts (scripts/canary.py).
+NAME ?= taxi
+NAMESPACE ?= default
+PERCENT ?= 10
+STEPS ?= 10,25,50,100
+INTERVAL ?= 2m
+ANALYSIS ?= analysis.yaml
+
 .DEFAULT_GOAL := help
 .PHONY: help venv demo-model demo-bundles serve test check fmt lock clean publish validate \
 	docker-base docker-model docker-demo manifests deploy-minikube canary-minikube deploy-gke \
-	canary-gke undeploy-minikube undeploy-gke e2e require-registry
+	canary-gke undeploy-minikube undeploy-gke e2e require-registry test-tools canary-start \
+	canary-status canary-promote canary-rollback canary-auto
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -67,8 +76,34 @@ validate: $(STAMP) ## Run every load-time check on a bundle without serving: URI
 	@test -n "$(URI)" || { echo "usage: make validate URI=gs://bucket/registry/taxi/1.0.0/"; exit 2; }
 	$(PY) -m predictor validate $(URI)
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) test-tools ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-tools: ## Install the system tools the tests use (Prometheus, from Debian) when missing
+	@command -v prometheus >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing prometheus (apt-get)"; \
+			apt-get update -qq >/dev/null && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		else \
+			echo "prometheus is not installed and cannot be installed here; install it to run the rollout analysis tests"; \
+		fi; }
+
+canary-start: $(STAMP) ## Start a canary: MODEL_URI=... [NAME=taxi PERCENT=10 NAMESPACE=default ARGS=...]
+	$(PY) scripts/canary.py start $(NAME) --model-uri $(MODEL_URI) --percent $(PERCENT) --namespace $(NAMESPACE) $(ARGS)
+
+canary-status: $(STAMP) ## Show traffic, readiness and models [NAME=taxi NAMESPACE=default]
+	$(PY) scripts/canary.py status $(NAME) --namespace $(NAMESPACE)
+
+canary-promote: $(STAMP) ## Promote the canary and wait [NAME=taxi NAMESPACE=default]
+	$(PY) scripts/canary.py promote $(NAME) --namespace $(NAMESPACE) --wait
+
+canary-rollback: $(STAMP) ## Roll the canary back and wait [NAME=taxi NAMESPACE=default]
+	$(PY) scripts/canary.py rollback $(NAME) --namespace $(NAMESPACE) --wait
+
+canary-auto: $(STAMP) ## Progressive rollout with analysis [ANALYSIS=analysis.yaml STEPS=10,25,50,100 INTERVAL=2m]
+	$(PY) scripts/canary.py auto $(NAME) --namespace $(NAMESPACE) --analysis $(ANALYSIS) \
+		--steps $(STEPS) --interval $(INTERVAL)
 
 check: $(STAMP) ## Lint, format check and type check
 	$(BIN)/ruff format --check .

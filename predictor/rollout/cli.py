@@ -1,0 +1,135 @@
+"""The ``canary`` command line (``scripts/canary.py``): argument parsing and exit codes only.
+
+Exit status: 0 success (including "nothing to do"), 1 rolled back or analysis failed or stayed
+inconclusive, 2 usage, configuration or API error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from predictor.rollout.analysis import AnalysisConfig, parse_duration
+from predictor.rollout.controller import Rollout
+from predictor.rollout.errors import EXIT_USAGE, RolloutError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Subcommands start, status, set, promote, rollback and auto, with the shared options."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--namespace", "-n", default="default")
+    common.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: ~/.kube/config, else in-cluster)"
+    )
+    common.add_argument("--context", help="kubeconfig context")
+    common.add_argument(
+        "--dry-run", action="store_true", help="print the exact patch; send nothing"
+    )
+    common.add_argument(
+        "--actor", default=getpass.getuser(), help="who is acting (recorded on the service)"
+    )
+    common.add_argument(
+        "--timeout", default="10m", help="how long a step may take to show in status"
+    )
+    parser = argparse.ArgumentParser(
+        prog="canary", description="Canary rollouts for KServe InferenceServices."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", parents=[common], help="point a canary at a new model")
+    start.add_argument("name")
+    start.add_argument("--model-uri", required=True)
+    start.add_argument(
+        "--model-sha256", help="the new model's sha256 (required when the stable pins one)"
+    )
+    start.add_argument("--model-version", help="the new model's version (default: from its URI)")
+    start.add_argument("--percent", type=int, required=True)
+    start.add_argument("--wait", action="store_true", help="wait until status shows the split")
+    status = sub.add_parser("status", parents=[common], help="traffic, readiness and models")
+    status.add_argument("name")
+    set_ = sub.add_parser("set", parents=[common], help="move the canary to a share of traffic")
+    set_.add_argument("name")
+    set_.add_argument("--percent", type=int, required=True)
+    set_.add_argument("--wait", action="store_true")
+    for verb, text in (
+        ("promote", "give the canary all traffic"),
+        ("rollback", "all traffic back to stable"),
+    ):
+        command = sub.add_parser(verb, parents=[common], help=text)
+        command.add_argument("name")
+        command.add_argument("--wait", action="store_true")
+    auto = sub.add_parser("auto", parents=[common], help="step through percentages with analysis")
+    auto.add_argument("name")
+    auto.add_argument("--steps", default="10,25,50,100", help="comma-separated percentages")
+    auto.add_argument("--interval", default="2m", help="analysis window per step, e.g. 2m")
+    auto.add_argument(
+        "--analysis", type=Path, required=True, help="YAML: prometheus URL and thresholds"
+    )
+    return parser
+
+
+def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
+    """Run one command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from predictor.rollout.kube import InferenceServices, api_client
+
+    isvcs = None
+    try:
+        timeout = parse_duration(args.timeout)
+        isvcs = InferenceServices(api_client(kubeconfig=args.kubeconfig, context=args.context))
+        rollout = Rollout(
+            isvcs, args.namespace, args.name, actor=args.actor, dry_run=args.dry_run, out=out
+        )
+        if args.command == "status":
+            rollout.out(rollout.status_table())
+        elif args.command == "start":
+            rollout.start(
+                model_uri=args.model_uri,
+                percent=args.percent,
+                sha256=args.model_sha256,
+                version=args.model_version,
+            )
+            if args.wait and not args.dry_run:
+                rollout.wait_for(args.percent, timeout=timeout)
+        elif args.command == "set":
+            rollout.set_percent(args.percent)
+            if args.wait and not args.dry_run:
+                rollout.wait_for(args.percent, timeout=timeout)
+        elif args.command == "promote":
+            rollout.promote()
+            if args.wait and not args.dry_run:
+                rollout.wait_for(None, timeout=timeout)
+        elif args.command == "rollback":
+            rollout.rollback()
+            if args.wait and not args.dry_run:
+                rollout.wait_for(0, timeout=timeout)
+        elif args.command == "auto":
+            from predictor.rollout.prometheus import Prometheus
+
+            config = AnalysisConfig.load(args.analysis)
+            steps = [int(s) for s in args.steps.split(",") if s.strip()]
+            prometheus = Prometheus(config.prometheus)
+            try:
+                rollout.auto(
+                    steps=steps,
+                    interval_s=parse_duration(args.interval),
+                    config=config,
+                    metrics=prometheus,
+                    step_timeout=timeout,
+                )
+            finally:
+                prometheus.close()
+    except RolloutError as e:
+        print(f"canary {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
+    except ValueError as e:
+        print(f"canary {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if isvcs is not None:
+            isvcs.close()
+    return 0

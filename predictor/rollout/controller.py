@@ -1,0 +1,376 @@
+"""Running a canary: start, step, watch, promote, roll back, and ``auto`` with analysis.
+
+Every change is decided on a fresh read and sent with that read's ``resourceVersion``; a 409
+re-reads and re-decides instead of overwriting. Promote on a promoted service and rollback on a
+rolled-back one change nothing and say so. Steps are judged from status (``status.split_reached``)
+with a timeout; the clock and ``sleep`` are injected so tests need no real waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from predictor.rollout import patches
+from predictor.rollout.analysis import FAIL, PASS, AnalysisConfig, MetricSource, decide, snapshot
+from predictor.rollout.audit import audit_annotations, version_from_uri
+from predictor.rollout.errors import (
+    CanaryImpossibleError,
+    ConflictError,
+    RolloutError,
+    RolloutFailedError,
+    StepTimeoutError,
+)
+from predictor.rollout.status import (
+    STANDARD,
+    canary_failure,
+    canary_percent_requested,
+    deployment_mode,
+    is_ready,
+    model_uris,
+    split_reached,
+    traffic_split,
+)
+
+logger = logging.getLogger(__name__)
+
+Patch = dict[str, Any]
+CONFLICT_RETRIES = 5
+
+
+class InferenceServicesPort(Protocol):
+    """What the controller needs from the Kubernetes adapter."""
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        """Read the InferenceService."""
+        ...
+
+    def patch(
+        self, namespace: str, name: str, body: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Merge-patch the InferenceService."""
+        ...
+
+    def supports_standard_canary(self) -> bool:
+        """Whether KServe's CRD has ``spec.canary``."""
+        ...
+
+    def record_event(
+        self, isvc: dict[str, Any], *, reason: str, message: str, warning: bool = False
+    ) -> None:
+        """Record a Kubernetes Event."""
+        ...
+
+
+@dataclass
+class Rollout:
+    """One InferenceService's canary, driven through the Kubernetes API."""
+
+    isvcs: InferenceServicesPort
+    namespace: str
+    name: str
+    actor: str
+    dry_run: bool = False
+    out: Callable[[str], None] = print
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    poll_seconds: float = 5.0
+    changes: list[Patch] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        """``namespace/name``, as logs and messages name the service."""
+        return f"{self.namespace}/{self.name}"
+
+    def read(self) -> dict[str, Any]:
+        """The InferenceService now."""
+        return self.isvcs.get(self.namespace, self.name)
+
+    def start(
+        self, *, model_uri: str, percent: int, sha256: str | None = None, version: str | None = None
+    ) -> dict[str, Any]:
+        """Point the canary at a new model with ``percent`` of the traffic, in one patch."""
+        _check_percent(percent, allow_zero=False, allow_hundred=False)
+
+        def plan(isvc: dict[str, Any]) -> Patch:
+            if deployment_mode(isvc) == STANDARD and not self.isvcs.supports_standard_canary():
+                raise CanaryImpossibleError(
+                    f"{self.ref} runs in Standard mode on a KServe without spec.canary (before "
+                    "0.20), where canaryTrafficPercent is silently ignored; nothing was changed. "
+                    "Upgrade KServe, or deploy the service in Knative mode."
+                )
+            stable_uri, _ = model_uris(isvc)
+            to_version = version or version_from_uri(model_uri)
+            notes = self._audit(
+                "start",
+                f"canary {model_uri} at {percent}%",
+                version_from_uri(stable_uri),
+                to_version,
+            )
+            return patches.start_patch(
+                isvc,
+                model_uri=model_uri,
+                sha256=sha256,
+                percent=percent,
+                version=to_version,
+                annotations=notes,
+            )
+
+        return self._change(plan, "CanaryStarted", f"canary {model_uri} takes {percent}%")
+
+    def set_percent(self, percent: int) -> dict[str, Any]:
+        """Move the canary to ``percent`` of the traffic."""
+        _check_percent(percent, allow_zero=True, allow_hundred=False)
+
+        def plan(isvc: dict[str, Any]) -> Patch | None:
+            current = canary_percent_requested(isvc)
+            if current is None:
+                raise CanaryImpossibleError(f"{self.ref} has no canary; start one first")
+            if current == percent:
+                return None
+            stable, canary = model_uris(isvc)
+            notes = self._audit(
+                "set",
+                f"canary {current}% -> {percent}%",
+                version_from_uri(stable),
+                version_from_uri(canary),
+            )
+            return patches.percent_patch(isvc, percent, notes)
+
+        return self._change(plan, "CanaryStepped", f"canary now takes {percent}%")
+
+    def promote(self) -> dict[str, Any]:
+        """Give the canary all traffic and make it the stable model."""
+
+        def plan(isvc: dict[str, Any]) -> Patch | None:
+            if canary_percent_requested(isvc) is None:
+                return None
+            stable, canary = model_uris(isvc)
+            notes = self._audit(
+                "promote", "promoted", version_from_uri(stable), version_from_uri(canary)
+            )
+            return patches.promote_patch(isvc, notes)
+
+        return self._change(
+            plan,
+            "CanaryPromoted",
+            "canary promoted to all traffic",
+            nothing="nothing to promote: no canary in progress",
+        )
+
+    def rollback(self, reason: str = "rolled back by hand") -> dict[str, Any]:
+        """Send all traffic back to the stable model."""
+
+        def plan(isvc: dict[str, Any]) -> Patch | None:
+            current = canary_percent_requested(isvc)
+            if current is None or (current == 0 and deployment_mode(isvc) != STANDARD):
+                return None
+            stable, canary = model_uris(isvc)
+            notes = self._audit(
+                "rollback", reason, version_from_uri(canary), version_from_uri(stable)
+            )
+            return patches.rollback_patch(isvc, notes)
+
+        return self._change(
+            plan,
+            "CanaryRolledBack",
+            f"rolled back: {reason}",
+            warning=True,
+            nothing="nothing to roll back: no canary takes traffic",
+        )
+
+    def wait_for(self, percent: int | None, *, timeout: float) -> dict[str, Any]:
+        """Wait until status shows the split (None: promoted); fail fast if the canary cannot start.
+
+        Raises:
+            StepTimeoutError: the split did not show in time, or the canary failed.
+        """
+        deadline = self.clock() + timeout
+        while True:
+            isvc = self.read()
+            if split_reached(isvc, percent):
+                self.out(f"{self.ref}: status shows {_split_text(isvc)}")
+                return isvc
+            failure = canary_failure(isvc) if percent not in (None, 0) else None
+            if failure is not None:
+                raise StepTimeoutError(failure)
+            if self.clock() >= deadline:
+                wanted = (
+                    "all traffic on the canary" if percent is None else f"the canary at {percent}%"
+                )
+                raise StepTimeoutError(
+                    f"{self.ref}: status did not show {wanted} within {timeout:.0f}s "
+                    f"(now: {_split_text(isvc)}, ready={is_ready(isvc)})"
+                )
+            self.sleep(self.poll_seconds)
+
+    def auto(
+        self,
+        *,
+        steps: Sequence[int],
+        interval_s: float,
+        config: AnalysisConfig,
+        metrics: MetricSource,
+        step_timeout: float,
+    ) -> None:
+        """Step the canary through ``steps``, analysing at each; promote at the end or roll back.
+
+        Raises:
+            RolloutFailedError: rolled back (analysis failed, or a step never showed), or the
+                analysis stayed inconclusive (then the canary is left where it is).
+        """
+        isvc = self.read()
+        current = canary_percent_requested(isvc)
+        if current in (None, 0):
+            raise CanaryImpossibleError(
+                f"{self.ref} has no canary taking traffic; run `start` first"
+            )
+        stable_uri, canary_uri = model_uris(isvc)
+        stable_version = config.stable_version or version_from_uri(stable_uri)
+        canary_version = config.canary_version or version_from_uri(canary_uri)
+        if not stable_version or not canary_version:
+            raise RolloutError(
+                "cannot tell the stable and canary model versions from their URIs; "
+                "set stable_version and canary_version in the analysis file"
+            )
+        model = config.model or self.name
+        window = config.window or f"{max(int(interval_s), 1)}s"
+        for step in sorted(set(steps)):
+            if step >= 100:
+                break
+            if step < (current or 0):
+                continue
+            try:
+                if step != current:
+                    self.set_percent(step)
+                self.wait_for(step, timeout=step_timeout)
+            except StepTimeoutError as e:
+                self.rollback(str(e))
+                raise RolloutFailedError(f"rolled back: {e}") from e
+            current = step
+            self._analyse(
+                step, interval_s, config, metrics, model, window, stable_version, canary_version
+            )
+        self.promote()
+        self.wait_for(None, timeout=step_timeout)
+        self.out(f"{self.ref}: promoted {canary_version}")
+
+    def _analyse(
+        self,
+        step: int,
+        interval_s: float,
+        config: AnalysisConfig,
+        metrics: MetricSource,
+        model: str,
+        window: str,
+        stable_version: str,
+        canary_version: str,
+    ) -> None:
+        for attempt in range(config.max_inconclusive + 1):
+            self.sleep(interval_s)
+            decision = decide(
+                snapshot(metrics, model=model, version=stable_version, window=window),
+                snapshot(metrics, model=model, version=canary_version, window=window),
+                config,
+            )
+            self.out(f"{self.ref}: step {step}%: {decision.describe()}")
+            if decision.verdict == PASS:
+                return
+            if decision.verdict == FAIL:
+                reason = f"analysis failed at {step}%: {'; '.join(decision.reasons)}"
+                self.rollback(reason)
+                raise RolloutFailedError(f"rolled back: {reason}")
+            if attempt < config.max_inconclusive:
+                self.out(f"{self.ref}: holding at {step}% and extending the analysis")
+        raise RolloutFailedError(
+            f"analysis stayed inconclusive at {step}% after {config.max_inconclusive + 1} windows; "
+            f"the canary is left at {step}% (no rollback for lack of data). Send traffic and rerun "
+            "`auto`, or decide with `promote`/`rollback`."
+        )
+
+    def status_table(self) -> str:
+        """Revisions (or predictors), their traffic, readiness, models and URLs."""
+        isvc = self.read()
+        stable_uri, canary_uri = model_uris(isvc)
+        mode = deployment_mode(isvc)
+        rows = [("TARGET", "TRAFFIC", "LATEST", "MODEL", "VERSION", "URL")]
+        for target in traffic_split(isvc):
+            uri = canary_uri if target.latest and canary_uri else stable_uri
+            rows.append(
+                (
+                    target.name,
+                    f"{target.percent}%",
+                    "yes" if target.latest else "",
+                    uri or "?",
+                    version_from_uri(uri) or "?",
+                    target.url or "",
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        requested = canary_percent_requested(isvc)
+        lines = [f"{self.ref} ({mode} mode): ready={is_ready(isvc)}, canary requested={requested}"]
+        lines += [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ]
+        failure = canary_failure(isvc)
+        if failure:
+            lines.append(f"canary problem: {failure}")
+        return "\n".join(lines)
+
+    def _audit(
+        self, action: str, reason: str, from_version: str | None, to_version: str | None
+    ) -> dict[str, str]:
+        return audit_annotations(
+            action=action,
+            actor=self.actor,
+            reason=reason,
+            from_version=from_version,
+            to_version=to_version,
+        )
+
+    def _change(
+        self,
+        plan: Callable[[dict[str, Any]], Patch | None],
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        nothing: str = "nothing to change",
+    ) -> dict[str, Any]:
+        for _ in range(CONFLICT_RETRIES):
+            isvc = self.read()
+            body = plan(isvc)
+            if body is None:
+                self.out(f"{self.ref}: {nothing}")
+                return isvc
+            if self.dry_run:
+                self.out(json.dumps(body, indent=2, sort_keys=True))
+                return isvc
+            try:
+                updated = self.isvcs.patch(self.namespace, self.name, body)
+            except ConflictError:
+                logger.info("%s changed while deciding; reading it again", self.ref)
+                continue
+            self.changes.append(body)
+            self.isvcs.record_event(updated, reason=reason, message=message, warning=warning)
+            self.out(f"{self.ref}: {message}")
+            return updated
+        raise ConflictError(f"{self.ref} kept changing; gave up after {CONFLICT_RETRIES} attempts")
+
+
+def _check_percent(percent: int, *, allow_zero: bool, allow_hundred: bool) -> None:
+    low = 0 if allow_zero else 1
+    high = 100 if allow_hundred else 99
+    if not low <= percent <= high:
+        raise RolloutError(
+            f"canary percent must be within {low}..{high}, got {percent} (use promote for 100)"
+        )
+
+
+def _split_text(isvc: dict[str, Any]) -> str:
+    return ", ".join(f"{t.name} {t.percent}%" for t in traffic_split(isvc)) or "no traffic yet"

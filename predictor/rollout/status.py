@@ -1,0 +1,194 @@
+"""Reading an InferenceService: deployment mode, readiness, traffic, canary state; pure functions.
+
+Everything here takes the InferenceService as the dict the API returns and judges from
+``status`` (what KServe did), never from ``spec`` (what was asked), except where the question is
+about the spec itself (which model a predictor runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from predictor.rollout.audit import STABLE_URI
+from predictor.rollout.errors import CanaryImpossibleError
+
+KNATIVE = "knative"
+STANDARD = "standard"
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+MODEL_URI_ENV = "PREDICTOR_MODEL_URI"
+SHA_ENV = "PREDICTOR_MODEL_SHA256"
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    """One line of a traffic split: where requests go and which share."""
+
+    name: str
+    percent: int
+    latest: bool = False
+    tag: str | None = None
+    url: str | None = None
+
+
+def deployment_mode(isvc: dict[str, Any]) -> str:
+    """``knative`` or ``standard``, from status (what KServe runs) or else the annotation.
+
+    Raises:
+        CanaryImpossibleError: a mode with no canary support (e.g. ModelMesh).
+    """
+    mode = (isvc.get("status") or {}).get("deploymentMode") or (
+        (isvc.get("metadata") or {}).get("annotations") or {}
+    ).get(MODE_ANNOTATION, "Standard")
+    normalized = str(mode).lower()
+    if normalized in ("serverless", "knative"):
+        return KNATIVE
+    if normalized in ("rawdeployment", "standard"):
+        return STANDARD
+    raise CanaryImpossibleError(f"deployment mode {mode!r} has no canary support")
+
+
+def condition(isvc: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The status condition of type ``kind``, if any."""
+    for entry in (isvc.get("status") or {}).get("conditions") or []:
+        if entry.get("type") == kind:
+            return dict(entry)
+    return None
+
+
+def is_ready(isvc: dict[str, Any]) -> bool:
+    """Ready is True and the controller has seen the latest spec."""
+    ready = condition(isvc, "Ready")
+    return bool(ready and ready.get("status") == "True") and caught_up(isvc)
+
+
+def caught_up(isvc: dict[str, Any]) -> bool:
+    """``status.observedGeneration`` has reached ``metadata.generation``."""
+    generation = int((isvc.get("metadata") or {}).get("generation") or 0)
+    observed = int((isvc.get("status") or {}).get("observedGeneration") or 0)
+    return observed >= generation
+
+
+def predictor_status(isvc: dict[str, Any]) -> dict[str, Any]:
+    """``status.components.predictor`` (empty when absent)."""
+    return dict(((isvc.get("status") or {}).get("components") or {}).get("predictor") or {})
+
+
+def traffic_split(isvc: dict[str, Any]) -> list[TrafficTarget]:
+    """Where traffic goes now, judged from status, in either mode."""
+    if deployment_mode(isvc) == KNATIVE:
+        return [
+            TrafficTarget(
+                name=str(entry.get("revisionName", "")),
+                percent=int(entry.get("percent") or 0),
+                latest=bool(entry.get("latestRevision")),
+                tag=entry.get("tag"),
+                url=entry.get("url"),
+            )
+            for entry in predictor_status(isvc).get("traffic") or []
+        ]
+    canaries = [
+        TrafficTarget(
+            name=str(c.get("name")), percent=int(c.get("trafficPercent") or 0), latest=True
+        )
+        for c in (isvc.get("status") or {}).get("canaryStatuses") or []
+        if c.get("ready")
+    ]
+    stable_name = str(((isvc.get("spec") or {}).get("predictor") or {}).get("name") or "predictor")
+    stable = TrafficTarget(name=stable_name, percent=100 - sum(c.percent for c in canaries))
+    return [stable, *canaries]
+
+
+def canary_percent_requested(isvc: dict[str, Any]) -> int | None:
+    """The canary share the spec asks for; None when no canary is configured."""
+    spec = isvc.get("spec") or {}
+    if deployment_mode(isvc) == KNATIVE:
+        value = (spec.get("predictor") or {}).get("canaryTrafficPercent")
+        return None if value is None else int(value)
+    canaries = spec.get("canary") or []
+    return int(canaries[0].get("trafficPercent") or 0) if canaries else None
+
+
+def split_reached(isvc: dict[str, Any], percent: int | None) -> bool:
+    """Whether status shows the canary at ``percent`` (None: fully promoted) and is caught up.
+
+    Knative: ``percent`` on the latest ready revision, the rest on the last rolled-out one; 0
+    means all traffic back on a previous revision (judged by traffic, not Ready). Standard: the
+    canary's status is ready with that share, or no canary at all for None/0.
+    """
+    if not caught_up(isvc):
+        return False
+    split = traffic_split(isvc)
+    if deployment_mode(isvc) == KNATIVE:
+        state = predictor_status(isvc)
+        latest_ready = state.get("latestReadyRevision")
+        latest = [t for t in split if t.latest]
+        if percent is None:
+            return is_ready(isvc) and [(t.name, t.percent) for t in split] == [(latest_ready, 100)]
+        if percent == 0:
+            return len(split) == 1 and split[0].percent == 100 and not split[0].latest
+        return (
+            is_ready(isvc)
+            and len(latest) == 1
+            and latest[0].name == latest_ready == state.get("latestCreatedRevision")
+            and latest[0].percent == percent
+            and sum(t.percent for t in split) == 100
+        )
+    canaries = split[1:]
+    if percent is None or percent == 0:
+        return is_ready(isvc) and not (isvc.get("status") or {}).get("canaryStatuses")
+    return is_ready(isvc) and len(canaries) == 1 and canaries[0].percent == percent
+
+
+def canary_failure(isvc: dict[str, Any]) -> str | None:
+    """Why the canary cannot become Ready, when status says so; None while it still may."""
+    if deployment_mode(isvc) == KNATIVE:
+        state = predictor_status(isvc)
+        created, ready = state.get("latestCreatedRevision"), state.get("latestReadyRevision")
+        if created is None or created == ready:
+            return None
+        for kind in (
+            "PredictorReady",
+            "PredictorConfigurationReady",
+            "LatestDeploymentReady",
+            "Ready",
+        ):
+            found = condition(isvc, kind)
+            if found and found.get("status") == "False":
+                return f"revision {created} is not ready: {_why(found)}"
+        return None
+    for entry in (isvc.get("status") or {}).get("canaryStatuses") or []:
+        found = condition(isvc, "CanaryPredictorReady")
+        if not entry.get("ready") and found and found.get("status") == "False":
+            return f"canary {entry.get('name')} is not ready: {_why(found)}"
+    return None
+
+
+def _why(found: dict[str, Any]) -> str:
+    return f"{found.get('reason', '')} {found.get('message', '')}".strip() or "no reason given"
+
+
+def container_env(predictor: dict[str, Any]) -> dict[str, str]:
+    """The env of a predictor's ``kserve-container`` (or its first container)."""
+    containers = predictor.get("containers") or []
+    chosen = next((c for c in containers if c.get("name") == "kserve-container"), None)
+    chosen = chosen or (containers[0] if containers else {})
+    return {e["name"]: str(e.get("value", "")) for e in chosen.get("env") or [] if "name" in e}
+
+
+def model_uris(isvc: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The (stable, canary) model URIs from the spec; canary is None when there is none.
+
+    In Knative mode the spec holds the newest model only; the stable one is the URI recorded when
+    the canary started (annotation), or the spec's when no canary is in progress.
+    """
+    spec = isvc.get("spec") or {}
+    current = container_env(spec.get("predictor") or {}).get(MODEL_URI_ENV)
+    if deployment_mode(isvc) == STANDARD:
+        canaries = spec.get("canary") or []
+        canary = container_env(canaries[0]["predictor"]).get(MODEL_URI_ENV) if canaries else None
+        return current, canary
+    if canary_percent_requested(isvc) is None:
+        return current, None
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(STABLE_URI), current

@@ -1,0 +1,244 @@
+"""``auto`` end to end: real predictors, a real Prometheus scraping them, the Kubernetes emulator.
+
+Three predictor processes serve taxi 1.0.0 (stable), 1.1.0 (a healthy retrain) and 2.0.0 (a
+model that drifted: it always answers "short"). Prometheus scrapes all three every second. A load
+thread plays the gateway: it reads the traffic split from the InferenceService's status (written
+by the KServe stand-in) and sends each request to the stable or the canary process accordingly.
+``auto`` is shown to promote the healthy canary and to roll back the drifted one, from the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import joblib
+import pytest
+from sklearn.dummy import DummyClassifier
+
+from predictor.demo import make_trips, publish_demo_bundles
+from predictor.publish import BundleSpec, publish
+from predictor.rollout.analysis import AnalysisConfig
+from predictor.rollout.controller import Rollout
+from predictor.rollout.errors import RolloutFailedError
+from predictor.rollout.kube import InferenceServices
+from predictor.rollout.prometheus import Prometheus
+from predictor.rollout.status import model_uris, traffic_split
+from tests.helpers import RunningServer, ServerFactory, free_port
+from tests.k8s_emulator import ISVC, Emulator, FakeKServe, knative_isvc
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is not installed; `make test` installs it with apt-get")
+        pytest.skip(
+            "prometheus is not installed (apt-get install prometheus); `make test` installs it"
+        )
+    return found
+
+
+@dataclass
+class Fleet:
+    registry: Path
+    servers: dict[str, RunningServer]  # by model URI
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("registry")
+    publish_demo_bundles(root, tmp_path_factory.mktemp("work"))
+    features, labels = make_trips(200, seed=3)
+    drifted = DummyClassifier(strategy="constant", constant="short").fit(features, labels)
+    model_file = tmp_path_factory.mktemp("drift") / "model.joblib"
+    joblib.dump(drifted, model_file)
+    publish(
+        BundleSpec(model_file=model_file, name="taxi", version="2.0.0", created_by="test"),
+        str(root),
+    )
+    return root
+
+
+@pytest.fixture
+def fleet(server: ServerFactory, registry: Path) -> Fleet:
+    servers = {}
+    for version in ("1.0.0", "1.1.0", "2.0.0"):
+        uri = f"{registry}/taxi/{version}/"
+        servers[uri] = server.start(uri, name="taxi")
+    return Fleet(registry, servers)
+
+
+@pytest.fixture
+def prometheus(fleet: Fleet, tmp_path: Path) -> Iterator[str]:
+    binary = prometheus_binary()
+    port = free_port()
+    targets = ", ".join(f"'127.0.0.1:{s.http_port}'" for s in fleet.servers.values())
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs: [{{job_name: predictors, static_configs: [{{targets: [{targets}]}}]}}]\n"
+    )
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("prometheus did not become ready")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+class Gateway(threading.Thread):
+    """Sends requests to stable or canary per the split that status shows."""
+
+    def __init__(self, emulator: Emulator, fleet: Fleet) -> None:
+        super().__init__(daemon=True)
+        self.emulator, self.fleet = emulator, fleet
+        self.stopping = threading.Event()
+        self.sent = 0
+        features, _ = make_trips(500, seed=11)
+        self.rows = features.to_numpy().tolist()
+
+    def run(self) -> None:
+        chooser = random.Random(5)
+        with httpx.Client(timeout=5) as http:
+            while not self.stopping.is_set():
+                isvc = self.emulator.get(ISVC, "ml", "taxi")
+                stable_uri, canary_uri = model_uris(isvc)
+                canary_share = (
+                    sum(t.percent for t in traffic_split(isvc) if t.latest) if canary_uri else 0
+                )
+                if canary_share == 100:
+                    stable_uri = canary_uri
+                target = (
+                    canary_uri
+                    if canary_uri and chooser.random() * 100 < canary_share
+                    else stable_uri
+                )
+                server = self.fleet.servers[str(target)]
+                batch = chooser.sample(self.rows, 4)
+                http.post(f"{server.url}/v1/models/taxi:predict", json={"instances": batch})
+                self.sent += 1
+                time.sleep(0.004)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
+def drive(fleet: Fleet, canary_version: str) -> tuple[Rollout, Emulator, list[str]]:
+    emulator = Emulator()
+    emulator.put(ISVC, "ml", "taxi", knative_isvc(uri=f"{fleet.registry}/taxi/1.0.0/"))
+    kserve = FakeKServe(emulator, "ml", "taxi")
+    kserve.reconcile()
+    said: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        kserve.reconcile()
+        time.sleep(seconds)
+
+    rollout = Rollout(
+        InferenceServices(emulator.api_client()),
+        "ml",
+        "taxi",
+        actor="test",
+        out=said.append,
+        sleep=sleep,
+        poll_seconds=0.2,
+    )
+    rollout.start(model_uri=f"{fleet.registry}/taxi/{canary_version}/", percent=20)
+    return rollout, emulator, said
+
+
+CONFIG = dict(
+    min_requests=30,
+    max_inconclusive=4,
+    max_error_rate=0.01,
+    max_p99_ratio=None,
+    max_psi=0.2,
+    window="8s",
+)
+
+
+def test_auto_promotes_a_healthy_canary(fleet: Fleet, prometheus: str) -> None:
+    rollout, emulator, said = drive(fleet, "1.1.0")
+    gateway = Gateway(emulator, fleet)
+    gateway.start()
+    metrics = Prometheus(prometheus)
+    try:
+        rollout.auto(
+            steps=[20, 50, 100],
+            interval_s=4,
+            config=AnalysisConfig(prometheus=prometheus, **CONFIG),  # type: ignore[arg-type]
+            metrics=metrics,
+            step_timeout=30,
+        )
+    finally:
+        gateway.stop()
+        metrics.close()
+        rollout.isvcs.close()  # type: ignore[attr-defined]
+        emulator.stop()
+    verdicts = [line for line in said if ": step " in line]
+    assert any(line.startswith("ml/taxi: step 20%: PASS") for line in verdicts), said
+    assert any(line.startswith("ml/taxi: step 50%: PASS") for line in verdicts), said
+    assert said[-1] == "ml/taxi: promoted 1.1.0"
+    assert gateway.sent > 100
+
+
+def test_auto_rolls_back_a_drifted_canary(fleet: Fleet, prometheus: str) -> None:
+    rollout, emulator, said = drive(fleet, "2.0.0")
+    gateway = Gateway(emulator, fleet)
+    gateway.start()
+    metrics = Prometheus(prometheus)
+    try:
+        with pytest.raises(RolloutFailedError, match="prediction distribution shifted: PSI"):
+            rollout.auto(
+                steps=[20, 50, 100],
+                interval_s=4,
+                config=AnalysisConfig(prometheus=prometheus, **CONFIG),  # type: ignore[arg-type]
+                metrics=metrics,
+                step_timeout=30,
+            )
+        isvc = emulator.get(ISVC, "ml", "taxi")
+    finally:
+        gateway.stop()
+        metrics.close()
+        rollout.isvcs.close()  # type: ignore[attr-defined]
+        emulator.stop()
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert any(": step 20%: FAIL" in line for line in said), said
+    assert (
+        "analysis failed at 20%"
+        in isvc["metadata"]["annotations"]["rollout.kserve-sklearn-predictor.io/reason"]
+    )

@@ -1,0 +1,251 @@
+"""The rollout tooling against a Kubernetes API emulator, through the real ``kubernetes`` client.
+
+Covers: the exact patches sent (merge-patch content type, resourceVersion, field manager, audit
+annotations), steps judged from status written by a KServe stand-in, idempotent promote and
+rollback (no request sent), a conflicting writer (re-read and re-decide), Events, Standard mode
+with and without KServe 0.20's ``spec.canary``, a canary that never becomes ready, ``--dry-run``,
+and the CLI's exit codes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from predictor.rollout.audit import ACTION, ACTOR, FROM_VERSION, REASON, STABLE_URI, TO_VERSION
+from predictor.rollout.cli import run
+from predictor.rollout.controller import Rollout
+from predictor.rollout.errors import CanaryImpossibleError, StepTimeoutError
+from predictor.rollout.kube import InferenceServices
+from tests.k8s_emulator import CRD, ISVC, Emulator, FakeKServe, crd, knative_isvc, standard_isvc
+
+NEW = "gs://models/registry/taxi/1.1.0/"
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator()
+    try:
+        yield emu
+    finally:
+        for client in opened:
+            client.close()
+        opened.clear()
+        emu.stop()
+
+
+opened: list[InferenceServices] = []
+
+
+@pytest.fixture
+def kserve(emulator: Emulator) -> FakeKServe:
+    emulator.put(ISVC, "ml", "taxi", knative_isvc())
+    emulator.put(CRD, None, "inferenceservices.serving.kserve.io", crd(with_canary=True))
+    fake = FakeKServe(emulator, "ml", "taxi")
+    fake.reconcile()
+    return fake
+
+
+def rollout(emulator: Emulator, kserve: FakeKServe | None = None, **kwargs: Any) -> Rollout:
+    clock = itertools.count()
+
+    def sleep(_: float) -> None:
+        if kserve is not None:
+            kserve.reconcile()
+
+    isvcs = InferenceServices(emulator.api_client())
+    opened.append(isvcs)
+    return Rollout(
+        isvcs,
+        "ml",
+        "taxi",
+        actor="alice",
+        out=lambda _: None,
+        sleep=sleep,
+        clock=lambda: float(next(clock)),
+        poll_seconds=1,
+        **kwargs,
+    )
+
+
+class Sent:
+    """A PATCH request as the client sent it."""
+
+    def __init__(self, emulator: Emulator, request: Any) -> None:
+        self.headers = request.headers
+        self.params = request.params
+        self.data = emulator.sent_body(request)
+
+
+def patches_sent(emulator: Emulator) -> list[Sent]:
+    return [
+        Sent(emulator, r) for r in emulator.requests("PATCH") if "inferenceservices" in str(r.url)
+    ]
+
+
+def test_start_sends_one_merge_patch_with_model_percent_and_audit(
+    emulator: Emulator, kserve: FakeKServe
+) -> None:
+    before = emulator.get(ISVC, "ml", "taxi")["metadata"]["resourceVersion"]
+    rollout(emulator, kserve).start(model_uri=NEW, percent=10)
+    (request,) = patches_sent(emulator)
+    assert request.headers["Content-Type"] == "application/merge-patch+json"
+    assert request.params["fieldManager"] == "canary-rollout"
+    body = request.data
+    assert body["metadata"]["resourceVersion"] == before
+    annotations = body["metadata"]["annotations"]
+    assert (annotations[ACTION], annotations[ACTOR]) == ("start", "alice")
+    assert (annotations[FROM_VERSION], annotations[TO_VERSION]) == ("1.0.0", "1.1.0")
+    assert annotations[STABLE_URI] == "gs://models/registry/taxi/1.0.0/"
+    assert body["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert body["spec"]["predictor"]["containers"][0]["env"][0] == {
+        "name": "PREDICTOR_MODEL_URI",
+        "value": NEW,
+    }
+    events = [r.data for r in emulator.requests("POST") if "events" in str(r.url)]
+    assert [e["reason"] for e in events] == ["CanaryStarted"]
+    assert events[0]["involvedObject"]["name"] == "taxi"
+
+
+def test_steps_are_judged_from_status(emulator: Emulator, kserve: FakeKServe) -> None:
+    driver = rollout(emulator, kserve)
+    driver.start(model_uri=NEW, percent=10)
+    isvc = driver.wait_for(10, timeout=30)
+    assert [
+        (t["percent"], t["latestRevision"])
+        for t in isvc["status"]["components"]["predictor"]["traffic"]
+    ] == [
+        (90, False),
+        (10, True),
+    ]
+    driver.set_percent(50)
+    driver.wait_for(50, timeout=30)
+    table = driver.status_table()
+    assert "ml/taxi (knative mode): ready=True, canary requested=50" in table
+    assert "taxi-predictor-00002  50%      yes     gs://models/registry/taxi/1.1.0/  1.1.0" in table
+    driver.promote()
+    assert patches_sent(emulator)[-1].data["spec"] == {"predictor": {"canaryTrafficPercent": None}}
+    promoted = driver.wait_for(None, timeout=30)
+    assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
+
+
+def test_promote_and_rollback_twice_change_nothing_the_second_time(
+    emulator: Emulator, kserve: FakeKServe
+) -> None:
+    said: list[str] = []
+    driver = rollout(emulator, kserve)
+    driver.out = said.append
+    driver.start(model_uri=NEW, percent=10)
+    driver.rollback()
+    assert patches_sent(emulator)[-1].data["spec"] == {"predictor": {"canaryTrafficPercent": 0}}
+    count = len(patches_sent(emulator))
+    driver.rollback()
+    assert len(patches_sent(emulator)) == count
+    assert said[-1] == "ml/taxi: nothing to roll back: no canary takes traffic"
+    driver.wait_for(0, timeout=30)
+    driver.promote()  # a rolled-back canary can still be promoted deliberately
+    driver.promote()
+    assert said[-1] == "ml/taxi: nothing to promote: no canary in progress"
+    assert len(patches_sent(emulator)) == count + 1
+
+
+def test_a_conflicting_writer_makes_it_re_read_and_re_decide(
+    emulator: Emulator, kserve: FakeKServe
+) -> None:
+    driver = rollout(emulator, kserve)
+    driver.start(model_uri=NEW, percent=10)
+    reads = 0
+    real_get = driver.isvcs.get
+
+    def racing_get(namespace: str, name: str) -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        found = real_get(namespace, name)
+        if reads == 1:  # someone else writes right after our first read
+            emulator.patch(ISVC, "ml", "taxi", {"metadata": {"labels": {"touched": "yes"}}})
+        return found
+
+    driver.isvcs.get = racing_get  # type: ignore[method-assign]
+    driver.set_percent(25)
+    sent = patches_sent(emulator)[-2:]
+    assert [p.data["spec"]["predictor"]["canaryTrafficPercent"] for p in sent] == [25, 25]
+    assert (
+        sent[0].data["metadata"]["resourceVersion"] != sent[1].data["metadata"]["resourceVersion"]
+    )
+    stored = emulator.get(ISVC, "ml", "taxi")
+    assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 25
+    assert stored["metadata"]["labels"] == {"touched": "yes"}
+
+
+def test_dry_run_prints_the_patch_and_sends_nothing(emulator: Emulator, kserve: FakeKServe) -> None:
+    said: list[str] = []
+    driver = rollout(emulator, kserve, dry_run=True)
+    driver.out = said.append
+    driver.start(model_uri=NEW, percent=10)
+    assert patches_sent(emulator) == []
+    assert '"canaryTrafficPercent": 10' in said[0]
+
+
+def test_a_canary_that_never_becomes_ready_is_reported(
+    emulator: Emulator, kserve: FakeKServe
+) -> None:
+    driver = rollout(emulator, kserve)
+    driver.start(model_uri="gs://models/registry/taxi/9.9.9-broken/", percent=10)
+    with pytest.raises(StepTimeoutError, match="model failed its acceptance checks"):
+        driver.wait_for(10, timeout=30)
+
+
+def test_standard_mode_without_spec_canary_refuses_and_changes_nothing(emulator: Emulator) -> None:
+    emulator.put(ISVC, "ml", "taxi", standard_isvc())
+    emulator.put(CRD, None, "inferenceservices.serving.kserve.io", crd(with_canary=False))
+    with pytest.raises(CanaryImpossibleError, match="silently ignored; nothing was changed"):
+        rollout(emulator).start(model_uri=NEW, percent=10)
+    assert patches_sent(emulator) == []
+
+
+def test_standard_mode_canary_lifecycle(emulator: Emulator) -> None:
+    emulator.put(ISVC, "ml", "taxi", standard_isvc())
+    emulator.put(CRD, None, "inferenceservices.serving.kserve.io", crd(with_canary=True))
+    kserve = FakeKServe(emulator, "ml", "taxi")
+    kserve.reconcile()
+    driver = rollout(emulator, kserve)
+    driver.start(model_uri=NEW, percent=10)
+    driver.wait_for(10, timeout=30)
+    driver.set_percent(50)
+    assert patches_sent(emulator)[-1].data["spec"]["canary"][0]["trafficPercent"] == 50
+    driver.wait_for(50, timeout=30)
+    driver.promote()
+    promoted = driver.wait_for(None, timeout=30)
+    assert "canary" not in promoted["spec"]
+    assert promoted["spec"]["predictor"]["name"] == "taxi-1-1-0"
+    assert promoted["spec"]["predictor"]["containers"][0]["env"][0]["value"] == NEW
+
+
+def test_cli_exit_codes(emulator: Emulator, kserve: FakeKServe, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
+        f"clusters: [{{name: emu, cluster: {{server: '{emulator.url}'}}}}]\n"
+        "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\nusers: [{name: emu, user: {}}]\n"
+    )
+    said: list[str] = []
+    common = ["--namespace", "ml", "--kubeconfig", str(kubeconfig)]
+    assert (
+        run(["start", "taxi", "--model-uri", NEW, "--percent", "10", *common], out=said.append) == 0
+    )
+    assert (
+        run(["start", "taxi", "--model-uri", NEW, "--percent", "10", *common], out=said.append) == 2
+    )
+    assert run(["set", "taxi", "--percent", "150", *common], out=said.append) == 2
+    assert run(["status", "nope", *common], out=said.append) == 2
+    kserve.reconcile()
+    assert run(["status", "taxi", *common], out=said.append) == 0
+    assert said[-1].startswith("ml/taxi (knative mode): ready=True, canary requested=10")
+    assert run(["rollback", "taxi", *common], out=said.append) == 0
+    assert (
+        emulator.get(ISVC, "ml", "taxi")["metadata"]["annotations"][REASON] == "rolled back by hand"
+    )
