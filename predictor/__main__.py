@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import logging
 import os
@@ -56,12 +57,30 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="serve a model saved by another scikit-learn version",
     )
+    ours.add_argument(
+        "--fast_path", type=_boolean, help="serve with a verified compiled model (true)"
+    )
+    ours.add_argument("--batch_max_rows", type=int, help="rows one batched model call may combine")
+    ours.add_argument("--batch_max_wait_ms", type=float, help="wait for company before a call (0)")
+    ours.add_argument("--cache_size", type=int, help="prediction cache entries (0: off)")
+    ours.add_argument("--access_log", type=_boolean, help="one log line per request (false)")
     ours.add_argument("--version", action="version", version=f"predictor {__version__}")
     return parser
 
 
-def configure_logging(log_config_file: str | None) -> None:
-    """KServe's logging set-up, with our ``predictor`` loggers on KServe's handler."""
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def configure_logging(log_config_file: str | None, *, access_log: bool = False) -> None:
+    """KServe's logging set-up, with our ``predictor`` loggers on KServe's handler.
+
+    uvicorn's access log (one INFO line per request) is off unless ``access_log``.
+    """
     from kserve import logging as kserve_logging
 
     if log_config_file:
@@ -70,14 +89,14 @@ def configure_logging(log_config_file: str | None) -> None:
     config: dict[str, Any] = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
     level = config["loggers"]["kserve"]["level"]
     config["loggers"]["predictor"] = {"handlers": ["kserve"], "level": level, "propagate": False}
+    if not access_log:
+        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
     kserve_logging.configure_logging(config)
 
 
 def serve(argv: Sequence[str]) -> int:
     """Parse flags, load the model and serve it until stopped; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.configure_logging:
-        configure_logging(args.log_config_file)
 
     from predictor.config import load_settings
     from predictor.model import SklearnModel
@@ -92,8 +111,19 @@ def serve(argv: Sequence[str]) -> int:
                 "max_body_bytes": args.max_body_bytes,
                 "gcs_deadline_seconds": args.gcs_deadline_seconds,
                 "allow_version_skew": args.allow_version_skew,
+                "fast_path": args.fast_path,
+                "batch_max_rows": args.batch_max_rows,
+                "batch_max_wait_ms": args.batch_max_wait_ms,
+                "cache_size": args.cache_size,
+                "access_log": args.access_log,
             }
         )
+    except PredictorError as e:
+        print(f"predictor: cannot serve model {args.model_name!r}: {e}", file=sys.stderr)
+        return EXIT_CANNOT_SERVE
+    if args.configure_logging:
+        configure_logging(args.log_config_file, access_log=settings.access_log)
+    try:
         model = SklearnModel(args.model_name, settings=settings)
         model.load()
     except PredictorError as e:
@@ -115,6 +145,10 @@ def serve(argv: Sequence[str]) -> int:
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
     )
+    # Everything loaded so far lives as long as the process: move it out of the collector's way so
+    # that full collections, which would walk the whole heap (pandas, scikit-learn, the model), stay
+    # short under load.
+    gc.freeze()
     server.start([model])
     return 0
 

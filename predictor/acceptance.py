@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from predictor.bundle import Manifest, bundle_file
 from predictor.errors import ManifestError, PayloadError
@@ -176,6 +175,8 @@ def metric_value(
     classes: list[Any] | None,
 ) -> float:
     """Compute one of the supported metrics (F1, precision and recall are macro-averaged)."""
+    from sklearn import metrics as skm  # only bundles with a confidence set pay for this import
+
     if metric in PROBABILITY_METRICS:
         if probabilities is None or classes is None:
             raise ManifestError(f"metric {metric} needs a classifier with predict_proba")

@@ -7,6 +7,7 @@ digests of every file it names, and the library-version compatibility rules. It 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -19,7 +20,6 @@ from typing import Any
 import joblib
 import numpy
 import sklearn
-from jsonschema import Draft202012Validator, FormatChecker
 
 from predictor.errors import DigestMismatchError, IncompatibleModelError, ManifestError
 from predictor.signature import Signature
@@ -30,7 +30,10 @@ logger = logging.getLogger(__name__)
 MANIFEST = "model.json"
 
 
-def _validator() -> Draft202012Validator:
+@functools.cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator, FormatChecker  # only bundles pay for this import
+
     schema = json.loads(resources.files("predictor").joinpath("bundle_schema.json").read_text())
     formats = FormatChecker(formats=())
     formats.checks("date-time", raises=ValueError)(_is_datetime)
@@ -42,9 +45,6 @@ def _is_datetime(value: object) -> bool:
         return True  # the schema's "type" reports non-strings
     parsed = datetime.fromisoformat(value)
     return parsed.tzinfo is not None and "T" in value
-
-
-_VALIDATOR = _validator()
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def parse_manifest(document: Any) -> Manifest:
     Raises:
         ManifestError: naming the first offending field.
     """
-    errors = sorted(_VALIDATOR.iter_errors(document), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.absolute_path) or "(top level)"

@@ -45,6 +45,21 @@ class Settings(BaseSettings):
     require_digest: bool = False
     """Refuse any model whose digest the deployer did not pin (production setting)."""
 
+    fast_path: bool = True
+    """Serve with a compiled model when one exists and matches scikit-learn on probe rows."""
+
+    batch_max_rows: int = Field(default=64, ge=1)
+    """Most rows one model call may combine from concurrent requests (1 switches batching off)."""
+
+    batch_max_wait_ms: float = Field(default=0.0, ge=0)
+    """How long a lone request may wait for company; 0 batches only what already queued."""
+
+    cache_size: int = Field(default=0, ge=0)
+    """Entries in the prediction cache (by model version and exact input); 0 switches it off."""
+
+    access_log: bool = False
+    """Log one line per request (uvicorn's access log); off so that serving stays lean."""
+
     @field_validator("model_sha256")
     @classmethod
     def _check_sha256(cls, value: str | None) -> str | None:

@@ -59,8 +59,12 @@ def requested_outputs(names: Sequence[Any] | None, signature: Signature) -> tupl
     return tuple(chosen)
 
 
-def decode_v1(body: Any, signature: Signature) -> Batch:
-    """Decode a v1 ``:predict`` body: ``{"instances"|"inputs": [...], "parameters": {...}}``."""
+def decode_v1(body: Any, signature: Signature, *, frame: bool = True) -> Batch:
+    """Decode a v1 ``:predict`` body: ``{"instances"|"inputs": [...], "parameters": {...}}``.
+
+    ``frame``: give the estimator a DataFrame when it knows its feature names (scikit-learn
+    wants one); a compiled engine takes a plain array.
+    """
     if not isinstance(body, dict):
         raise PayloadError(
             f"expected a JSON object with 'instances' or 'inputs', got {_json_type(body)}"
@@ -85,10 +89,12 @@ def decode_v1(body: Any, signature: Signature) -> Batch:
     chosen = requested_outputs(outputs, signature)
     if any(isinstance(r, dict) for r in rows):
         rows = _named_rows_to_lists(rows, signature)
-    return Batch(features=rows_to_features(rows, signature), n_rows=len(rows), outputs=chosen)
+    return Batch(
+        features=rows_to_features(rows, signature, frame=frame), n_rows=len(rows), outputs=chosen
+    )
 
 
-def decode_v2(request: InferRequest, signature: Signature) -> Batch:
+def decode_v2(request: InferRequest, signature: Signature, *, frame: bool = True) -> Batch:
     """Decode a v2 request: one ``[N, F]`` tensor (any name) or one ``[N]`` tensor per feature."""
     inputs = request.inputs or []
     if not inputs:
@@ -116,12 +122,14 @@ def decode_v2(request: InferRequest, signature: Signature) -> Batch:
         if array.shape[0] == 0:
             raise PayloadError(f"input '{inputs[0].name}' has no rows; send at least one")
         return Batch(
-            features=_matrix_to_features(array, signature), n_rows=array.shape[0], outputs=chosen
+            features=_matrix_to_features(array, signature, frame),
+            n_rows=array.shape[0],
+            outputs=chosen,
         )
-    return _decode_v2_columns(inputs, signature, chosen)
+    return _decode_v2_columns(inputs, signature, chosen, frame)
 
 
-def rows_to_features(rows: list[Any], signature: Signature) -> Features:
+def rows_to_features(rows: list[Any], signature: Signature, *, frame: bool = True) -> Features:
     """Turn rows (lists of values in feature order) into what the estimator takes."""
     if signature.all_numeric:
         try:
@@ -130,8 +138,8 @@ def rows_to_features(rows: list[Any], signature: Signature) -> Features:
             array = np.empty(0, dtype=object)  # ragged: the diagnosis below says where
         if array.dtype.kind not in "biuf" or array.ndim != 2:
             array = _diagnose_rows(rows, signature)
-        return _matrix_to_features(array.astype(np.float64, copy=False), signature)
-    return _matrix_to_features(_diagnose_rows(rows, signature), signature)
+        return _matrix_to_features(array.astype(np.float64, copy=False), signature, frame)
+    return _matrix_to_features(_diagnose_rows(rows, signature), signature, frame)
 
 
 def _named_rows_to_lists(rows: list[Any], signature: Signature) -> list[Any]:
@@ -197,7 +205,7 @@ def _cell(value: Any, kind: str, row: int, col: int, signature: Signature) -> An
     raise PayloadError(f"{where}: expected a number, got {_json_type(value)}")
 
 
-def _matrix_to_features(array: np.ndarray, signature: Signature) -> Features:
+def _matrix_to_features(array: np.ndarray, signature: Signature, frame: bool = True) -> Features:
     width = signature.n_features
     if width is not None and array.shape[1] != width:
         raise PayloadError(f"expected {width} features per row, got {array.shape[1]}")
@@ -209,14 +217,14 @@ def _matrix_to_features(array: np.ndarray, signature: Signature) -> Features:
         raise PayloadError("expected numbers for every feature, got strings")
     else:
         _check_finite_columns(array, signature)
-    if signature.feature_names is None:
+    if signature.feature_names is None or (not frame and signature.all_numeric):
         return array
-    frame = pd.DataFrame(array, columns=list(signature.feature_names))
+    table = pd.DataFrame(array, columns=list(signature.feature_names))
     if not signature.all_numeric:
         for name, kind in zip(signature.feature_names, signature.feature_dtypes, strict=True):
             if kind == NUMERIC:
-                frame[name] = frame[name].astype(np.float64)
-    return frame
+                table[name] = table[name].astype(np.float64)
+    return table
 
 
 def _check_finite(
@@ -246,7 +254,7 @@ def _check_finite_columns(array: np.ndarray, signature: Signature) -> None:
 
 
 def _decode_v2_columns(
-    inputs: list[InferInput], signature: Signature, chosen: tuple[str, ...]
+    inputs: list[InferInput], signature: Signature, chosen: tuple[str, ...], frame: bool
 ) -> Batch:
     names = signature.feature_names or ()
     by_name = {}
@@ -294,7 +302,9 @@ def _decode_v2_columns(
         matrix = np.empty((n_rows, len(columns)), dtype=object)
         for j, column in enumerate(columns):
             matrix[:, j] = [v.decode() if isinstance(v, bytes) else v for v in column]
-    return Batch(features=_matrix_to_features(matrix, signature), n_rows=n_rows, outputs=chosen)
+    return Batch(
+        features=_matrix_to_features(matrix, signature, frame), n_rows=n_rows, outputs=chosen
+    )
 
 
 def _tensor_array(tensor: InferInput) -> np.ndarray:

@@ -53,6 +53,43 @@ def encode_v2(
     )
 
 
+def encode_v2_json(
+    results: Results,
+    outputs: tuple[str, ...],
+    signature: Signature,
+    *,
+    model_name: str,
+    version: str,
+    request_id: str | None,
+) -> dict[str, Any]:
+    """The v2 REST response as a JSON-ready document, without building an InferResponse first.
+
+    Numeric arrays stay numpy (orjson serialises them directly); labels become lists.
+    """
+    tensors = []
+    for name in outputs:
+        values = results[name]
+        if name == PREDICT_PROBA:
+            data = np.ascontiguousarray(values, dtype=np.float64)
+            tensor: dict[str, Any] = {"name": name, "shape": list(data.shape), "datatype": NUMERIC}
+            tensor["parameters"] = {"classes": classes_parameter(signature)}
+            tensor["data"] = data.ravel()
+        else:
+            datatype = signature.label_datatype if name == PREDICT else NUMERIC
+            data = _labels_as(values, datatype)
+            tensor = {"name": name, "shape": list(data.shape), "datatype": datatype}
+            tensor["data"] = (
+                data.tolist() if datatype == STRING else np.ascontiguousarray(data).ravel()
+            )
+        tensors.append(tensor)
+    return {
+        "id": request_id or str(uuid.uuid4()),
+        "model_name": model_name,
+        "model_version": version,
+        "outputs": tensors,
+    }
+
+
 def classes_parameter(signature: Signature) -> str:
     """The class labels as the JSON string carried in ``predict_proba``'s parameters."""
     return orjson.dumps(list(signature.classes or ())).decode()

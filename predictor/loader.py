@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import joblib
+import numpy as np
 from sklearn.exceptions import InconsistentVersionWarning
 
 from predictor.acceptance import AcceptanceReport, AcceptanceSets, read_acceptance_sets
@@ -29,7 +30,14 @@ from predictor.bundle import (
     runtime_versions,
 )
 from predictor.config import Settings
-from predictor.errors import DigestMismatchError, IncompatibleModelError, ModelFileError
+from predictor.decode import rows_to_features
+from predictor.errors import (
+    DigestMismatchError,
+    IncompatibleModelError,
+    ModelFileError,
+    PayloadError,
+)
+from predictor.fastpath import Engine, SklearnEngine, choose_engine, probe_rows
 from predictor.signature import Signature, signature_of
 from predictor.storage import FetchedModel, fetch, find_model_file, model_at, parse_model_uri
 
@@ -45,6 +53,8 @@ class LoadedModel:
     artifact: FetchedModel
     version: str
     load_seconds: float
+    engine: Engine
+    engine_reason: str
     manifest: Manifest | None = None
     acceptance_sets: AcceptanceSets = AcceptanceSets()
     acceptance: AcceptanceReport = AcceptanceReport()
@@ -91,6 +101,7 @@ def load_model(settings: Settings) -> LoadedModel:
     if manifest is not None:
         check_manifest_matches(manifest, signature)
     version = manifest.version if manifest is not None else version_of(artifact)
+    engine, reason = select_engine(estimator, signature, sets, enabled=settings.fast_path)
     elapsed = time.monotonic() - started
     logger.info(
         "model loaded: %s version=%s sha256=%s task=%s features=%s in %.2fs",
@@ -101,15 +112,49 @@ def load_model(settings: Settings) -> LoadedModel:
         signature.n_features,
         elapsed,
     )
+    logger.info("engine: %s", reason)
     return LoadedModel(
         estimator=estimator,
         signature=signature,
         artifact=artifact,
         version=version,
         load_seconds=elapsed,
+        engine=engine,
+        engine_reason=reason,
         manifest=manifest,
         acceptance_sets=sets,
     )
+
+
+def select_engine(
+    estimator: Any, signature: Signature, sets: AcceptanceSets, *, enabled: bool
+) -> tuple[Engine, str]:
+    """The compiled fast path when it exists and matches scikit-learn, else scikit-learn itself."""
+    if not signature.all_numeric or signature.n_features is None:
+        return SklearnEngine(estimator), "scikit-learn (the fast path takes numeric features only)"
+    extra: list[Any] = []
+    for data in (sets.e2e, sets.confidence):
+        if data is not None:
+            try:
+                features = rows_to_features(
+                    _as_lists(data["instances"], signature), signature, frame=False
+                )
+                extra.extend(np.asarray(features).tolist())
+            except PayloadError:
+                pass  # the acceptance check itself will report these rows
+    probes: Any = probe_rows(estimator, signature.n_features, extra)
+    if signature.feature_names is not None:
+        import pandas as pd
+
+        probes = pd.DataFrame(probes, columns=list(signature.feature_names))
+    return choose_engine(
+        estimator, probes, enabled=enabled, is_classifier=signature.task == "classification"
+    )
+
+
+def _as_lists(rows: list[Any], signature: Signature) -> list[Any]:
+    names = signature.feature_names or ()
+    return [[row.get(n) for n in names] if isinstance(row, dict) else row for row in rows]
 
 
 def verify_digest(artifact: FetchedModel, expected: str | None) -> None:

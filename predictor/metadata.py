@@ -60,6 +60,7 @@ def model_parameters(loaded: LoadedModel) -> dict[str, str]:
         "task": loaded.signature.task,
         "sha256": loaded.artifact.sha256,
         "source": loaded.artifact.source.raw,
+        "engine": loaded.engine_reason,
     }
     if loaded.artifact.generation is not None:
         parameters["generation"] = str(loaded.artifact.generation)

@@ -70,7 +70,7 @@ CACHE = Counter(
 MODEL_INFO = Gauge(
     "predictor_model_info",
     "The model being served (always 1), with its version, digest and library versions.",
-    ["model", "version", "sha256", "sklearn", "numpy", "python"],
+    ["model", "version", "sha256", "engine", "sklearn", "numpy", "python"],
     multiprocess_mode="max",
 )
 LOAD_SECONDS = Gauge(
@@ -99,11 +99,11 @@ REGRESSION_VALUE = Histogram(
 
 
 def model_loaded(
-    name: str, version: str, *, sha256: str, runtime: dict[str, str], seconds: float
+    name: str, version: str, *, sha256: str, runtime: dict[str, str], seconds: float, engine: str
 ) -> None:
-    """Record which model this process serves and how long it took to load."""
+    """Record which model this process serves, with which engine, and how long it took to load."""
     MODEL_INFO.labels(
-        name, version, sha256, runtime["scikit-learn"], runtime["numpy"], runtime["python"]
+        name, version, sha256, engine, runtime["scikit-learn"], runtime["numpy"], runtime["python"]
     ).set(1)
     LOAD_SECONDS.labels(name, version).set(seconds)
 
@@ -117,8 +117,7 @@ def observe_request(name: str, version: str, protocol: str, status: str, seconds
 def observe_predictions(
     name: str, version: str, signature: Signature, results: dict[str, np.ndarray], rows: int
 ) -> None:
-    """Record the batch size and the distribution of what the model predicted."""
-    BATCH_ROWS.labels(name, version).observe(rows)
+    """Record the distribution of what the model predicted for one request."""
     if signature.classes is None:
         values = results.get(PREDICT)
         if values is not None:
@@ -141,6 +140,11 @@ def observe_predictions(
         histogram = TOP_PROBABILITY.labels(name, version)
         for value in np.max(proba, axis=1).tolist():
             histogram.observe(value)
+
+
+def observe_batch(name: str, version: str, rows: int) -> None:
+    """Record the rows of one call into the model (several requests when batched)."""
+    BATCH_ROWS.labels(name, version).observe(rows)
 
 
 def observe_cache(name: str, version: str, hit: bool) -> None:

@@ -8,7 +8,9 @@ KServe hook, used by KServe's gRPC servicer and any KServe caller, and runs the 
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -16,15 +18,19 @@ from typing import Any
 import numpy as np
 from kserve import Model
 from kserve.errors import ModelNotReady
+from kserve.metrics import PREDICT_HIST_TIME
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from predictor import metrics
 from predictor.acceptance import run_acceptance
+from predictor.batching import Batcher
 from predictor.bundle import runtime_versions
+from predictor.cache import PredictionCache
 from predictor.config import Settings
-from predictor.decode import Batch, decode_v1, decode_v2
-from predictor.encode import Results, encode_v1, encode_v2
+from predictor.decode import Batch, Features, decode_v1, decode_v2
+from predictor.encode import Results, encode_v1, encode_v2, encode_v2_json
 from predictor.errors import AcceptanceError, PayloadError
+from predictor.fastpath import Engine
 from predictor.loader import LoadedModel, load_model
 from predictor.metadata import input_types, model_metadata, output_types
 from predictor.signature import PREDICT, PREDICT_PROBA
@@ -32,45 +38,31 @@ from predictor.signature import PREDICT, PREDICT_PROBA
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[Settings], LoadedModel]
-Observer = Callable[[Batch, Results], None]
 
 
-def answer_v1(loaded: LoadedModel, body: Any, observe: Observer | None = None) -> dict[str, Any]:
-    """Answer a decoded v1 ``:predict`` body with ``loaded``; ``observe`` sees what was computed."""
-    batch = decode_v1(body, loaded.signature)
-    results = run_estimator(loaded.estimator, batch)
-    if observe is not None:
-        observe(batch, results)
+def answer_v1(loaded: LoadedModel, body: Any) -> dict[str, Any]:
+    """Answer a decoded v1 ``:predict`` body with ``loaded`` (no batching: acceptance, publish)."""
+    batch = decode_v1(body, loaded.signature, frame=loaded.engine.takes_frames)
+    results = run_estimator(loaded.engine, batch.features, batch.outputs)
     return encode_v1(results, batch.outputs, loaded.signature, loaded.version)
 
 
-def answer_v2(
-    loaded: LoadedModel, name: str, request: InferRequest, observe: Observer | None = None
-) -> InferResponse:
-    """Answer a v2 InferRequest (from REST or gRPC) with ``loaded``."""
-    batch = decode_v2(request, loaded.signature)
-    results = run_estimator(loaded.estimator, batch)
-    if observe is not None:
-        observe(batch, results)
-    return encode_v2(
-        results,
-        batch.outputs,
-        loaded.signature,
-        model_name=name,
-        version=loaded.version,
-        request=request,
-    )
+def wants_binary(request: InferRequest) -> bool:
+    """Whether any output of a REST request asked for the binary tensor extension."""
+    if request.use_binary_outputs:
+        return True
+    return any(o.binary_data for o in request.request_outputs or [])
 
 
-def run_estimator(estimator: Any, batch: Batch) -> Results:
-    """Compute the requested outputs for a decoded batch."""
+def run_estimator(engine: Engine, features: Features, outputs: tuple[str, ...]) -> Results:
+    """Compute the requested outputs for decoded features."""
     results: Results = {}
     try:
-        for name in batch.outputs:
+        for name in outputs:
             if name == PREDICT:
-                results[name] = np.asarray(estimator.predict(batch.features))
+                results[name] = np.asarray(engine.predict(features))
             elif name == PREDICT_PROBA:
-                results[name] = np.asarray(estimator.predict_proba(batch.features))
+                results[name] = np.asarray(engine.predict_proba(features))
     except ValueError as e:
         # scikit-learn's own input validation (e.g. an unknown category): the caller's data.
         reason = " ".join(str(e).split())[:200]
@@ -86,6 +78,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._settings = settings
         self._loader = loader
         self._loaded: LoadedModel | None = None
+        self._batcher: Batcher | None = None
+        self._cache = PredictionCache(settings.cache_size)
 
     def load(self) -> bool:
         """Fetch, verify, unpickle and accept the model; ready only when all of it passed.
@@ -100,12 +94,20 @@ class SklearnModel(Model):  # type: ignore[misc]
         if report.results:
             logger.info("acceptance passed: %s", "; ".join(r.summary for r in report.results))
         self._loaded = replace(loaded, acceptance=report)
+        self._cache = PredictionCache(self._settings.cache_size)
+        self._batcher = Batcher(  # picklable parts only: uvicorn workers receive the model pickled
+            functools.partial(run_estimator, loaded.engine),
+            max_rows=self._settings.batch_max_rows,
+            max_wait_s=self._settings.batch_max_wait_ms / 1000,
+            on_batch=functools.partial(metrics.observe_batch, self.name, loaded.version),
+        )
         metrics.model_loaded(
             self.name,
             loaded.version,
             sha256=loaded.artifact.sha256,
             runtime=runtime_versions(),
             seconds=loaded.load_seconds,
+            engine=loaded.engine.name,
         )
         self.ready = True
         return True
@@ -122,19 +124,65 @@ class SklearnModel(Model):  # type: ignore[misc]
         """The version every response reports as ``model_version``."""
         return self.loaded.version
 
-    def infer_v1(self, body: Any) -> dict[str, Any]:
-        """Answer a decoded v1 ``:predict`` body."""
-        return answer_v1(self.loaded, body, self._observe)
-
-    def infer_v2(self, request: InferRequest) -> InferResponse:
-        """Answer a v2 InferRequest (from REST or gRPC)."""
-        return answer_v2(self.loaded, self.name, request, self._observe)
-
-    def _observe(self, batch: Batch, results: Results) -> None:
+    async def infer_v1(self, body: Any) -> dict[str, Any]:
+        """Answer a decoded v1 ``:predict`` body (batched with concurrent requests)."""
         loaded = self.loaded
+        batch = decode_v1(body, loaded.signature, frame=loaded.engine.takes_frames)
+        results = await self._results(loaded, batch)
+        return encode_v1(results, batch.outputs, loaded.signature, loaded.version)
+
+    async def infer_v2(self, request: InferRequest) -> InferResponse:
+        """Answer a v2 InferRequest from REST or gRPC (batched with concurrent requests)."""
+        loaded = self.loaded
+        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
+        results = await self._results(loaded, batch)
+        return encode_v2(
+            results,
+            batch.outputs,
+            loaded.signature,
+            model_name=self.name,
+            version=loaded.version,
+            request=request,
+        )
+
+    async def infer_v2_rest(
+        self, request: InferRequest
+    ) -> tuple[dict[str, Any] | bytes, int | None]:
+        """Answer a v2 REST request: a JSON document, or bytes and the JSON length if binary."""
+        if wants_binary(request):
+            body, json_length = (await self.infer_v2(request)).to_rest()
+            return body, json_length
+        loaded = self.loaded
+        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
+        results = await self._results(loaded, batch)
+        document = encode_v2_json(
+            results,
+            batch.outputs,
+            loaded.signature,
+            model_name=self.name,
+            version=loaded.version,
+            request_id=request.id,
+        )
+        return document, None
+
+    async def _results(self, loaded: LoadedModel, batch: Batch) -> Results:
+        key = self._cache.key(loaded.version, batch.outputs, batch.features)
+        if key is not None:
+            cached = self._cache.get(key)
+            metrics.observe_cache(self.name, loaded.version, hit=cached is not None)
+            if cached is not None:
+                return cached
+        assert self._batcher is not None  # set by load(), with _loaded
+        started = time.perf_counter()
+        results = await self._batcher.submit(batch)
+        # KServe's own predict histogram, so dashboards built on KServe's metrics keep working.
+        PREDICT_HIST_TIME.labels(model_name=self.name).observe(time.perf_counter() - started)
+        if key is not None:
+            self._cache.put(key, results)
         metrics.observe_predictions(
             self.name, loaded.version, loaded.signature, results, batch.n_rows
         )
+        return results
 
     async def predict(
         self,
@@ -146,8 +194,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         if response_headers is not None:
             response_headers["x-model-version"] = self.version
         if isinstance(payload, InferRequest):
-            return self.infer_v2(payload)
-        return self.infer_v1(payload)
+            return await self.infer_v2(payload)
+        return await self.infer_v1(payload)
 
     def metadata(self) -> dict[str, Any]:
         """The v2 model metadata, with versions, platform and class labels."""

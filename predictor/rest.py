@@ -156,7 +156,7 @@ def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: 
     async def predict_v1(model_name: str, request: Request) -> Response:
         model = model_named(model_name)
         body = parse_json(await request.body())
-        return json_response(model.infer_v1(body), model.version)
+        return json_response(await model.infer_v1(body), model.version)
 
     async def infer_v2(
         model_name: str, request: Request, model_version: str | None = None
@@ -169,7 +169,7 @@ def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: 
             json_length=request.headers.get(JSON_LENGTH_HEADER),
             model_name=model_name,
         )
-        result, json_length = model.infer_v2(infer_request).to_rest()
+        result, json_length = await model.infer_v2_rest(infer_request)
         if isinstance(result, bytes):
             return Response(
                 content=result,

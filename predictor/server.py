@@ -23,6 +23,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 
@@ -73,14 +74,23 @@ class PredictorServicer(InferenceServicer):  # type: ignore[misc]
     async def ModelInfer(  # noqa: N802 (gRPC method name)
         self, request: pb.ModelInferRequest, context: Any
     ) -> pb.ModelInferResponse:
-        """KServe's ModelInfer, counted and timed like REST requests."""
+        """Infer with our model directly (KServe's servicer for others), counted and timed.
+
+        KServe's path adds a second decode, per-request latency log lines and its own timing
+        around the same ``predict``; for our model the servicer calls ``infer_v2`` itself.
+        """
         model = self._data_plane.model_registry.get_model(request.model_name)
         served = isinstance(model, SklearnModel) and model.ready
         name = request.model_name if served else "unknown"
         status = "INTERNAL"
         with metrics.InFlight(name) as flight:
             try:
-                response = await super().ModelInfer(request, context)
+                if served:
+                    self.validate_grpc_request(request)
+                    answer = await model.infer_v2(InferRequest.from_grpc(request))
+                    response = answer.to_grpc()
+                else:
+                    response = await super().ModelInfer(request, context)
                 status = "OK"
                 return response
             except Exception as e:

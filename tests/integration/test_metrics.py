@@ -172,3 +172,66 @@ def test_totals_are_right_with_two_workers(server: ServerFactory, demo_model_dir
             == 20
         )
         assert total(samples, "predictor_predictions_total", model="taxi", version=version) == 20
+
+
+def test_concurrent_requests_are_batched_and_cache_hits_are_counted(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    import asyncio
+
+    import joblib
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+
+    x = np.random.default_rng(0).normal(size=(500, 20))
+    forest = RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0).fit(
+        x, x[:, 0] > 0
+    )
+    joblib.dump(forest, tmp_path / "forest.joblib")
+    running = server.start(
+        str(tmp_path / "forest.joblib"),
+        name="rf",
+        args=["--fast_path", "false", "--cache_size", "8"],
+    )
+    assert (
+        "fast path switched off"
+        in httpx.get(f"{running.url}/v2/models/rf").json()["parameters"]["engine"]
+    )
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=running.url, timeout=30) as client:
+            replies = await asyncio.gather(
+                *(
+                    client.post("/v1/models/rf:predict", json={"instances": [x[i].tolist()]})
+                    for i in range(64)
+                )
+            )
+        return [r.status_code for r in replies]
+
+    assert asyncio.run(burst()) == [200] * 64
+    samples = scrape(running)
+    version = httpx.get(f"{running.url}/v2/models/rf").json()["versions"][0]
+    calls = value(samples, "predictor_batch_rows_count", model="rf", version=version)
+    rows = value(samples, "predictor_batch_rows_sum", model="rf", version=version)
+    assert rows == 64
+    assert calls < 64  # some requests shared a model call
+    for _ in range(3):
+        httpx.post(f"{running.url}/v1/models/rf:predict", json={"instances": [x[0].tolist()]})
+    samples = scrape(running)
+    assert (
+        value(samples, "predictor_cache_lookups_total", model="rf", version=version, result="hit")
+        >= 2
+    )
+
+
+def test_no_access_log_line_per_request_unless_asked(
+    server: ServerFactory, demo_model_dir: Path
+) -> None:
+    quiet = server.start(str(demo_model_dir), name="taxi")
+    chatty = server.start(str(demo_model_dir), name="taxi", args=["--access_log", "true"])
+    for running in (quiet, chatty):
+        for _ in range(3):
+            httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": ROWS})
+    assert "POST /v1/models/taxi" not in quiet.log()
+    assert quiet.log().count("uvicorn.access") == 0
+    assert chatty.log().count("POST /v1/models/taxi%3Apredict") == 3

@@ -1,0 +1,436 @@
+"""The benchmark: each server pinned to core 0, load from core 1 over 127.0.0.1, ratios in one run.
+
+Servers: ``baseline`` (a plain kserve.Model, bench/baseline.py), ``predictor`` (ours, serving a
+bundle with a pinned digest and an acceptance set, so cold start includes every check),
+``mlserver`` (MLServer's sklearn runtime in-process) and ``mlserver-batch`` (with adaptive
+batching), when MLServer is installed in bench/.venv-mlserver (``make bench`` does that).
+Load: wrk for REST (v1, v2), bench/grpc_load.py for gRPC. Cells: LogisticRegression and
+RandomForest(100 trees, depth 12) on 20 features; 1 and 64 rows; concurrency 1 and 32.
+
+    python bench/run.py [--duration 5] [--quick] [--servers baseline,predictor] [--write bench/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+ROOT = Path(__file__).resolve().parent.parent
+MLSERVER = ROOT / "bench" / ".venv-mlserver" / "bin" / "mlserver"
+FEATURES = 20
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_models(folder: Path) -> dict[str, Path]:
+    """LogisticRegression and RandomForest(100, depth 12) on 20 features, as bare files and bundles."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, FEATURES))
+    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] + rng.normal(scale=0.5, size=5000) > 0).astype(int)
+    models = {
+        "lr": LogisticRegression(max_iter=500).fit(x, y),
+        "rf": RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0).fit(x, y),
+    }
+    sys.path.insert(0, str(ROOT))
+    from predictor.publish import BundleSpec, publish
+
+    paths = {}
+    for name, model in models.items():
+        bare = folder / name / "bare"
+        bare.mkdir(parents=True)
+        joblib.dump(model, bare / "model.joblib")
+        golden = folder / name / "e2e.json"
+        golden.write_text(json.dumps({"instances": x[:20].tolist()}))
+        bundle = publish(
+            BundleSpec(
+                model_file=bare / "model.joblib",
+                name=name,
+                version="1.0.0",
+                created_by="bench",
+                e2e_file=golden,
+            ),
+            str(folder / name / "registry"),
+        )
+        paths[name] = bare
+        paths[f"{name}-bundle"] = Path(bundle)
+    return paths
+
+
+@dataclass
+class Server:
+    kind: str
+    model: str
+    process: subprocess.Popen[bytes]
+    http: int
+    grpc: int
+    cold_start_s: float
+
+    def rss_mb(self) -> float:
+        total = 0
+        pids = [self.process.pid] + _children(self.process.pid)
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total / 1024
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    pids = [int(p) for p in found]
+    return pids + [c for p in pids for c in _children(p)]
+
+
+def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> Server:
+    http, grpc = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
+    if kind == "baseline":
+        command = [
+            sys.executable,
+            "bench/baseline.py",
+            "--model_name",
+            model,
+            "--model_dir",
+            str(paths[model]),
+        ]
+        command += ["--http_port", str(http), "--grpc_port", str(grpc)]
+    elif kind == "predictor":
+        bundle = paths[f"{model}-bundle"]
+        digest = json.loads((bundle / "model.json").read_text())["artifact"]["sha256"]
+        env["PREDICTOR_MODEL_SHA256"] = digest
+        command = [
+            sys.executable,
+            "-m",
+            "predictor",
+            "--model_name",
+            model,
+            "--model_uri",
+            str(bundle),
+        ]
+        command += ["--http_port", str(http), "--grpc_port", str(grpc)]
+    else:
+        folder = work / f"{kind}-{model}"
+        (folder / model).mkdir(parents=True)
+        settings = {
+            "http_port": http,
+            "grpc_port": grpc,
+            "metrics_port": free_port(),
+            "parallel_workers": 0,
+        }
+        (folder / "settings.json").write_text(json.dumps(settings))
+        model_settings = {
+            "name": model,
+            "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": str(paths[model] / "model.joblib"), "version": "v1"},
+        }
+        if kind == "mlserver-batch":
+            model_settings |= {"max_batch_size": 64, "max_batch_time": 0.002}
+        (folder / model / "model-settings.json").write_text(json.dumps(model_settings))
+        command = [str(MLSERVER), "start", str(folder)]
+    log = (work / f"{kind}-{model}.log").open("wb")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *command],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = started + 120
+    while time.perf_counter() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{kind} exited: see {log.name}")
+        try:
+            if (
+                httpx.get(f"http://127.0.0.1:{http}/v2/models/{model}/ready", timeout=1).status_code
+                == 200
+            ):
+                return Server(kind, model, process, http, grpc, time.perf_counter() - started)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    process.kill()
+    raise RuntimeError(f"{kind} did not become ready")
+
+
+def body(protocol: str, rows: int) -> str:
+    data = np.random.default_rng(1).normal(size=(rows, FEATURES)).round(6)
+    if protocol == "v1":
+        return json.dumps({"instances": data.tolist()})
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [rows, FEATURES],
+                    "datatype": "FP64",
+                    "data": data.ravel().tolist(),
+                }
+            ]
+        }
+    )
+
+
+@dataclass
+class Cell:
+    server: str
+    model: str
+    protocol: str
+    rows: int
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rps * self.rows
+
+
+def run_wrk(
+    server: Server, protocol: str, rows: int, concurrency: int, duration: float, work: Path
+) -> Cell:
+    script = work / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body(protocol, rows))}\n"
+    )
+    path = (
+        f"/v1/models/{server.model}:predict"
+        if protocol == "v1"
+        else f"/v2/models/{server.model}/infer"
+    )
+    result = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            LOAD_CORE,
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(int(round(duration)), 1)}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{server.http}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    )
+    out = result.stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"wrk failed: {result.stdout} {result.stderr}")
+    rps = float(found.group(1))
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return Cell(
+        server.kind,
+        server.model,
+        protocol,
+        rows,
+        concurrency,
+        rps,
+        _latency(out, "50%"),
+        _latency(out, "99%"),
+        errors,
+    )
+
+
+def _latency(out: str, quantile: str) -> float:
+    match = re.search(rf"^\s+{re.escape(quantile)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+
+
+def run_grpc(server: Server, rows: int, concurrency: int, duration: float) -> Cell:
+    result = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            LOAD_CORE,
+            sys.executable,
+            "bench/grpc_load.py",
+            "--target",
+            f"127.0.0.1:{server.grpc}",
+            "--model",
+            server.model,
+            "--rows",
+            str(rows),
+            "--features",
+            str(FEATURES),
+            "-c",
+            str(concurrency),
+            "-d",
+            str(duration),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        cwd=ROOT,
+    )
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    return Cell(
+        server.kind,
+        server.model,
+        "grpc",
+        rows,
+        concurrency,
+        data["rps"],
+        data["p50_ms"],
+        data["p99_ms"],
+        data["errors"],
+    )
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    import kserve
+    import sklearn
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}, "
+        f"scikit-learn {sklearn.__version__}, numpy {np.__version__}, kserve {kserve.__version__ if hasattr(kserve, '__version__') else '0.21.0'}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
+    parser.add_argument("--servers", default="baseline,predictor,mlserver,mlserver-batch")
+    parser.add_argument("--models", default="lr,rf")
+    parser.add_argument("--quick", action="store_true", help="only the cells the targets name")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    for tool in ("taskset", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (make bench installs it)")
+    servers = [s for s in args.servers.split(",") if s]
+    if not MLSERVER.exists():
+        servers = [s for s in servers if not s.startswith("mlserver")]
+        print(
+            "MLServer is not installed in bench/.venv-mlserver; skipping its cells", file=sys.stderr
+        )
+    cells_spec = [
+        (protocol, rows, concurrency)
+        for protocol in ("v1", "v2", "grpc")
+        for rows in (1, 64)
+        for concurrency in (1, 32)
+    ]
+    if args.quick:
+        cells_spec = [("v1", 1, 32), ("v2", 1, 32), ("v2", 64, 32), ("grpc", 1, 32), ("v2", 1, 1)]
+    results: list[Cell] = []
+    starts: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        paths = make_models(work / "models")
+        for model in args.models.split(","):
+            for kind in servers:
+                server = start_server(kind, model, paths, work)
+                try:
+                    rss = []
+                    for protocol, rows, concurrency in cells_spec:
+                        if protocol == "v1" and kind.startswith("mlserver"):
+                            continue  # MLServer speaks v2 only
+                        duration = args.duration if concurrency > 1 else max(args.duration / 2, 2)
+                        if protocol == "grpc":
+                            cell = run_grpc(server, rows, concurrency, duration)
+                        else:
+                            cell = run_wrk(server, protocol, rows, concurrency, duration, work)
+                        results.append(cell)
+                        rss.append(server.rss_mb())
+                        print(json.dumps(asdict(cell)), flush=True)
+                    starts.setdefault(model, {})[kind] = server.cold_start_s
+                    starts[model][f"{kind}_rss_mb"] = max(rss) if rss else float("nan")
+                finally:
+                    server.stop()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {"machine": machine(), "cells": [asdict(c) for c in results], "starts": starts},
+            indent=1,
+        )
+    )
+    print(render(results, starts, machine()))
+
+
+def render(results: list[Cell], starts: dict[str, dict[str, float]], where: str) -> str:
+    """The results table, ratios against the baseline (and MLServer with batching) of the same run."""
+    by_key = {(c.server, c.model, c.protocol, c.rows, c.concurrency): c for c in results}
+    lines = [
+        f"Machine: {where}",
+        "",
+        "| model | proto | rows | c | baseline req/s | predictor req/s | x baseline | mlserver-batch req/s | x mlserver-batch | p50 ms (base / ours) | p99 ms (base / ours) | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (server, model, protocol, rows, concurrency), ours in sorted(by_key.items()):
+        if server != "predictor":
+            continue
+        base = by_key.get(("baseline", model, protocol, rows, concurrency))
+        mls = by_key.get(("mlserver-batch", model, protocol, rows, concurrency))
+        ratio = f"{ours.rps / base.rps:.2f}x" if base and base.rps else "n/a"
+        mratio = f"{ours.rps / mls.rps:.2f}x" if mls and mls.rps else "n/a"
+        lines.append(
+            f"| {model} | {protocol} | {rows} | {concurrency} | {base.rps if base else float('nan'):,.0f} | {ours.rps:,.0f} | {ratio} | "
+            f"{mls.rps if mls else float('nan'):,.0f} | {mratio} | {base.p50_ms if base else float('nan'):.2f} / {ours.p50_ms:.2f} | "
+            f"{base.p99_ms if base else float('nan'):.2f} / {ours.p99_ms:.2f} | {ours.errors + (base.errors if base else 0)} |"
+        )
+    lines += ["", "| model | server | cold start to ready (s) | RSS (MB) |", "|---|---|---|---|"]
+    for model, found in sorted(starts.items()):
+        for kind in ("baseline", "predictor", "mlserver", "mlserver-batch"):
+            if kind in found:
+                lines.append(
+                    f"| {model} | {kind} | {found[kind]:.2f} | {found.get(f'{kind}_rss_mb', float('nan')):.0f} |"
+                )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

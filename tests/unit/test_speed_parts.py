@@ -1,0 +1,176 @@
+"""The parts that make serving fast: compiled models, adaptive batching, the prediction cache."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.ensemble import (
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+
+from predictor.batching import Batcher
+from predictor.cache import PredictionCache
+from predictor.decode import Batch
+from predictor.errors import PayloadError
+from predictor.fastpath import SklearnEngine, choose_engine, compile_estimator, probe_rows
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(600, 6))
+BINARY = (X[:, 0] + X[:, 1] > 0).astype(int)
+THREE = np.array(["low", "mid", "high"])[np.digitize(X[:, 0], [-0.5, 0.5])]
+
+
+@pytest.mark.parametrize(
+    ("estimator", "classifier"),
+    [
+        (LogisticRegression().fit(X, BINARY), True),
+        (LogisticRegression().fit(X, THREE), True),
+        (LinearRegression().fit(X, X[:, 2]), False),
+        (RandomForestClassifier(n_estimators=15, max_depth=6, random_state=0).fit(X, THREE), True),
+        (ExtraTreesRegressor(n_estimators=10, random_state=0).fit(X, X[:, 1]), False),
+        (DecisionTreeClassifier(random_state=0).fit(X, BINARY), True),
+        (GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, BINARY), True),
+        (GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, THREE), True),
+    ],
+)
+def test_compiled_models_match_sklearn_and_are_chosen(estimator: Any, classifier: bool) -> None:
+    probes = probe_rows(estimator, 6, X[:20].tolist())
+    engine, reason = choose_engine(estimator, probes, enabled=True, is_classifier=classifier)
+    assert reason.startswith(f"compiled {type(estimator).__name__}"), reason
+    assert reason.endswith(f"verified against scikit-learn on {len(probes)} probe rows")
+    fresh = RNG.normal(size=(50, 6)) * 3
+    if classifier:
+        assert np.array_equal(engine.predict(fresh), estimator.predict(fresh))
+        np.testing.assert_allclose(
+            engine.predict_proba(fresh), estimator.predict_proba(fresh), rtol=0, atol=1e-9
+        )
+    else:
+        np.testing.assert_allclose(
+            engine.predict(fresh), estimator.predict(fresh), rtol=0, atol=1e-9
+        )
+
+
+def test_nan_rows_go_to_sklearn() -> None:
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, BINARY)
+    engine = compile_estimator(forest)
+    assert engine is not None
+    row = X[:1].copy()
+    row[0, 2] = np.nan
+    np.testing.assert_array_equal(engine.predict_proba(row), forest.predict_proba(row))
+
+
+def test_a_compiled_model_that_disagrees_is_not_used() -> None:
+    model = LogisticRegression().fit(X, BINARY)
+    probes = probe_rows(model, 6, [])
+    engine = compile_estimator(model)
+    assert engine is not None
+    engine.intercept = engine.intercept + 1e-6  # type: ignore[attr-defined]
+    from predictor.fastpath import verify
+
+    assert verify(engine, SklearnEngine(model), probes, is_classifier=True) is not None
+
+
+def test_the_fast_path_can_be_switched_off_and_falls_back_for_other_estimators() -> None:
+    model = LogisticRegression().fit(X, BINARY)
+    engine, reason = choose_engine(
+        model, probe_rows(model, 6, []), enabled=False, is_classifier=True
+    )
+    assert isinstance(engine, SklearnEngine)
+    assert reason == "fast path switched off (PREDICTOR_FAST_PATH=false)"
+    other = HistGradientBoostingClassifier(max_iter=5).fit(X, BINARY)
+    engine, reason = choose_engine(
+        other, probe_rows(other, 6, []), enabled=True, is_classifier=True
+    )
+    assert isinstance(engine, SklearnEngine)
+    assert reason == "no compiled fast path for HistGradientBoostingClassifier"
+
+
+def batch(rows: list[list[float]], outputs: tuple[str, ...] = ("predict",)) -> Batch:
+    return Batch(features=np.asarray(rows, dtype=np.float64), n_rows=len(rows), outputs=outputs)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, tuple[str, ...]]] = []
+        self.batches: list[int] = []
+
+    def run(self, features: Any, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+        self.calls.append((len(features), outputs))
+        if np.any(features < 0):
+            raise PayloadError("negative values are refused")
+        return {name: features[:, 0] * (2 if name == "predict" else 3) for name in outputs}
+
+
+async def submit_together(batcher: Batcher, batches: list[Batch]) -> list[Any]:
+    return await asyncio.gather(*(batcher.submit(b) for b in batches), return_exceptions=True)
+
+
+def test_concurrent_requests_share_one_call_and_keep_their_own_rows() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.run, max_rows=64, max_wait_s=0, on_batch=recorder.batches.append)
+    requests = [
+        batch([[1.0], [2.0]]),
+        batch([[3.0]], ("predict_proba",)),
+        batch([[4.0], [5.0]], ("predict", "predict_proba")),
+    ]
+    results = asyncio.run(submit_together(batcher, requests))
+    assert recorder.calls == [(5, ("predict", "predict_proba"))]
+    assert recorder.batches == [5]
+    assert results[0].keys() == {"predict"} and results[0]["predict"].tolist() == [2.0, 4.0]
+    assert results[1].keys() == {"predict_proba"} and results[1]["predict_proba"].tolist() == [9.0]
+    assert results[2]["predict"].tolist() == [8.0, 10.0] and results[2][
+        "predict_proba"
+    ].tolist() == [12.0, 15.0]
+
+
+def test_one_bad_request_never_fails_its_neighbours() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.run, max_rows=64, max_wait_s=0, on_batch=recorder.batches.append)
+    results = asyncio.run(
+        submit_together(batcher, [batch([[1.0]]), batch([[-1.0]]), batch([[3.0]])])
+    )
+    assert results[0]["predict"].tolist() == [2.0]
+    assert isinstance(results[1], PayloadError)
+    assert results[2]["predict"].tolist() == [6.0]
+    assert recorder.calls[0] == (3, ("predict",))  # tried together first, then one by one
+
+
+def test_batches_are_cut_at_max_rows_and_a_lone_request_runs_alone() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.run, max_rows=4, max_wait_s=0, on_batch=recorder.batches.append)
+    asyncio.run(submit_together(batcher, [batch([[1.0], [1.0]]) for _ in range(5)]))
+    assert recorder.batches == [4, 4, 2]
+    asyncio.run(submit_together(batcher, [batch([[1.0]])]))
+    assert recorder.batches[-1] == 1
+
+
+def test_batching_off_runs_each_request_directly() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.run, max_rows=1, max_wait_s=0, on_batch=recorder.batches.append)
+    asyncio.run(submit_together(batcher, [batch([[1.0]]), batch([[2.0]])]))
+    assert recorder.batches == [1, 1]
+
+
+def test_cache_is_bounded_keyed_by_version_and_input() -> None:
+    cache = PredictionCache(size=2)
+    rows = np.asarray([[1.0, 2.0]])
+    first = cache.key("v1", ("predict",), rows)
+    assert first is not None
+    cache.put(first, {"predict": np.asarray([1])})
+    assert cache.get(first) is not None
+    assert cache.get(cache.key("v2", ("predict",), rows)) is None  # type: ignore[arg-type]
+    assert cache.get(cache.key("v1", ("predict_proba",), rows)) is None  # type: ignore[arg-type]
+    for i in range(3):
+        key = cache.key("v1", ("predict",), np.asarray([[float(i), 0.0]]))
+        assert key is not None
+        cache.put(key, {"predict": np.asarray([i])})
+    assert len(cache) == 2
+    assert PredictionCache(size=0).key("v1", ("predict",), rows) is None
