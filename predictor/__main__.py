@@ -13,7 +13,6 @@ accepted ends start-up with one line on stderr and exit status 2: it never becom
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import logging
@@ -22,10 +21,10 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from predictor import __version__
 from predictor.errors import PredictorError
+from predictor.logs import configure_logging
 
 logger = logging.getLogger("predictor")
 
@@ -76,24 +75,6 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def configure_logging(log_config_file: str | None, *, access_log: bool = False) -> None:
-    """KServe's logging set-up, with our ``predictor`` loggers on KServe's handler.
-
-    uvicorn's access log (one INFO line per request) is off unless ``access_log``.
-    """
-    from kserve import logging as kserve_logging
-
-    if log_config_file:
-        kserve_logging.configure_logging(log_config_file)
-        return
-    config: dict[str, Any] = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
-    level = config["loggers"]["kserve"]["level"]
-    config["loggers"]["predictor"] = {"handlers": ["kserve"], "level": level, "propagate": False}
-    if not access_log:
-        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
-    kserve_logging.configure_logging(config)
-
-
 def serve(argv: Sequence[str]) -> int:
     """Parse flags, load the model and serve it until stopped; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -133,6 +114,7 @@ def serve(argv: Sequence[str]) -> int:
 
     server = PredictorServer(
         max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

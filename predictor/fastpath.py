@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -124,13 +125,22 @@ class LinearEngine(CompiledEngine):
         return _softmax(scores)
 
 
+SMALL_BATCH = 16
+"""Up to this many rows all trees are walked at once in numpy; above it, tree by tree through
+scikit-learn's compiled ``Tree.predict`` (still without the estimator's per-call overhead)."""
+
+
 class TreeEngine(CompiledEngine):
-    """Tree ensembles: every tree walked at once, one level per step, on float32 inputs."""
+    """Tree ensembles on float32 inputs, as scikit-learn compares them.
+
+    Small batches walk every tree at once, one level per step; large batches go tree by tree.
+    """
 
     def __init__(
         self, estimator: Any, trees: list[Any], *, average: bool, scale: float = 1.0
     ) -> None:
         super().__init__(estimator, f"compiled {type(estimator).__name__} ({len(trees)} trees)")
+        self.trees = trees
         offsets = np.cumsum([0] + [t.node_count for t in trees[:-1]])
         self.roots = offsets.astype(np.intp)
         self.feature = np.concatenate([np.maximum(t.feature, 0) for t in trees]).astype(np.intp)
@@ -149,8 +159,11 @@ class TreeEngine(CompiledEngine):
         ).astype(np.intp)
         self.leaf = self.left < 0
         values = np.concatenate([t.value[:, 0, :] for t in trees])
-        if self.classes.size and average:  # classifier leaves: class fractions
-            values = values / values.sum(axis=1, keepdims=True)
+        self.normalize = bool(self.classes.size and average)  # classifier leaves: class fractions
+        if self.normalize:
+            sums = values.sum(axis=1, keepdims=True)
+            self.normalize = not np.allclose(sums, 1.0, rtol=0, atol=1e-12)
+            values = values / sums
         self.values = values
         self.depth = max(int(t.max_depth) for t in trees)
         self.average = average
@@ -170,9 +183,22 @@ class TreeEngine(CompiledEngine):
         return node
 
     def _summed(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] > SMALL_BATCH:
+            return self._summed_per_tree(x)
         leaves = self._leaves(x)
         total = self.values[leaves].sum(axis=1)
         return np.asarray(total / leaves.shape[1] if self.average else total * self.scale)
+
+    def _summed_per_tree(self, x: np.ndarray) -> np.ndarray:
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        total = np.zeros((x32.shape[0], self.values.shape[1]))
+        for tree in self.trees:
+            value = tree.predict(x32)  # (rows, classes) for one output
+            value = value[:, 0, :] if value.ndim == 3 else value
+            if self.normalize:
+                value = value / value.sum(axis=1, keepdims=True)
+            total += value
+        return np.asarray(total / len(self.trees) if self.average else total * self.scale)
 
     def _values(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._summed(x)[:, 0])
@@ -277,17 +303,23 @@ def verify(
 ) -> str | None:
     """Where the compiled model differs from scikit-learn on ``probes``; None when it does not."""
     rows = np.asarray(probes, dtype=np.float64)
-    frame = probes
+
+    def chunked(method: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        # small batches take another code path than large ones: check both
+        return np.concatenate([method(rows[i : i + 4]) for i in range(0, len(rows), 4)])
+
     try:
         if is_classifier:
-            want, got = reference.predict(frame), compiled.predict(rows)
-            if not np.array_equal(np.asarray(want), np.asarray(got)):
-                return f"{int(np.sum(np.asarray(want) != np.asarray(got)))} labels differ"
-            gap = float(
-                np.max(np.abs(reference.predict_proba(frame) - compiled.predict_proba(rows)))
-            )
+            want = np.asarray(reference.predict(probes))
+            for got in (compiled.predict(rows), chunked(compiled.predict)):
+                if not np.array_equal(want, np.asarray(got)):
+                    return f"{int(np.sum(want != np.asarray(got)))} labels differ"
+            expected = reference.predict_proba(probes)
+            answers = (compiled.predict_proba(rows), chunked(compiled.predict_proba))
         else:
-            gap = float(np.max(np.abs(reference.predict(frame) - compiled.predict(rows))))
+            expected = reference.predict(probes)
+            answers = (compiled.predict(rows), chunked(compiled.predict))
+        gap = max(float(np.max(np.abs(expected - answer))) for answer in answers)
     except (ValueError, IndexError, AttributeError) as e:
         return f"{type(e).__name__}: {e}"
     if not gap <= TOLERANCE:

@@ -127,15 +127,17 @@ def observe_predictions(
             PREDICTED_CLASS.labels(name, version, "").inc(rows)
         return
     proba = results.get(PREDICT_PROBA)
+    classes = signature.classes
     if PREDICT in results:
         labels = np.asarray(results[PREDICT])
+        counts = [int(np.count_nonzero(labels == label)) for label in classes]
     elif proba is not None:
-        labels = np.asarray(signature.classes, dtype=object)[np.argmax(proba, axis=1)]
+        counts = np.bincount(np.argmax(proba, axis=1), minlength=len(classes)).tolist()
     else:
         return
-    found, counts = np.unique(labels.astype(str), return_counts=True)
-    for label, count in zip(found.tolist(), counts.tolist(), strict=True):
-        PREDICTED_CLASS.labels(name, version, label).inc(count)
+    for label, count in zip(classes, counts, strict=True):
+        if count:
+            PREDICTED_CLASS.labels(name, version, str(label)).inc(count)
     if proba is not None:
         histogram = TOP_PROBABILITY.labels(name, version)
         for value in np.max(proba, axis=1).tolist():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from concurrent import futures
 from typing import Any
 
@@ -28,6 +29,7 @@ from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 
 from predictor import metrics
+from predictor.logs import configure_logging
 from predictor.model import SklearnModel
 from predictor.rest import register_routes
 
@@ -37,9 +39,19 @@ logger = logging.getLogger(__name__)
 class PredictorRESTServer(RESTServer):  # type: ignore[misc]
     """KServe's REST server with our routes and body limit, and no per-request timing log."""
 
-    def __init__(self, *args: Any, max_body_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, max_body_bytes: int, access_log: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
+
+    def run(self, sockets: list[Any] | None = None) -> None:
+        """Serve in a uvicorn worker process (``--workers`` above 1)."""
+        _die_with_parent()
+        if kserve_args.configure_logging and not kserve_args.log_config_file:
+            configure_logging(None, access_log=self.access_log)
+        super().run(sockets=sockets)
 
     def create_application(self) -> None:
         """Configure KServe's global app (what uvicorn serves) with our routes first."""
@@ -117,6 +129,38 @@ class PredictorServicer(InferenceServicer):  # type: ignore[misc]
         )
 
 
+def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """The loop for the whole server, honouring ``--event-loop`` as uvicorn would.
+
+    KServe runs uvicorn and gRPC inside its own loop, where uvicorn's loop setting has no effect;
+    here ``auto`` (the default) and ``uvloop`` pick uvloop when it is installed.
+    """
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            if choice == "uvloop":
+                raise
+    return asyncio.new_event_loop()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the server process dies, so none is left behind.
+
+    KServe starts workers one by one, and a stop during start-up can miss the late ones.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        logger.debug("cannot ask to die with the parent process on this platform")
+
+
 def _grpc_status(error: Exception) -> str:
     """The status KServe's exception interceptor will answer ``error`` with (for metrics)."""
     for kinds, code in (
@@ -162,9 +206,10 @@ class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
 class PredictorServer(ModelServer):  # type: ignore[misc]
     """``kserve.ModelServer`` wired to our REST routes and gRPC servicer."""
 
-    def __init__(self, *, max_body_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_body_bytes: int, access_log: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
 
     def _build_rest_server(self) -> PredictorRESTServer:
         return PredictorRESTServer(
@@ -178,6 +223,7 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
             event_loop=self.event_loop,
             timeout_keep_alive=self.timeout_keep_alive,
             max_body_bytes=self.max_body_bytes,
+            access_log=self.access_log,
         )
 
     def start(self, models: list[Any]) -> None:
@@ -212,6 +258,13 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
                 grace_period=self.grace_period,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
+        # One loop for everything, made before KServe's setup so that its executor and exception
+        # handler apply to the loop that serves (asyncio.run would make another one).
+        loop = new_event_loop(self.event_loop)
+        asyncio.set_event_loop(loop)
         self.setup_event_loop()
         self.register_signal_handler()
-        asyncio.run(self._serve())
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            loop.close()
