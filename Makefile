@@ -40,7 +40,7 @@ ANALYSIS ?= analysis.yaml
 .PHONY: help venv demo-model demo-bundles serve test check fmt lock clean publish validate \
 	docker-base docker-model docker-demo manifests deploy-minikube canary-minikube deploy-gke \
 	canary-gke undeploy-minikube undeploy-gke e2e require-registry test-tools canary-start \
-	canary-status canary-promote canary-rollback canary-auto
+	canary-status canary-promote canary-rollback canary-auto bench
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -167,6 +167,17 @@ undeploy-gke: ## Delete the InferenceService from GKE
 
 e2e: $(STAMP) ## End-to-end suite against minikube with KServe (after docker-demo)
 	$(PY) -m pytest tests/e2e --with-e2e -m e2e $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Benchmark vs a plain kserve.Model and MLServer (server on core 0, load on core 1)
+	@command -v wrk >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+		else echo "install wrk (apt-get install wrk) to run the benchmark" >&2; exit 2; fi; }
+	@test -x bench/.venv-mlserver/bin/mlserver || { \
+		$(PYTHON) -m venv bench/.venv-mlserver && \
+		bench/.venv-mlserver/bin/pip install --quiet --disable-pip-version-check mlserver==1.7.1 mlserver-sklearn==1.7.1 \
+			$$(grep -E '^(scikit-learn|numpy|joblib|scipy)==' requirements.lock); }
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv, caches, build output and the demo models
 	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_REGISTRY) build .pytest_cache .mypy_cache .ruff_cache

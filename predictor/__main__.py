@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--batch_max_rows", type=int, help="rows one batched model call may combine")
     ours.add_argument("--batch_max_wait_ms", type=float, help="wait for company before a call (0)")
     ours.add_argument("--cache_size", type=int, help="prediction cache entries (0: off)")
+    ours.add_argument("--max_in_flight", type=int, help="more requests at once get 503 (256)")
     ours.add_argument("--access_log", type=_boolean, help="one log line per request (false)")
     ours.add_argument("--version", action="version", version=f"predictor {__version__}")
     return parser
@@ -97,6 +98,7 @@ def serve(argv: Sequence[str]) -> int:
                 "batch_max_wait_ms": args.batch_max_wait_ms,
                 "cache_size": args.cache_size,
                 "access_log": args.access_log,
+                "max_in_flight": args.max_in_flight,
             }
         )
     except PredictorError as e:

@@ -116,6 +116,12 @@ class InferenceEndpoint:
             raise ModelNotReady(name)
         if asked_version is not None and asked_version != model.version:
             raise ModelVersionNotFound(name, asked_version, model.version)
+        with model.admitted():
+            return await self._infer(model, name, protocol, scope, receive)
+
+    async def _infer(
+        self, model: SklearnModel, name: str, protocol: str, scope: Scope, receive: Receive
+    ) -> Response:
         body = await read_body(receive)
         if protocol == "v1":
             return json_response(await model.infer_v1(parse_json(body)), model.version)

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     cache_size: int = Field(default=0, ge=0)
     """Entries in the prediction cache (by model version and exact input); 0 switches it off."""
 
+    max_in_flight: int = Field(default=256, ge=1)
+    """Inference requests served at once per process; more get 503 with Retry-After at once."""
+
     access_log: bool = False
     """Log one line per request (uvicorn's access log); off so that serving stays lean."""
 

@@ -9,6 +9,7 @@ prints their one-line message and exits non-zero, so a bad model never becomes R
     PredictorError
     ├── PayloadError (kserve InvalidInput → 400)
     │   └── UnsupportedOutputError
+    ├── OverloadedError (503 with Retry-After)
     ├── ConfigError
     └── ArtifactError
         ├── UnsupportedURIError
@@ -44,6 +45,15 @@ class PayloadError(PredictorError, InvalidInput):  # type: ignore[misc]
 
 class UnsupportedOutputError(PayloadError):
     """The caller asked for an output the model cannot give (e.g. predict_proba on a regressor)."""
+
+
+class OverloadedError(PredictorError):
+    """More requests are in flight than the server takes; the caller should retry (HTTP 503)."""
+
+    def __init__(self, in_flight: int, limit: int) -> None:
+        super().__init__(
+            f"server overloaded: {in_flight} requests in flight (limit {limit}); retry shortly"
+        )
 
 
 class ConfigError(PredictorError):

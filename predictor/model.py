@@ -8,10 +8,11 @@ KServe hook, used by KServe's gRPC servicer and any KServe caller, and runs the 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +30,7 @@ from predictor.cache import PredictionCache
 from predictor.config import Settings
 from predictor.decode import Batch, Features, decode_v1, decode_v2
 from predictor.encode import Results, encode_v1, encode_v2, encode_v2_json
-from predictor.errors import AcceptanceError, PayloadError
+from predictor.errors import AcceptanceError, OverloadedError, PayloadError
 from predictor.fastpath import Engine
 from predictor.loader import LoadedModel, load_model
 from predictor.metadata import input_types, model_metadata, output_types
@@ -80,6 +81,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._loaded: LoadedModel | None = None
         self._batcher: Batcher | None = None
         self._cache = PredictionCache(settings.cache_size)
+        self._in_flight = 0
 
     def load(self) -> bool:
         """Fetch, verify, unpickle and accept the model; ready only when all of it passed.
@@ -123,6 +125,22 @@ class SklearnModel(Model):  # type: ignore[misc]
     def version(self) -> str:
         """The version every response reports as ``model_version``."""
         return self.loaded.version
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Count one request in flight, or refuse it at once when the limit is reached.
+
+        Raises:
+            OverloadedError: ``PREDICTOR_MAX_IN_FLIGHT`` requests are already being served.
+        """
+        limit = self._settings.max_in_flight
+        if self._in_flight >= limit:
+            raise OverloadedError(self._in_flight, limit)
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
 
     async def infer_v1(self, body: Any) -> dict[str, Any]:
         """Answer a decoded v1 ``:predict`` body (batched with concurrent requests)."""

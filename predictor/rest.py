@@ -27,6 +27,7 @@ from predictor.asgi import (
     json_response,
     too_large_response,
 )
+from predictor.errors import OverloadedError
 from predictor.home import home_document, prefers_html, render_html
 from predictor.model import SklearnModel
 
@@ -62,7 +63,16 @@ def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: 
     app.add_api_route(
         "/v2/models/{model_name}/versions/{model_version}", metadata_v2, methods=["GET"]
     )
+    async def overloaded(_: Request, exc: Exception) -> Response:
+        return Response(
+            content=orjson.dumps({"error": str(exc)}),
+            status_code=503,
+            media_type=JSON,
+            headers={"retry-after": "1"},
+        )
+
     app.add_exception_handler(BodyTooLargeError, body_too_large)
+    app.add_exception_handler(OverloadedError, overloaded)
     # Innermost first: the endpoint, then the body limit around it, then metrics around both.
     app.add_middleware(InferenceEndpoint, registry=registry, handlers=app.exception_handlers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)

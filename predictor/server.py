@@ -15,6 +15,7 @@ from concurrent import futures
 from typing import Any
 
 import fastapi
+import grpc
 from grpc import aio
 from kserve import ModelServer
 from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady
@@ -29,6 +30,7 @@ from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 
 from predictor import metrics
+from predictor.errors import OverloadedError
 from predictor.logs import configure_logging
 from predictor.model import SklearnModel
 from predictor.rest import register_routes
@@ -99,12 +101,18 @@ class PredictorServicer(InferenceServicer):  # type: ignore[misc]
             try:
                 if served:
                     self.validate_grpc_request(request)
-                    answer = await model.infer_v2(InferRequest.from_grpc(request))
+                    with model.admitted():
+                        answer = await model.infer_v2(InferRequest.from_grpc(request))
                     response = answer.to_grpc()
                 else:
                     response = await super().ModelInfer(request, context)
                 status = "OK"
                 return response
+            except OverloadedError as e:
+                # KServe's interceptor knows no "retry later"; answer it here, as gRPC spells it.
+                status = "RESOURCE_EXHAUSTED"
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+                raise  # abort() raises; this line is never reached
             except Exception as e:
                 status = _grpc_status(e)
                 raise

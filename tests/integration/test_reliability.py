@@ -1,0 +1,216 @@
+"""Reliability under shutdown, overload, storage faults and hostile input, on real processes.
+
+Covers: SIGTERM with hundreds of requests in flight (every accepted request answered correctly,
+exit 0); overload answered at once with 503 and Retry-After (REST) or RESOURCE_EXHAUSTED (gRPC);
+GCS unreachable ending start-up within its deadline with one line; no credentials or request
+values in logs and error bodies; and property-based fuzzing of the REST bodies (never a 5xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import joblib
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from sklearn.ensemble import RandomForestClassifier
+
+from tests.helpers import RunningServer, ServerFactory, free_port, in_process_app
+
+X = np.random.default_rng(0).normal(size=(400, 20))
+
+
+@pytest.fixture(scope="module")
+def forest_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("forest") / "forest.joblib"
+    joblib.dump(RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0).fit(X, X[:, 0] > 0), path)
+    return path
+
+
+def slow_server(server: ServerFactory, forest_file: Path, *extra: str) -> RunningServer:
+    # scikit-learn's own predict (a few ms a call) and no batching: requests really queue up.
+    return server.start(str(forest_file), name="rf", args=["--fast_path", "false", "--batch_max_rows", "1", *extra])
+
+
+def test_sigterm_answers_every_accepted_request_and_exits_0(server: ServerFactory, forest_file: Path) -> None:
+    running = slow_server(server, forest_file)
+    expected = joblib.load(forest_file).predict(X[:300]).tolist()
+
+    async def flood() -> list[Any]:
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+        async with httpx.AsyncClient(base_url=running.url, timeout=30, limits=limits) as client:
+
+            async def one(i: int) -> Any:
+                try:
+                    reply = await client.post("/v1/models/rf:predict", json={"instances": [X[i].tolist()]})
+                    return reply.status_code, reply.json()
+                except httpx.ConnectError:
+                    return "not accepted"
+                except httpx.HTTPError as e:
+                    return f"lost: {type(e).__name__}"
+
+            tasks = [asyncio.create_task(one(i)) for i in range(300)]
+            await asyncio.sleep(0.3)
+            running.process.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*tasks)
+
+    outcomes = asyncio.run(flood())
+    answered = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, tuple)]
+    assert not [o for o in outcomes if isinstance(o, str) and o.startswith("lost")], outcomes
+    assert len(answered) >= 100, f"only {len(answered)} requests were answered"
+    for i, (status, body) in answered:
+        assert status == 200, body
+        assert body["predictions"] == [expected[i]]
+    assert running.process.wait(timeout=60) == 0
+
+
+def test_overload_is_refused_at_once_with_retry_after(server: ServerFactory, forest_file: Path) -> None:
+    running = slow_server(server, forest_file, "--max_in_flight", "4")
+    expected = joblib.load(forest_file).predict(X[:64]).tolist()
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=running.url, timeout=30, limits=limits) as client:
+            return await asyncio.gather(
+                *(client.post("/v1/models/rf:predict", json={"instances": [X[i].tolist()]}) for i in range(64))
+            )
+
+    replies = asyncio.run(burst())
+    statuses = {r.status_code for r in replies}
+    assert statuses <= {200, 503}
+    refused = [r for r in replies if r.status_code == 503]
+    assert refused, "nothing was refused although 64 requests met a limit of 4"
+    assert refused[0].headers["retry-after"] == "1"
+    assert refused[0].json()["error"].startswith("server overloaded:")
+    for i, reply in enumerate(replies):
+        if reply.status_code == 200:
+            assert reply.json()["predictions"] == [expected[i]]
+    assert httpx.post(f"{running.url}/v1/models/rf:predict", json={"instances": [X[0].tolist()]}).status_code == 200
+
+
+def test_grpc_overload_is_resource_exhausted(server: ServerFactory, forest_file: Path) -> None:
+    running = slow_server(server, forest_file, "--max_in_flight", "2")
+    request = pb.ModelInferRequest(
+        model_name="rf",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="x", datatype="FP64", shape=[1, 20], contents=pb.InferTensorContents(fp64_contents=X[0].tolist())
+            )
+        ],
+    )
+
+    async def burst() -> list[Any]:
+        async with grpc.aio.insecure_channel(running.grpc_target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+
+            async def one() -> Any:
+                try:
+                    await stub.ModelInfer(request)
+                    return grpc.StatusCode.OK
+                except grpc.aio.AioRpcError as e:
+                    return e.code()
+
+            return await asyncio.gather(*(one() for _ in range(40)))
+
+    codes = asyncio.run(burst())
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+
+
+def test_unreachable_gcs_ends_start_up_within_its_deadline(server: ServerFactory) -> None:
+    started = time.monotonic()
+    refused = server.run_to_exit(
+        "gs://models/taxi/model.joblib",
+        args=["--gcs_deadline_seconds", "3"],
+        env={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"},
+        timeout=60,
+    )
+    assert refused.process.returncode == 2
+    assert time.monotonic() - started < 30
+    assert "gs://models/taxi/model.joblib: GCS still failing after retrying for 3s" in refused.log()
+    assert "Traceback" not in refused.log()
+
+
+def test_credentials_never_reach_the_logs(server: ServerFactory, tmp_path: Path) -> None:
+    secret = "-----BEGIN PRIVATE KEY-----SUPER-SECRET-KEY-MATERIAL"
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"type": "service_account", "private_key": secret, "client_email": "x@y.iam.gserviceaccount.com"}))
+    refused = server.run_to_exit(
+        "gs://models/taxi/model.joblib",
+        args=["--gcs_deadline_seconds", "2"],
+        env={"GOOGLE_APPLICATION_CREDENTIALS": str(key), "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"},
+        timeout=60,
+    )
+    assert refused.process.returncode == 2
+    assert "SUPER-SECRET" not in refused.log()
+
+
+def test_request_values_are_not_echoed_in_errors_or_logs(server: ServerFactory, demo_model_dir: Path) -> None:
+    running = server.start(str(demo_model_dir), name="taxi")
+    marker = "customer-4242-card-5555"
+    replies = [
+        httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [[1, marker, 3]]}),
+        httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [{"pickup_zone": 1, marker: 2}]}),
+        httpx.post(f"{running.url}/v2/models/taxi/infer", json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, marker, 3]}]}),
+    ]
+    assert [r.status_code for r in replies] == [400, 400, 400]
+    assert all(marker not in r.text for r in replies[:1] + replies[2:])
+    assert marker not in running.log()
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(demo_model_dir: Path) -> Iterator[TestClient]:
+    with TestClient(in_process_app(str(demo_model_dir), name="taxi", max_body_bytes=1 << 16), raise_server_exceptions=False) as client:
+        yield client
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+TENSOR = st.fixed_dictionaries(
+    {
+        "name": st.text(max_size=5) | st.none(),
+        "shape": st.lists(st.integers(-2, 70), max_size=3) | JSON,
+        "datatype": st.sampled_from(["FP64", "FP32", "INT64", "BYTES", "BOOL", "FP16", "XX"]) | JSON,
+        "data": st.lists(st.integers() | st.floats(allow_nan=False) | st.text(max_size=3), max_size=12) | JSON,
+    }
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=JSON | st.fixed_dictionaries({"instances": JSON, "parameters": JSON}))
+def test_fuzzed_v1_bodies_never_cause_a_5xx(fuzz_client: TestClient, body: Any) -> None:
+    reply = fuzz_client.post("/v1/models/taxi:predict", content=json.dumps(body).encode())
+    assert reply.status_code in (200, 400), reply.text
+    assert set(reply.json()) in ({"error"}, {"predictions", "model_version"}, {"predictions", "predict", "model_version"})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(inputs=st.lists(TENSOR, max_size=3) | JSON, outputs=JSON)
+def test_fuzzed_v2_bodies_never_cause_a_5xx(fuzz_client: TestClient, inputs: Any, outputs: Any) -> None:
+    reply = fuzz_client.post("/v2/models/taxi/infer", content=json.dumps({"inputs": inputs, "outputs": outputs}).encode())
+    assert reply.status_code in (200, 400), reply.text
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300), length=st.none() | st.text(max_size=6))
+def test_fuzzed_raw_bytes_never_cause_a_5xx(fuzz_client: TestClient, raw: bytes, length: str | None) -> None:
+    headers = {"inference-header-content-length": length} if length is not None else {}
+    for path in ("/v1/models/taxi:predict", "/v2/models/taxi/infer"):
+        reply = fuzz_client.post(path, content=raw, headers=headers)
+        assert reply.status_code in (200, 400), reply.text
