@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--batch_max_wait_ms", type=float, help="wait for company before a call (0)")
     ours.add_argument("--cache_size", type=int, help="prediction cache entries (0: off)")
     ours.add_argument("--max_in_flight", type=int, help="more requests at once get 503 (256)")
+    ours.add_argument("--shutdown_delay_seconds", type=float, help="drain time after SIGTERM (0)")
     ours.add_argument("--access_log", type=_boolean, help="one log line per request (false)")
     ours.add_argument("--version", action="version", version=f"predictor {__version__}")
     return parser
@@ -99,6 +100,7 @@ def serve(argv: Sequence[str]) -> int:
                 "cache_size": args.cache_size,
                 "access_log": args.access_log,
                 "max_in_flight": args.max_in_flight,
+                "shutdown_delay_seconds": args.shutdown_delay_seconds,
             }
         )
     except PredictorError as e:
@@ -117,6 +119,7 @@ def serve(argv: Sequence[str]) -> int:
     server = PredictorServer(
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
+        shutdown_delay_s=settings.shutdown_delay_seconds,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

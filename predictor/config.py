@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=256, ge=1)
     """Inference requests served at once per process; more get 503 with Retry-After at once."""
 
+    shutdown_delay_seconds: float = Field(default=0.0, ge=0)
+    """On SIGTERM, report not-ready and keep serving this long before stopping (set it to a few
+    seconds in a cluster, below terminationGracePeriodSeconds, so no request is cut off)."""
+
     access_log: bool = False
     """Log one line per request (uvicorn's access log); off so that serving stays lean."""
 

@@ -162,7 +162,9 @@ def _named_rows_to_lists(rows: list[Any], signature: Signature) -> list[Any]:
             if missing:
                 parts.append(f"missing feature(s) {', '.join(map(repr, missing))}")
             if unknown:
-                parts.append(f"unknown feature(s) {', '.join(map(repr, unknown[:5]))}")
+                shown = ", ".join(repr(name[:32]) for name in unknown[:3])
+                more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+                parts.append(f"unknown feature(s) {shown}{more}")
             raise PayloadError(f"row {i}: {'; '.join(parts)}; the model takes: {', '.join(names)}")
         out.append([row[n] for n in names])
     return out

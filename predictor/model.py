@@ -82,6 +82,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._batcher: Batcher | None = None
         self._cache = PredictionCache(settings.cache_size)
         self._in_flight = 0
+        self.draining = False
+        """Set on SIGTERM: readiness turns False while requests are still served."""
 
     def load(self) -> bool:
         """Fetch, verify, unpickle and accept the model; ready only when all of it passed.
@@ -113,6 +115,10 @@ class SklearnModel(Model):  # type: ignore[misc]
         )
         self.ready = True
         return True
+
+    async def healthy(self) -> bool:
+        """Readiness as KServe asks it: loaded, and not draining before a shutdown."""
+        return bool(self.ready) and not self.draining
 
     @property
     def loaded(self) -> LoadedModel:

@@ -10,6 +10,8 @@ and ``/metrics``. Errors are raised as KServe's exception types; KServe's handle
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
@@ -27,9 +29,11 @@ from predictor.asgi import (
     json_response,
     too_large_response,
 )
-from predictor.errors import OverloadedError
+from predictor.errors import OverloadedError, PayloadError
 from predictor.home import home_document, prefers_html, render_html
 from predictor.model import SklearnModel
+
+logger = logging.getLogger(__name__)
 
 
 def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: int) -> None:
@@ -63,6 +67,7 @@ def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: 
     app.add_api_route(
         "/v2/models/{model_name}/versions/{model_version}", metadata_v2, methods=["GET"]
     )
+
     async def overloaded(_: Request, exc: Exception) -> Response:
         return Response(
             content=orjson.dumps({"error": str(exc)}),
@@ -71,8 +76,15 @@ def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: 
             headers={"retry-after": "1"},
         )
 
+    async def payload_error(_: Request, exc: Exception) -> Response:
+        # KServe's InvalidInput handler would log a traceback at ERROR for every bad request,
+        # flooding the logs and copying callers' data into them; a caller's mistake is theirs.
+        logger.debug("400: %s", exc)
+        return Response(content=orjson.dumps({"error": str(exc)}), status_code=400, media_type=JSON)
+
     app.add_exception_handler(BodyTooLargeError, body_too_large)
     app.add_exception_handler(OverloadedError, overloaded)
+    app.add_exception_handler(PayloadError, payload_error)
     # Innermost first: the endpoint, then the body limit around it, then metrics around both.
     app.add_middleware(InferenceEndpoint, registry=registry, handlers=app.exception_handlers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)

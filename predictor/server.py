@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from concurrent import futures
 from typing import Any
 
@@ -27,7 +28,7 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
-from kserve.protocol.rest.server import RESTServer
+from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 
 from predictor import metrics
 from predictor.errors import OverloadedError
@@ -42,11 +43,19 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
     """KServe's REST server with our routes and body limit, and no per-request timing log."""
 
     def __init__(
-        self, *args: Any, max_body_bytes: int, access_log: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        max_body_bytes: int,
+        access_log: bool = False,
+        shutdown_delay_s: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self._server = DrainingServer(
+            self.config, delay_s=shutdown_delay_s, registry=self.dataplane.model_registry
+        )
 
     def run(self, sockets: list[Any] | None = None) -> None:
         """Serve in a uvicorn worker process (``--workers`` above 1)."""
@@ -80,6 +89,33 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
     def _register_endpoints(self, app: fastapi.FastAPI) -> None:
         register_routes(app, self.dataplane.model_registry, max_body_bytes=self.max_body_bytes)
         super()._register_endpoints(app)
+
+
+class DrainingServer(_RefreshingServer):  # type: ignore[misc]
+    """KServe's uvicorn server, which on SIGTERM first reports not-ready and keeps serving.
+
+    For ``delay_s`` seconds the models' readiness is False (so the load balancer stops sending
+    traffic) while requests, including those still waiting in the listen backlog, are served;
+    then uvicorn's graceful shutdown stops listening and finishes the requests in flight.
+    """
+
+    def __init__(self, config: Any, *, delay_s: float, registry: Any) -> None:
+        super().__init__(config)
+        self.delay_s = delay_s
+        self.registry = registry
+        self.draining = False
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """First signal: drain, then exit; any later one: uvicorn's own handling."""
+        if self.delay_s <= 0 or self.draining:
+            super().handle_exit(sig, frame)
+            return
+        self.draining = True
+        for model in self.registry.get_models().values():
+            if isinstance(model, SklearnModel):
+                model.draining = True
+        logger.info("draining: not ready, serving for %.1fs before shutting down", self.delay_s)
+        threading.Timer(self.delay_s, super().handle_exit, args=(sig, frame)).start()
 
 
 class PredictorServicer(InferenceServicer):  # type: ignore[misc]
@@ -214,10 +250,18 @@ class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
 class PredictorServer(ModelServer):  # type: ignore[misc]
     """``kserve.ModelServer`` wired to our REST routes and gRPC servicer."""
 
-    def __init__(self, *, max_body_bytes: int, access_log: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int,
+        access_log: bool = False,
+        shutdown_delay_s: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.shutdown_delay_s = shutdown_delay_s
 
     def _build_rest_server(self) -> PredictorRESTServer:
         return PredictorRESTServer(
@@ -232,6 +276,7 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
             timeout_keep_alive=self.timeout_keep_alive,
             max_body_bytes=self.max_body_bytes,
             access_log=self.access_log,
+            shutdown_delay_s=self.shutdown_delay_s,
         )
 
     def start(self, models: list[Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import string
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,17 +37,26 @@ X = np.random.default_rng(0).normal(size=(400, 20))
 @pytest.fixture(scope="module")
 def forest_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("forest") / "forest.joblib"
-    joblib.dump(RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0).fit(X, X[:, 0] > 0), path)
+    joblib.dump(
+        RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0).fit(X, X[:, 0] > 0),
+        path,
+    )
     return path
 
 
 def slow_server(server: ServerFactory, forest_file: Path, *extra: str) -> RunningServer:
     # scikit-learn's own predict (a few ms a call) and no batching: requests really queue up.
-    return server.start(str(forest_file), name="rf", args=["--fast_path", "false", "--batch_max_rows", "1", *extra])
+    return server.start(
+        str(forest_file), name="rf", args=["--fast_path", "false", "--batch_max_rows", "1", *extra]
+    )
 
 
-def test_sigterm_answers_every_accepted_request_and_exits_0(server: ServerFactory, forest_file: Path) -> None:
-    running = slow_server(server, forest_file)
+def test_sigterm_answers_every_accepted_request_and_exits_0(
+    server: ServerFactory, forest_file: Path
+) -> None:
+    running = slow_server(
+        server, forest_file, "--max_in_flight", "1000", "--shutdown_delay_seconds", "3"
+    )
     expected = joblib.load(forest_file).predict(X[:300]).tolist()
 
     async def flood() -> list[Any]:
@@ -55,7 +65,9 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(server: ServerFactor
 
             async def one(i: int) -> Any:
                 try:
-                    reply = await client.post("/v1/models/rf:predict", json={"instances": [X[i].tolist()]})
+                    reply = await client.post(
+                        "/v1/models/rf:predict", json={"instances": [X[i].tolist()]}
+                    )
                     return reply.status_code, reply.json()
                 except httpx.ConnectError:
                     return "not accepted"
@@ -65,6 +77,9 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(server: ServerFactor
             tasks = [asyncio.create_task(one(i)) for i in range(300)]
             await asyncio.sleep(0.3)
             running.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            ready = await client.get("/v2/models/rf/ready")
+            assert ready.status_code == 503  # draining: not ready, still serving
             return await asyncio.gather(*tasks)
 
     outcomes = asyncio.run(flood())
@@ -77,7 +92,9 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(server: ServerFactor
     assert running.process.wait(timeout=60) == 0
 
 
-def test_overload_is_refused_at_once_with_retry_after(server: ServerFactory, forest_file: Path) -> None:
+def test_overload_is_refused_at_once_with_retry_after(
+    server: ServerFactory, forest_file: Path
+) -> None:
     running = slow_server(server, forest_file, "--max_in_flight", "4")
     expected = joblib.load(forest_file).predict(X[:64]).tolist()
 
@@ -85,7 +102,10 @@ def test_overload_is_refused_at_once_with_retry_after(server: ServerFactory, for
         limits = httpx.Limits(max_connections=64)
         async with httpx.AsyncClient(base_url=running.url, timeout=30, limits=limits) as client:
             return await asyncio.gather(
-                *(client.post("/v1/models/rf:predict", json={"instances": [X[i].tolist()]}) for i in range(64))
+                *(
+                    client.post("/v1/models/rf:predict", json={"instances": [X[i].tolist()]})
+                    for i in range(64)
+                )
             )
 
     replies = asyncio.run(burst())
@@ -98,16 +118,29 @@ def test_overload_is_refused_at_once_with_retry_after(server: ServerFactory, for
     for i, reply in enumerate(replies):
         if reply.status_code == 200:
             assert reply.json()["predictions"] == [expected[i]]
-    assert httpx.post(f"{running.url}/v1/models/rf:predict", json={"instances": [X[0].tolist()]}).status_code == 200
+    assert (
+        httpx.post(
+            f"{running.url}/v1/models/rf:predict", json={"instances": [X[0].tolist()]}
+        ).status_code
+        == 200
+    )
 
 
 def test_grpc_overload_is_resource_exhausted(server: ServerFactory, forest_file: Path) -> None:
-    running = slow_server(server, forest_file, "--max_in_flight", "2")
+    # each request waits up to 50 ms for company in the batcher, so they pile up in flight
+    running = server.start(
+        str(forest_file),
+        name="rf",
+        args=["--fast_path", "false", "--max_in_flight", "1", "--batch_max_wait_ms", "50"],
+    )
     request = pb.ModelInferRequest(
         model_name="rf",
         inputs=[
             pb.ModelInferRequest.InferInputTensor(
-                name="x", datatype="FP64", shape=[1, 20], contents=pb.InferTensorContents(fp64_contents=X[0].tolist())
+                name="x",
+                datatype="FP64",
+                shape=[1, 20],
+                contents=pb.InferTensorContents(fp64_contents=X[0].tolist()),
             )
         ],
     )
@@ -147,24 +180,47 @@ def test_unreachable_gcs_ends_start_up_within_its_deadline(server: ServerFactory
 def test_credentials_never_reach_the_logs(server: ServerFactory, tmp_path: Path) -> None:
     secret = "-----BEGIN PRIVATE KEY-----SUPER-SECRET-KEY-MATERIAL"
     key = tmp_path / "key.json"
-    key.write_text(json.dumps({"type": "service_account", "private_key": secret, "client_email": "x@y.iam.gserviceaccount.com"}))
+    key.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "private_key": secret,
+                "client_email": "x@y.iam.gserviceaccount.com",
+            }
+        )
+    )
     refused = server.run_to_exit(
         "gs://models/taxi/model.joblib",
         args=["--gcs_deadline_seconds", "2"],
-        env={"GOOGLE_APPLICATION_CREDENTIALS": str(key), "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"},
+        env={
+            "GOOGLE_APPLICATION_CREDENTIALS": str(key),
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
+        },
         timeout=60,
     )
     assert refused.process.returncode == 2
     assert "SUPER-SECRET" not in refused.log()
 
 
-def test_request_values_are_not_echoed_in_errors_or_logs(server: ServerFactory, demo_model_dir: Path) -> None:
+def test_request_values_are_not_echoed_in_errors_or_logs(
+    server: ServerFactory, demo_model_dir: Path
+) -> None:
     running = server.start(str(demo_model_dir), name="taxi")
     marker = "customer-4242-card-5555"
     replies = [
         httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [[1, marker, 3]]}),
-        httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [{"pickup_zone": 1, marker: 2}]}),
-        httpx.post(f"{running.url}/v2/models/taxi/infer", json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, marker, 3]}]}),
+        httpx.post(
+            f"{running.url}/v1/models/taxi:predict",
+            json={"instances": [{"pickup_zone": 1, marker: 2}]},
+        ),
+        httpx.post(
+            f"{running.url}/v2/models/taxi/infer",
+            json={
+                "inputs": [
+                    {"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, marker, 3]}
+                ]
+            },
+        ),
     ]
     assert [r.status_code for r in replies] == [400, 400, 400]
     assert all(marker not in r.text for r in replies[:1] + replies[2:])
@@ -173,43 +229,75 @@ def test_request_values_are_not_echoed_in_errors_or_logs(server: ServerFactory, 
 
 @pytest.fixture(scope="module")
 def fuzz_client(demo_model_dir: Path) -> Iterator[TestClient]:
-    with TestClient(in_process_app(str(demo_model_dir), name="taxi", max_body_bytes=1 << 16), raise_server_exceptions=False) as client:
+    with TestClient(
+        in_process_app(str(demo_model_dir), name="taxi", max_body_bytes=1 << 16),
+        raise_server_exceptions=False,
+    ) as client:
         yield client
 
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 TENSOR = st.fixed_dictionaries(
     {
         "name": st.text(max_size=5) | st.none(),
         "shape": st.lists(st.integers(-2, 70), max_size=3) | JSON,
-        "datatype": st.sampled_from(["FP64", "FP32", "INT64", "BYTES", "BOOL", "FP16", "XX"]) | JSON,
-        "data": st.lists(st.integers() | st.floats(allow_nan=False) | st.text(max_size=3), max_size=12) | JSON,
+        "datatype": st.sampled_from(["FP64", "FP32", "INT64", "BYTES", "BOOL", "FP16", "XX"])
+        | JSON,
+        "data": st.lists(
+            st.integers() | st.floats(allow_nan=False) | st.text(max_size=3), max_size=12
+        )
+        | JSON,
     }
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(body=JSON | st.fixed_dictionaries({"instances": JSON, "parameters": JSON}))
 def test_fuzzed_v1_bodies_never_cause_a_5xx(fuzz_client: TestClient, body: Any) -> None:
     reply = fuzz_client.post("/v1/models/taxi:predict", content=json.dumps(body).encode())
     assert reply.status_code in (200, 400), reply.text
-    assert set(reply.json()) in ({"error"}, {"predictions", "model_version"}, {"predictions", "predict", "model_version"})
+    assert set(reply.json()) in (
+        {"error"},
+        {"predictions", "model_version"},
+        {"predictions", "predict", "model_version"},
+    )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(inputs=st.lists(TENSOR, max_size=3) | JSON, outputs=JSON)
-def test_fuzzed_v2_bodies_never_cause_a_5xx(fuzz_client: TestClient, inputs: Any, outputs: Any) -> None:
-    reply = fuzz_client.post("/v2/models/taxi/infer", content=json.dumps({"inputs": inputs, "outputs": outputs}).encode())
+def test_fuzzed_v2_bodies_never_cause_a_5xx(
+    fuzz_client: TestClient, inputs: Any, outputs: Any
+) -> None:
+    reply = fuzz_client.post(
+        "/v2/models/taxi/infer", content=json.dumps({"inputs": inputs, "outputs": outputs}).encode()
+    )
     assert reply.status_code in (200, 400), reply.text
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(raw=st.binary(max_size=300), length=st.none() | st.text(max_size=6))
-def test_fuzzed_raw_bytes_never_cause_a_5xx(fuzz_client: TestClient, raw: bytes, length: str | None) -> None:
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    raw=st.binary(max_size=300),
+    length=st.none() | st.text(alphabet=string.printable.strip(), max_size=6),
+)
+def test_fuzzed_raw_bytes_never_cause_a_5xx(
+    fuzz_client: TestClient, raw: bytes, length: str | None
+) -> None:
     headers = {"inference-header-content-length": length} if length is not None else {}
     for path in ("/v1/models/taxi:predict", "/v2/models/taxi/infer"):
         reply = fuzz_client.post(path, content=raw, headers=headers)

@@ -94,6 +94,8 @@ def test_containers_are_locked_down_and_sized(overlay: str) -> None:
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/mnt/models", "/tmp"} <= mounts
         assert "--model_name=taxi" in container["args"]
+        grace = predictor.get("terminationGracePeriodSeconds", 30)  # Kubernetes' default
+        assert float(env(container).get("PREDICTOR_SHUTDOWN_DELAY_SECONDS", "0")) < grace / 2
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
