@@ -224,6 +224,8 @@ class GCSFetcher:
 
         self._retry = DEFAULT_RETRY.with_delay(initial=0.25, maximum=8.0).with_timeout(deadline_s)
         self._deadline_s = deadline_s
+        # One slow call must not outlast the whole budget: each call gets at most the deadline.
+        self._timeout = min(60.0, deadline_s)
         self._anonymous = False
 
     def _client(self) -> Any:
@@ -247,6 +249,7 @@ class GCSFetcher:
         """
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exc
+        from google.cloud.storage.exceptions import DataCorruption
 
         try:
             client = self._client()
@@ -260,6 +263,10 @@ class GCSFetcher:
             raise StorageAuthError(self._auth_message(uri, 401)) from e
         except gexc.Forbidden as e:
             raise StorageAuthError(self._auth_message(uri, 403)) from e
+        except DataCorruption as e:
+            raise StorageError(
+                f"{uri.raw}: the download was corrupted (checksum mismatch); nothing was kept"
+            ) from e
         except gexc.RetryError as e:
             raise StorageError(
                 f"{uri.raw}: GCS still failing after retrying for {self._deadline_s:.0f}s "
@@ -272,7 +279,9 @@ class GCSFetcher:
         # Read the metadata first, then download that exact generation by name (not by the
         # media link), so an overwrite between the two calls cannot mix two versions.
         bucket = client.bucket(uri.bucket)
-        found = bucket.get_blob(uri.path, generation=uri.generation, retry=self._retry)
+        found = bucket.get_blob(
+            uri.path, generation=uri.generation, retry=self._retry, timeout=self._timeout
+        )
         if found is None:
             raise self._not_found(client, uri)
         blob = bucket.blob(uri.path, generation=found.generation)
@@ -283,7 +292,10 @@ class GCSFetcher:
     def _download_prefix(self, client: Any, uri: ModelURI, dest: Path) -> dict[str, int]:
         prefix = uri.path if uri.path == "" or uri.path.endswith("/") else uri.path + "/"
         generations: dict[str, int] = {}
-        for blob in client.list_blobs(uri.bucket, prefix=prefix, retry=self._retry):
+        listing = client.list_blobs(
+            uri.bucket, prefix=prefix, retry=self._retry, timeout=self._timeout
+        )
+        for blob in listing:
             relative = blob.name[len(prefix) :]
             if not relative or relative.endswith("/"):
                 continue  # folder placeholder objects
@@ -306,7 +318,9 @@ class GCSFetcher:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
         try:
-            blob.download_to_filename(str(partial), retry=self._retry, checksum="auto")
+            blob.download_to_filename(
+                str(partial), retry=self._retry, checksum="auto", timeout=self._timeout
+            )
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
@@ -315,7 +329,8 @@ class GCSFetcher:
         from google.api_core import exceptions as gexc
 
         try:
-            bucket_exists = bool(client.bucket(uri.bucket).exists(retry=self._retry))
+            bucket = client.bucket(uri.bucket)
+            bucket_exists = bool(bucket.exists(retry=self._retry, timeout=self._timeout))
         except gexc.GoogleAPIError:
             bucket_exists = True  # cannot tell; report the object
         if not bucket_exists:

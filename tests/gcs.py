@@ -89,6 +89,8 @@ class FaultProxy:
     upstream: str
     deny_status: int | None = None
     fail_first: int = 0
+    delay_s: float = 0.0
+    truncate_media: bool = False
     requests: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -112,6 +114,8 @@ class FaultProxy:
                     proxy.fail_first -= 1
                     self._reply(503, b'{"error": {"code": 503, "message": "try again"}}')
                     return
+                if proxy.delay_s:
+                    time.sleep(proxy.delay_s)
                 headers = {
                     k: v
                     for k, v in self.headers.items()
@@ -122,7 +126,10 @@ class FaultProxy:
                 )
                 try:
                     with urllib.request.urlopen(request, timeout=10) as response:
-                        self._reply(response.status, response.read(), response.headers.items())
+                        content = response.read()
+                        if proxy.truncate_media and "alt=media" in self.path:
+                            content = content[: len(content) // 2]  # checksum headers stay whole
+                        self._reply(response.status, content, response.headers.items())
                 except urllib.error.HTTPError as e:
                     self._reply(e.code, e.read(), e.headers.items())
 

@@ -7,6 +7,7 @@ transient 503s retried with backoff, and the deadline that ends retrying.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +118,24 @@ def test_retrying_stops_at_the_deadline(gcs: GCSBucket, proxy: FaultProxy, tmp_p
     with pytest.raises(StorageError, match="GCS still failing after retrying for 2s"):
         fetch(gcs.uri("m.joblib"), tmp_path, deadline=2.0)
     assert not list((tmp_path / "dl").rglob("*.joblib"))
+
+
+def test_a_slow_gcs_ends_within_the_deadline(
+    gcs: GCSBucket, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    gcs.upload("m.joblib", b"payload")
+    proxy.delay_s = 3.0
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="GCS still failing after retrying for 1s"):
+        fetch(gcs.uri("m.joblib"), tmp_path, deadline=1.0)
+    assert time.monotonic() - started < 10
+
+
+def test_a_truncated_download_is_refused_and_not_kept(
+    gcs: GCSBucket, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    gcs.upload("m.joblib", b"0123456789" * 1000)
+    proxy.truncate_media = True
+    with pytest.raises(StorageError, match="the download was corrupted \\(checksum mismatch\\)"):
+        fetch(gcs.uri("m.joblib"), tmp_path)
+    assert not [p for p in (tmp_path / "dl").rglob("*") if p.is_file()]

@@ -249,3 +249,30 @@ def test_cli_exit_codes(emulator: Emulator, kserve: FakeKServe, tmp_path: Path) 
     assert (
         emulator.get(ISVC, "ml", "taxi")["metadata"]["annotations"][REASON] == "rolled back by hand"
     )
+
+
+def test_auto_rolls_back_a_canary_that_never_becomes_ready(
+    emulator: Emulator, kserve: FakeKServe
+) -> None:
+    from predictor.rollout.analysis import AnalysisConfig
+    from predictor.rollout.errors import RolloutFailedError
+
+    class NoMetrics:
+        def query(self, promql: str) -> list[tuple[dict[str, str], float]]:
+            raise AssertionError("no analysis for a canary that never became ready")
+
+    driver = rollout(emulator, kserve)
+    driver.start(model_uri="gs://models/registry/taxi/9.9.9-broken/", percent=10)
+    with pytest.raises(
+        RolloutFailedError, match="rolled back: revision taxi-predictor-00002 is not ready"
+    ):
+        driver.auto(
+            steps=[10, 50, 100],
+            interval_s=1,
+            config=AnalysisConfig(prometheus="http://127.0.0.1:9"),
+            metrics=NoMetrics(),
+            step_timeout=30,
+        )
+    last = patches_sent(emulator)[-1].data
+    assert last["spec"] == {"predictor": {"canaryTrafficPercent": 0}}
+    assert "model failed its acceptance checks" in last["metadata"]["annotations"][REASON]
