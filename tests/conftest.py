@@ -9,11 +9,16 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from hypothesis import settings
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from predictor.demo import save_demo_model
 from tests.gcs import GCSBucket, GCSEmulator
 from tests.helpers import ServerFactory
+
+# Fuzzing budget: 150 examples per property in every run; `--hypothesis-profile long` for a long run.
+settings.register_profile("default", max_examples=150)
+settings.register_profile("long", max_examples=5000)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

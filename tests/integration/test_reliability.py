@@ -258,7 +258,6 @@ TENSOR = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -274,7 +273,6 @@ def test_fuzzed_v1_bodies_never_cause_a_5xx(fuzz_client: TestClient, body: Any) 
 
 
 @settings(
-    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -289,7 +287,8 @@ def test_fuzzed_v2_bodies_never_cause_a_5xx(
 
 
 @settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     raw=st.binary(max_size=300),
