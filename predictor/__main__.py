@@ -87,7 +87,7 @@ def serve(argv: Sequence[str]) -> int:
 
     from predictor.config import load_settings
     from predictor.model import SklearnModel
-    from predictor.server import PredictorServer
+    from predictor.server import PredictorServer, RestOptions
 
     try:
         settings = load_settings(
@@ -121,9 +121,11 @@ def serve(argv: Sequence[str]) -> int:
         return EXIT_CANNOT_SERVE
 
     server = PredictorServer(
-        max_body_bytes=settings.max_body_bytes,
-        access_log=settings.access_log,
-        shutdown_delay_s=settings.shutdown_delay_seconds,
+        options=RestOptions(
+            max_body_bytes=settings.max_body_bytes,
+            access_log=settings.access_log,
+            shutdown_delay_s=settings.shutdown_delay_seconds,
+        ),
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

@@ -118,11 +118,7 @@ class LinearEngine(CompiledEngine):
         return np.asarray(self.classes[np.argmax(scores, axis=1)])
 
     def _proba(self, x: np.ndarray) -> np.ndarray:
-        scores = self._scores(x)
-        if scores.shape[1] == 1:
-            positive = expit(scores[:, 0])
-            return np.column_stack([1.0 - positive, positive])
-        return _softmax(scores)
+        return _probabilities(self._scores(x))
 
 
 SMALL_BATCH = 16
@@ -233,11 +229,15 @@ class BoostingEngine(CompiledEngine):
         return self._raw(x)
 
     def _proba(self, x: np.ndarray) -> np.ndarray:
-        raw = self._raw(x)
-        if raw.shape[1] == 1:
-            positive = expit(raw[:, 0])
-            return np.column_stack([1.0 - positive, positive])
-        return _softmax(raw)
+        return _probabilities(self._raw(x))
+
+
+def _probabilities(scores: np.ndarray) -> np.ndarray:
+    """Class probabilities from raw scores: one column is a binary logit, more are multinomial."""
+    if scores.shape[1] == 1:
+        positive = expit(scores[:, 0])
+        return np.column_stack([1.0 - positive, positive])
+    return _softmax(scores)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:

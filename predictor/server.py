@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import fastapi
@@ -39,29 +40,30 @@ from predictor.rest import register_routes
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RestOptions:
+    """What our REST server adds to KServe's: the body limit, the access log, the drain delay."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    access_log: bool = False
+    shutdown_delay_s: float = 0.0
+
+
 class PredictorRESTServer(RESTServer):  # type: ignore[misc]
     """KServe's REST server with our routes and body limit, and no per-request timing log."""
 
-    def __init__(
-        self,
-        *args: Any,
-        max_body_bytes: int,
-        access_log: bool = False,
-        shutdown_delay_s: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, options: RestOptions, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_body_bytes = max_body_bytes
-        self.access_log = access_log
+        self.options = options
         self._server = DrainingServer(
-            self.config, delay_s=shutdown_delay_s, registry=self.dataplane.model_registry
+            self.config, delay_s=options.shutdown_delay_s, registry=self.dataplane.model_registry
         )
 
     def run(self, sockets: list[Any] | None = None) -> None:
         """Serve in a uvicorn worker process (``--workers`` above 1)."""
         _die_with_parent()
         if kserve_args.configure_logging and not kserve_args.log_config_file:
-            configure_logging(None, access_log=self.access_log)
+            configure_logging(None, access_log=self.options.access_log)
         super().run(sockets=sockets)
 
     def create_application(self) -> None:
@@ -87,7 +89,9 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
             logging.getLogger("access").propagate = False
 
     def _register_endpoints(self, app: fastapi.FastAPI) -> None:
-        register_routes(app, self.dataplane.model_registry, max_body_bytes=self.max_body_bytes)
+        register_routes(
+            app, self.dataplane.model_registry, max_body_bytes=self.options.max_body_bytes
+        )
         super()._register_endpoints(app)
 
 
@@ -250,18 +254,9 @@ class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
 class PredictorServer(ModelServer):  # type: ignore[misc]
     """``kserve.ModelServer`` wired to our REST routes and gRPC servicer."""
 
-    def __init__(
-        self,
-        *,
-        max_body_bytes: int,
-        access_log: bool = False,
-        shutdown_delay_s: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, options: RestOptions, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.max_body_bytes = max_body_bytes
-        self.access_log = access_log
-        self.shutdown_delay_s = shutdown_delay_s
+        self.options = options
 
     def _build_rest_server(self) -> PredictorRESTServer:
         return PredictorRESTServer(
@@ -274,9 +269,7 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
             grace_period=self.grace_period,
             event_loop=self.event_loop,
             timeout_keep_alive=self.timeout_keep_alive,
-            max_body_bytes=self.max_body_bytes,
-            access_log=self.access_log,
-            shutdown_delay_s=self.shutdown_delay_s,
+            options=self.options,
         )
 
     def start(self, models: list[Any]) -> None:

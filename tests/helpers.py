@@ -20,7 +20,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor.config import Settings
 from predictor.model import SklearnModel
-from predictor.server import PredictorRESTServer
+from predictor.server import PredictorRESTServer, RestOptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,7 +167,7 @@ def in_process_app(
         dataplane,
         ModelRepositoryExtension(model_registry=registry),
         0,
-        max_body_bytes=max_body_bytes,
+        options=RestOptions(max_body_bytes=max_body_bytes),
     )
     app = FastAPI()
     rest.configure_app(app)
