@@ -15,8 +15,9 @@ import logging
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
-from kserve.errors import ModelNotFound
+from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.model_repository import ModelRepository
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor import metrics
 from predictor.asgi import (
@@ -36,15 +37,45 @@ from predictor.model import SklearnModel
 logger = logging.getLogger(__name__)
 
 
-def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: int) -> None:
+def register_routes(
+    app: FastAPI,
+    registry: ModelRepository,
+    *,
+    max_body_bytes: int,
+    repository: ModelRepositoryExtension | None = None,
+) -> None:
     """Mount our routes and the body limit on ``app``; call before KServe adds its own."""
 
-    async def metadata_v2(model_name: str, model_version: str | None = None) -> Response:
-        model = registry.get_model(model_name)
+    def ours(name: str, version: str | None = None) -> SklearnModel:
+        model = registry.get_model(name)
         if not isinstance(model, SklearnModel):
-            raise ModelNotFound(model_name)
-        if model_version is not None and model_version != model.version:
-            raise ModelVersionNotFound(model_name, model_version, model.version)
+            raise ModelNotFound(name)
+        if version is not None and version != model.version:
+            raise ModelVersionNotFound(name, version, model.version)
+        return model
+
+    async def ready_v2(model_name: str, model_version: str | None = None) -> Response:
+        # KServe's own route answers 501 for any version; ours knows the one it serves.
+        model = ours(model_name, model_version)
+        if not await model.healthy():
+            raise ModelNotReady(model_name)
+        return Response(content=orjson.dumps({"name": model_name, "ready": True}), media_type=JSON)
+
+    async def repository_load(model_name: str) -> Response:
+        # KServe answers 503 "not ready" for a name it does not know; that is a 404.
+        ours(model_name)
+        if repository is not None:
+            await repository.load(model_name)
+        return Response(content=orjson.dumps({"name": model_name, "load": True}), media_type=JSON)
+
+    async def repository_unload(model_name: str) -> Response:
+        ours(model_name)
+        if repository is not None:
+            await repository.unload(model_name)
+        return Response(content=orjson.dumps({"name": model_name, "unload": True}), media_type=JSON)
+
+    async def metadata_v2(model_name: str, model_version: str | None = None) -> Response:
+        model = ours(model_name, model_version)
         return json_response(model.metadata(), model.version)
 
     async def home(request: Request) -> Response:
@@ -64,6 +95,14 @@ def register_routes(app: FastAPI, registry: ModelRepository, *, max_body_bytes: 
     app.add_api_route("/", home, methods=["GET"])
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_api_route("/v2/models/{model_name}", metadata_v2, methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}/ready", ready_v2, methods=["GET"])
+    app.add_api_route(
+        "/v2/models/{model_name}/versions/{model_version}/ready", ready_v2, methods=["GET"]
+    )
+    app.add_api_route("/v2/repository/models/{model_name}/load", repository_load, methods=["POST"])
+    app.add_api_route(
+        "/v2/repository/models/{model_name}/unload", repository_unload, methods=["POST"]
+    )
     app.add_api_route(
         "/v2/models/{model_name}/versions/{model_version}", metadata_v2, methods=["GET"]
     )

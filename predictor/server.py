@@ -90,7 +90,10 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
 
     def _register_endpoints(self, app: fastapi.FastAPI) -> None:
         register_routes(
-            app, self.dataplane.model_registry, max_body_bytes=self.options.max_body_bytes
+            app,
+            self.dataplane.model_registry,
+            max_body_bytes=self.options.max_body_bytes,
+            repository=self.model_repository_extension,
         )
         super()._register_endpoints(app)
 
