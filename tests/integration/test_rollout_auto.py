@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import joblib
@@ -191,11 +192,21 @@ CONFIG = dict(
 )
 
 
-def test_auto_promotes_a_healthy_canary(fleet: Fleet, prometheus: str) -> None:
-    rollout, emulator, said = drive(fleet, "1.1.0")
+@dataclass
+class AutoRun:
+    said: list[str]
+    isvc: dict[str, Any]
+    error: RolloutFailedError | None
+    sent: int
+
+
+def run_auto(fleet: Fleet, prometheus: str, canary_version: str) -> AutoRun:
+    """Start a canary on ``canary_version``, send traffic as the split says, and run ``auto``."""
+    rollout, emulator, said = drive(fleet, canary_version)
     gateway = Gateway(emulator, fleet)
     gateway.start()
     metrics = Prometheus(prometheus)
+    error = None
     try:
         rollout.auto(
             steps=[20, 50, 100],
@@ -204,41 +215,35 @@ def test_auto_promotes_a_healthy_canary(fleet: Fleet, prometheus: str) -> None:
             metrics=metrics,
             step_timeout=30,
         )
+    except RolloutFailedError as e:
+        error = e
     finally:
         gateway.stop()
         metrics.close()
         rollout.isvcs.close()  # type: ignore[attr-defined]
+    try:
+        return AutoRun(said, emulator.get(ISVC, "ml", "taxi"), error, gateway.sent)
+    finally:
         emulator.stop()
-    verdicts = [line for line in said if ": step " in line]
-    assert any(line.startswith("ml/taxi: step 20%: PASS") for line in verdicts), said
-    assert any(line.startswith("ml/taxi: step 50%: PASS") for line in verdicts), said
-    assert said[-1] == "ml/taxi: promoted 1.1.0"
-    assert gateway.sent > 100
+
+
+def test_auto_promotes_a_healthy_canary(fleet: Fleet, prometheus: str) -> None:
+    run = run_auto(fleet, prometheus, "1.1.0")
+    assert run.error is None, run.said
+    verdicts = [line for line in run.said if ": step " in line]
+    assert any(line.startswith("ml/taxi: step 20%: PASS") for line in verdicts), run.said
+    assert any(line.startswith("ml/taxi: step 50%: PASS") for line in verdicts), run.said
+    assert run.said[-1] == "ml/taxi: promoted 1.1.0"
+    assert "canaryTrafficPercent" not in run.isvc["spec"]["predictor"]
+    assert run.sent > 100
 
 
 def test_auto_rolls_back_a_drifted_canary(fleet: Fleet, prometheus: str) -> None:
-    rollout, emulator, said = drive(fleet, "2.0.0")
-    gateway = Gateway(emulator, fleet)
-    gateway.start()
-    metrics = Prometheus(prometheus)
-    try:
-        with pytest.raises(RolloutFailedError, match="prediction distribution shifted: PSI"):
-            rollout.auto(
-                steps=[20, 50, 100],
-                interval_s=4,
-                config=AnalysisConfig(prometheus=prometheus, **CONFIG),  # type: ignore[arg-type]
-                metrics=metrics,
-                step_timeout=30,
-            )
-        isvc = emulator.get(ISVC, "ml", "taxi")
-    finally:
-        gateway.stop()
-        metrics.close()
-        rollout.isvcs.close()  # type: ignore[attr-defined]
-        emulator.stop()
-    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
-    assert any(": step 20%: FAIL" in line for line in said), said
+    run = run_auto(fleet, prometheus, "2.0.0")
+    assert run.error is not None and "prediction distribution shifted: PSI" in str(run.error)
+    assert run.isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert any(": step 20%: FAIL" in line for line in run.said), run.said
     assert (
         "analysis failed at 20%"
-        in isvc["metadata"]["annotations"]["rollout.kserve-sklearn-predictor.io/reason"]
+        in run.isvc["metadata"]["annotations"]["rollout.kserve-sklearn-predictor.io/reason"]
     )
