@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import yaml
 
@@ -213,8 +213,3 @@ def _bucket_counts(rows: list[tuple[dict[str, str], float]]) -> dict[str, float]
         counts[f"le {bound:g}"] = max(cumulative - previous, 0.0)
         previous = cumulative
     return counts
-
-
-def describe_config(config: AnalysisConfig) -> dict[str, Any]:
-    """The thresholds in force, for logs."""
-    return {k: v for k, v in config.__dict__.items() if v is not None}
