@@ -1,8 +1,9 @@
 """Compiled fast path: predict without scikit-learn's per-call overhead, verified before use.
 
 For linear models and tree ensembles (decision trees, random forests, extra trees, gradient
-boosting) the fitted parameters are packed into numpy arrays once, and prediction is a handful of
-vectorised operations: all trees of an ensemble are walked level by level at once. A compiled
+boosting) the fitted parameters are packed into numpy arrays once, and prediction avoids
+scikit-learn's per-call overhead (see ``engines`` and ``trees`` for how each kind is evaluated;
+small and large batches take different paths, and both are verified). A compiled
 model is only used after it has answered a set of probe rows exactly as scikit-learn does (labels
 identical, probabilities and values within ``TOLERANCE``); otherwise, or for any other estimator,
 the predictor uses scikit-learn and says why. Inputs with NaN go to scikit-learn (the trees'

@@ -4,8 +4,11 @@ Inference (v1 ``:predict``, v2 ``infer``) is answered by ``asgi.InferenceEndpoin
 router: parsed once with orjson (no pydantic on the hot path), JSON with or without a
 Content-Type, the binary tensor extension, the model version in every response (body and
 ``x-model-version`` header), 413 for bodies over the limit without reading them whole. The
-routes here are the v2 model metadata (with versions, class labels and lineage), the home page
-and ``/metrics``. Errors are raised as KServe's exception types; KServe's handlers map them.
+routes here are the v2 model metadata (with versions, class labels and lineage), model readiness
+(versioned too), the repository load/unload (404 for unknown names), the home page and
+``/metrics``. Errors are raised as KServe's exception types and mapped by KServe's handlers,
+except the ones registered here: 413 (body limit), 503 with Retry-After (overload) and 400 for
+our ``PayloadError`` (logged at DEBUG, not with KServe's per-request traceback).
 """
 
 from __future__ import annotations
