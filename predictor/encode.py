@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+from kserve.constants.constants import GRPC_CONTENT_DATATYPE_MAPPINGS
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from predictor.signature import NUMERIC, PREDICT, PREDICT_PROBA, STRING, Signature
@@ -88,6 +90,48 @@ def encode_v2_json(
         "model_version": version,
         "outputs": tensors,
     }
+
+
+def encode_v2_grpc(
+    results: Results,
+    outputs: tuple[str, ...],
+    signature: Signature,
+    *,
+    model_name: str,
+    version: str,
+    request_id: str | None,
+) -> pb.ModelInferResponse:
+    """The gRPC response ``encode_v2(...).to_grpc()`` gives, built directly from the arrays."""
+    tensors = []
+    for name in outputs:
+        values = results[name]
+        parameters = {}
+        if name == PREDICT_PROBA:
+            datatype = NUMERIC
+            data = np.ascontiguousarray(values, dtype=np.float64)
+            parameters["classes"] = pb.InferParameter(string_param=classes_parameter(signature))
+        else:
+            datatype = signature.label_datatype if name == PREDICT else NUMERIC
+            data = _labels_as(values, datatype)
+        flat: list[Any] = data.ravel().tolist()
+        if datatype == STRING:
+            flat = [str(v).encode() for v in flat]
+        contents = pb.InferTensorContents(**{GRPC_CONTENT_DATATYPE_MAPPINGS[datatype]: flat})
+        tensors.append(
+            pb.ModelInferResponse.InferOutputTensor(
+                name=name,
+                datatype=datatype,
+                shape=list(data.shape),
+                parameters=parameters,
+                contents=contents,
+            )
+        )
+    return pb.ModelInferResponse(
+        id=request_id or str(uuid.uuid4()),
+        model_name=model_name,
+        model_version=version,
+        outputs=tensors,
+    )
 
 
 def classes_parameter(signature: Signature) -> str:

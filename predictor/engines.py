@@ -30,6 +30,10 @@ class Engine(Protocol):
         """Class probabilities, columns in ``classes_`` order."""
         ...
 
+    def predict_and_proba(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and class probabilities together (computed once where the engine can)."""
+        ...
+
 
 @dataclass
 class SklearnEngine:
@@ -46,6 +50,13 @@ class SklearnEngine:
     def predict_proba(self, features: Any) -> np.ndarray:
         """``estimator.predict_proba``."""
         return np.asarray(self.estimator.predict_proba(features))
+
+    def predict_and_proba(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``estimator.predict`` and ``estimator.predict_proba``, each asked.
+
+        Not every estimator's label is its most probable class (SVC's, for one).
+        """
+        return self.predict(features), self.predict_proba(features)
 
 
 class CompiledEngine(ABC):
@@ -74,8 +85,23 @@ class CompiledEngine(ABC):
             return np.asarray(self.estimator.predict_proba(x))
         return self._proba(x)
 
+    def predict_and_proba(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities from one evaluation of the model."""
+        x = np.asarray(features, dtype=np.float64)
+        if np.isnan(x).any():
+            return self.predict(x), self.predict_proba(x)
+        proba = self._proba(x)
+        return self._labels_given(x, proba), proba
+
     def _labels(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.classes[np.argmax(self._proba(x), axis=1)])
+        return self._labels_given(x, self._proba(x))
+
+    def _labels_given(self, x: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        """Labels, knowing the probabilities: the most probable class.
+
+        That is how scikit-learn's forests and gradient boosting pick them.
+        """
+        return np.asarray(self.classes[np.argmax(proba, axis=1)])
 
     @abstractmethod
     def _values(self, x: np.ndarray) -> np.ndarray:
@@ -100,6 +126,9 @@ class LinearEngine(CompiledEngine):
     def _values(self, x: np.ndarray) -> np.ndarray:
         scores = self._scores(x)
         return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def _labels_given(self, x: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        return self._labels(x)  # from the scores, as scikit-learn decides (not from rounded p)
 
     def _labels(self, x: np.ndarray) -> np.ndarray:
         scores = self._scores(x)

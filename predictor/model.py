@@ -20,6 +20,7 @@ import numpy as np
 from kserve import Model
 from kserve.errors import ModelNotReady
 from kserve.metrics import PREDICT_HIST_TIME
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from predictor import metrics
@@ -29,12 +30,13 @@ from predictor.bundle import runtime_versions
 from predictor.cache import PredictionCache
 from predictor.config import Settings
 from predictor.decode import Batch, Features, decode_v1, decode_v2
-from predictor.encode import Results, encode_v1, encode_v2, encode_v2_json
+from predictor.encode import Results, encode_v1, encode_v2, encode_v2_grpc, encode_v2_json
 from predictor.errors import AcceptanceError, OverloadedError, PayloadError
 from predictor.fastpath import Engine
 from predictor.loader import LoadedModel, load_model
 from predictor.metadata import input_types, model_metadata, output_types
 from predictor.signature import PREDICT, PREDICT_PROBA
+from predictor.v2_grpc import request_from_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ def run_estimator(engine: Engine, features: Features, outputs: tuple[str, ...]) 
     """Compute the requested outputs for decoded features."""
     results: Results = {}
     try:
+        if PREDICT in outputs and PREDICT_PROBA in outputs:
+            labels, proba = engine.predict_and_proba(features)
+            return {PREDICT: np.asarray(labels), PREDICT_PROBA: np.asarray(proba)}
         for name in outputs:
             if name == PREDICT:
                 results[name] = np.asarray(engine.predict(features))
@@ -167,6 +172,23 @@ class SklearnModel(Model):  # type: ignore[misc]
             model_name=self.name,
             version=loaded.version,
             request=request,
+        )
+
+    async def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        """Answer a gRPC ModelInfer message (raw contents in, raw contents out, as KServe does)."""
+        request = request_from_grpc(message)
+        if request.use_binary_outputs:
+            return (await self.infer_v2(request)).to_grpc()
+        loaded = self.loaded
+        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
+        results = await self._results(loaded, batch)
+        return encode_v2_grpc(
+            results,
+            batch.outputs,
+            loaded.signature,
+            model_name=self.name,
+            version=loaded.version,
+            request_id=request.id,
         )
 
     async def infer_v2_rest(

@@ -20,14 +20,21 @@ import fastapi
 import grpc
 from grpc import aio
 from kserve import ModelServer
-from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady
+from kserve.errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    ServerNotLive,
+    ServerNotReady,
+    UnsupportedProtocol,
+)
 from kserve.model_server import args as kserve_args
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
-from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 
@@ -125,6 +132,24 @@ class DrainingServer(_RefreshingServer):  # type: ignore[misc]
         threading.Timer(self.delay_s, super().handle_exit, args=(sig, frame)).start()
 
 
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+class PredictorInterceptor(ExceptionToStatusInterceptor):  # type: ignore[misc]
+    """KServe's exception-to-status interceptor for every method but ``ModelInfer``.
+
+    ``PredictorServicer.ModelInfer`` answers its own errors (with the same status codes), which
+    saves the interceptor's wrapper on every inference call and keeps caller mistakes out of
+    the ERROR log (KServe's interceptor logs each with a traceback).
+    """
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        """Pass ``ModelInfer`` straight through; intercept everything else as KServe does."""
+        if details.method == MODEL_INFER:
+            return await continuation(details)
+        return await super().intercept_service(continuation, details)
+
+
 class PredictorServicer(InferenceServicer):  # type: ignore[misc]
     """KServe's gRPC servicer, with model metadata that carries versions and platform."""
 
@@ -134,34 +159,34 @@ class PredictorServicer(InferenceServicer):  # type: ignore[misc]
         """Infer with our model directly (KServe's servicer for others), counted and timed.
 
         KServe's path adds a second decode, per-request latency log lines and its own timing
-        around the same ``predict``; for our model the servicer calls ``infer_v2`` itself.
+        around the same ``predict``; for our model the servicer calls ``infer_grpc`` itself.
+        Errors become statuses here, as KServe's interceptor would map them.
         """
         model = self._data_plane.model_registry.get_model(request.model_name)
         served = isinstance(model, SklearnModel) and model.ready
         name = request.model_name if served else "unknown"
-        status = "INTERNAL"
+        status = grpc.StatusCode.INTERNAL
         with metrics.InFlight(name) as flight:
             try:
                 if served:
                     self.validate_grpc_request(request)
                     with model.admitted():
-                        answer = await model.infer_v2(InferRequest.from_grpc(request))
-                    response = answer.to_grpc()
+                        response = await model.infer_grpc(request)
                 else:
                     response = await super().ModelInfer(request, context)
-                status = "OK"
+                status = grpc.StatusCode.OK
                 return response
-            except OverloadedError as e:
-                # KServe's interceptor knows no "retry later"; answer it here, as gRPC spells it.
-                status = "RESOURCE_EXHAUSTED"
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
-                raise  # abort() raises; this line is never reached
             except Exception as e:
-                status = _grpc_status(e)
-                raise
+                status, detail = grpc_status(e)
+                if status == grpc.StatusCode.INTERNAL:
+                    logger.exception("inference failed on model %s", name)
+                else:
+                    logger.debug("gRPC inference refused: %s %s", status.name, detail)
             finally:
                 version = model.version if served else "unknown"
-                metrics.observe_request(name, version, "grpc", status, flight.elapsed)
+                metrics.observe_request(name, version, "grpc", status.name, flight.elapsed)
+        await context.abort(status, detail)
+        raise AssertionError("context.abort() returned")  # it raises; this line is not reached
 
     async def ModelMetadata(  # noqa: N802 (gRPC method name)
         self, request: pb.ModelMetadataRequest, context: Any
@@ -212,16 +237,21 @@ def _die_with_parent() -> None:
         logger.debug("cannot ask to die with the parent process on this platform")
 
 
-def _grpc_status(error: Exception) -> str:
-    """The status KServe's exception interceptor will answer ``error`` with (for metrics)."""
+def grpc_status(error: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status and detail a ModelInfer error is answered with, as KServe's interceptor maps it.
+
+    Overload, which KServe does not know, is RESOURCE_EXHAUSTED; anything unexpected is INTERNAL.
+    """
     for kinds, code in (
-        ((InvalidInput, InferenceError), "INVALID_ARGUMENT"),
-        ((ModelNotFound,), "NOT_FOUND"),
-        ((ModelNotReady,), "UNAVAILABLE"),
+        ((OverloadedError,), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        ((InvalidInput, InferenceError, UnsupportedProtocol), grpc.StatusCode.INVALID_ARGUMENT),
+        ((ServerNotReady, ServerNotLive, ModelNotReady), grpc.StatusCode.UNAVAILABLE),
+        ((ModelNotFound,), grpc.StatusCode.NOT_FOUND),
+        ((NotImplementedError,), grpc.StatusCode.UNIMPLEMENTED),
     ):
         if isinstance(error, kinds):
-            return code
-    return "INTERNAL"
+            return code, str(getattr(error, "reason", error))
+    return grpc.StatusCode.INTERNAL, "Internal server error"
 
 
 def _tensor_metadata(tensor: dict[str, Any]) -> pb.ModelMetadataResponse.TensorMetadata:
@@ -238,7 +268,7 @@ class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
         servicer = PredictorServicer(self._data_plane, self._model_repository_extension)
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(ExceptionToStatusInterceptor(),),
+            interceptors=(PredictorInterceptor(),),
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                 (

@@ -163,6 +163,7 @@ def test_grpc_infer_with_contents_and_with_raw_bytes(
     ],
 )
 def test_grpc_errors_have_the_right_status(
+    demo: RunningServer,
     stub: GRPCInferenceServiceStub,
     request_: pb.ModelInferRequest,
     code: grpc.StatusCode,
@@ -173,6 +174,7 @@ def test_grpc_errors_have_the_right_status(
     assert caught.value.code() == code
     assert detail in caught.value.details()
     assert stub.ServerLive(pb.ServerLiveRequest()).live
+    assert "Traceback" not in demo.log()  # a caller's mistake is not a server error
 
 
 def test_real_uvicorn_answers_413_and_keeps_serving(demo: RunningServer) -> None:

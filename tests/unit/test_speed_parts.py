@@ -46,16 +46,20 @@ def test_compiled_models_match_sklearn_and_are_chosen(estimator: Any, classifier
     engine, reason = choose_engine(estimator, probes, enabled=True, is_classifier=classifier)
     assert reason.startswith(f"compiled {type(estimator).__name__}"), reason
     assert reason.endswith(f"verified against scikit-learn on {len(probes)} probe rows")
-    fresh = RNG.normal(size=(50, 6)) * 3
-    if classifier:
-        assert np.array_equal(engine.predict(fresh), estimator.predict(fresh))
-        np.testing.assert_allclose(
-            engine.predict_proba(fresh), estimator.predict_proba(fresh), rtol=0, atol=1e-9
-        )
-    else:
-        np.testing.assert_allclose(
-            engine.predict(fresh), estimator.predict(fresh), rtol=0, atol=1e-9
-        )
+    for rows in (1, 50, 400):  # trees: walked at once up to WALK_ROWS, tree by tree above
+        fresh = RNG.normal(size=(rows, 6)) * 3
+        if classifier:
+            assert np.array_equal(engine.predict(fresh), estimator.predict(fresh))
+            np.testing.assert_allclose(
+                engine.predict_proba(fresh), estimator.predict_proba(fresh), rtol=0, atol=1e-9
+            )
+            labels, proba = engine.predict_and_proba(fresh)
+            assert np.array_equal(labels, estimator.predict(fresh))
+            np.testing.assert_allclose(proba, estimator.predict_proba(fresh), rtol=0, atol=1e-9)
+        else:
+            np.testing.assert_allclose(
+                engine.predict(fresh), estimator.predict(fresh), rtol=0, atol=1e-9
+            )
 
 
 def test_nan_rows_go_to_sklearn() -> None:
