@@ -169,10 +169,10 @@ e2e: $(STAMP) ## End-to-end suite against minikube with KServe (after docker-dem
 	$(PY) -m pytest tests/e2e --with-e2e -m e2e $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Benchmark vs a plain kserve.Model and MLServer (server on core 0, load on core 1)
-	@command -v wrk >/dev/null 2>&1 || { \
+	@command -v wrk >/dev/null 2>&1 && command -v h2load >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
-		else echo "install wrk (apt-get install wrk) to run the benchmark" >&2; exit 2; fi; }
+			apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nghttp2-client >/dev/null; \
+		else echo "install wrk and h2load (apt-get install wrk nghttp2-client) to run the benchmark" >&2; exit 2; fi; }
 	@test -x bench/.venv-mlserver/bin/mlserver || { \
 		$(PYTHON) -m venv bench/.venv-mlserver && \
 		bench/.venv-mlserver/bin/pip install --quiet --disable-pip-version-check mlserver==1.7.1 mlserver-sklearn==1.7.1 \

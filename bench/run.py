@@ -4,7 +4,7 @@ Servers: ``baseline`` (a plain kserve.Model, bench/baseline.py), ``predictor`` (
 bundle with a pinned digest and an acceptance set, so cold start includes every check),
 ``mlserver`` (MLServer's sklearn runtime in-process) and ``mlserver-batch`` (with adaptive
 batching), when MLServer is installed in bench/.venv-mlserver (``make bench`` does that).
-Load: wrk for REST (v1, v2), bench/grpc_load.py for gRPC. Cells: LogisticRegression and
+Load: wrk for REST (v1, v2), h2load (nghttp2) for gRPC, both C load generators. Cells: LogisticRegression and
 RandomForest(100 trees, depth 12) on 20 features; 1 and 64 rows; concurrency 1 and 32.
 
     python bench/run.py [--duration 5] [--quick] [--servers baseline,predictor] [--write bench/RESULTS.md]
@@ -27,9 +27,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import grpc
 import httpx
 import joblib
 import numpy as np
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
@@ -191,8 +193,12 @@ def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> S
     raise RuntimeError(f"{kind} did not become ready")
 
 
+def _rows(rows: int) -> np.ndarray:
+    return np.random.default_rng(1).normal(size=(rows, FEATURES)).round(6)
+
+
 def body(protocol: str, rows: int) -> str:
-    data = np.random.default_rng(1).normal(size=(rows, FEATURES)).round(6)
+    data = _rows(rows)
     if protocol == "v1":
         return json.dumps({"instances": data.tolist()})
     return json.dumps(
@@ -284,43 +290,71 @@ def _latency(out: str, quantile: str) -> float:
     return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
 
 
-def run_grpc(server: Server, rows: int, concurrency: int, duration: float) -> Cell:
-    result = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            LOAD_CORE,
-            sys.executable,
-            "bench/grpc_load.py",
-            "--target",
-            f"127.0.0.1:{server.grpc}",
-            "--model",
-            server.model,
-            "--rows",
-            str(rows),
-            "--features",
-            str(FEATURES),
-            "-c",
-            str(concurrency),
-            "-d",
-            str(duration),
+GRPC_PATH = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def run_grpc(server: Server, rows: int, concurrency: int, duration: float, work: Path) -> Cell:
+    """Drive ``ModelInfer`` with h2load (gRPC is HTTP/2 POSTs of length-prefixed messages).
+
+    h2load sees HTTP statuses only, and a gRPC error is HTTP 200 with an error status in its
+    trailers and no message. So one call with the real gRPC client first checks the answer and
+    gives the size of a good response; every request h2load counted whose response bytes are
+    missing from the received data is counted as an error.
+    """
+    request = pb.ModelInferRequest(
+        model_name=server.model,
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="input-0",
+                datatype="FP64",
+                shape=[rows, FEATURES],
+                contents=pb.InferTensorContents(fp64_contents=_rows(rows).ravel().tolist()),
+            )
         ],
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc}") as channel:
+        response = channel.unary_unary(
+            GRPC_PATH,
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )(request, timeout=30)
+    if len(response.outputs) != 1 or response.outputs[0].shape[0] != rows:
+        raise RuntimeError(f"{server.kind} answered gRPC with {response}")
+    good_size = 5 + response.ByteSize()
+    message = request.SerializeToString()
+    payload = work / f"grpc-{rows}.bin"
+    payload.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)
+    log = work / "h2load.log"
+    base = ["taskset", "-c", LOAD_CORE, "h2load", "-c1", f"-m{concurrency}", "-d", str(payload)]
+    base += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    url = f"http://127.0.0.1:{server.grpc}{GRPC_PATH}"
+    subprocess.run([*base, "-n200", url], capture_output=True, timeout=60, check=True)  # warm up
+    result = subprocess.run(
+        [*base, f"-D{max(int(round(duration)), 1)}", f"--log-file={log}", url],
         capture_output=True,
         text=True,
         timeout=duration + 60,
-        cwd=ROOT,
     )
-    data = json.loads(result.stdout.strip().splitlines()[-1])
+    out = result.stdout
+    found = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    data = re.search(r"traffic: .*?, .*?, .*\((\d+)\) data", out)
+    if not (found and done and data):
+        raise RuntimeError(f"h2load failed: {out} {result.stderr}")
+    answered = int(data.group(1)) // good_size
+    errors = int(done.group(1)) - min(answered, int(done.group(2)))
+    durations = sorted(int(line.split()[-1]) for line in log.read_text().splitlines() if line)
+    pick = lambda q: durations[min(len(durations) - 1, int(q * len(durations)))] / 1000  # noqa: E731
     return Cell(
         server.kind,
         server.model,
         "grpc",
         rows,
         concurrency,
-        data["rps"],
-        data["p50_ms"],
-        data["p99_ms"],
-        data["errors"],
+        float(found.group(1)),
+        pick(0.50) if durations else float("nan"),
+        pick(0.99) if durations else float("nan"),
+        errors,
     )
 
 
@@ -349,7 +383,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the cells the targets name")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
-    for tool in ("taskset", "wrk"):
+    for tool in ("taskset", "wrk", "h2load"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (make bench installs it)")
     servers = [s for s in args.servers.split(",") if s]
@@ -381,7 +415,7 @@ def main() -> None:
                             continue  # MLServer speaks v2 only
                         duration = args.duration if concurrency > 1 else max(args.duration / 2, 2)
                         if protocol == "grpc":
-                            cell = run_grpc(server, rows, concurrency, duration)
+                            cell = run_grpc(server, rows, concurrency, duration, work)
                         else:
                             cell = run_wrk(server, protocol, rows, concurrency, duration, work)
                         results.append(cell)

@@ -6,6 +6,11 @@ read once and parsed once with orjson. Errors go to the app's own exception hand
 plus ours for 413), found by the exception's MRO exactly as Starlette would, so each error still
 maps to a status in one place. ``BodyLimitMiddleware`` refuses bodies over the limit;
 ``MetricsMiddleware`` counts and times inference requests with the status that went on the wire.
+
+The three are app middlewares (so the FastAPI app is complete on its own, e.g. under a test
+client), and ``front_door`` stacks them once more in front of the whole app for the server:
+there inference requests skip the framework's own layers (proxy headers, Starlette's error and
+telemetry middlewares, FastAPI's body limit), about 15% of a 64-row v1 request's time.
 """
 
 from __future__ import annotations
@@ -221,6 +226,18 @@ class MetricsMiddleware:
             finally:
                 version = model.version if served else "unknown"
                 metrics.observe_request(name, version, protocol, str(status), flight.elapsed)
+
+
+def front_door(
+    app: ASGIApp, registry: ModelRepository, handlers: Mapping[Any, Handler], max_body_bytes: int
+) -> ASGIApp:
+    """Metrics, body limit and inference endpoint in front of ``app`` (the served ASGI app).
+
+    ``handlers`` are the app's exception handlers, which include KServe's catch-all for
+    ``Exception`` (a 500), so an error here is answered exactly as inside the app.
+    """
+    endpoint = InferenceEndpoint(app, registry=registry, handlers=handlers)
+    return MetricsMiddleware(BodyLimitMiddleware(endpoint, max_bytes=max_body_bytes), registry)
 
 
 def too_large_response(limit: int) -> Response:

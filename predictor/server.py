@@ -9,9 +9,11 @@ uvicorn worker process) and the gRPC servicer (whose model metadata carries ``ve
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,7 @@ from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 
 from predictor import metrics
+from predictor.asgi import front_door
 from predictor.errors import OverloadedError
 from predictor.logs import configure_logging
 from predictor.model import SklearnModel
@@ -74,10 +77,22 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
         super().run(sockets=sockets)
 
     def create_application(self) -> None:
-        """Configure KServe's global app (what uvicorn serves) with our routes first."""
+        """Configure KServe's global app (what uvicorn serves) with our routes first.
+
+        The server also puts our inference endpoint in front of the whole app (see
+        ``asgi.front_door``), unless a custom access-log format asks for its middleware to see
+        every request.
+        """
         from kserve.model_server import app
 
         self.configure_app(app)
+        if not self.access_log_format:
+            self._server.front = functools.partial(
+                front_door,
+                registry=self.dataplane.model_registry,
+                handlers=app.exception_handlers,
+                max_body_bytes=self.options.max_body_bytes,
+            )
 
     def configure_app(self, app: fastapi.FastAPI) -> None:
         """Add middlewares, our routes, KServe's routes and KServe's error handlers to ``app``."""
@@ -118,6 +133,16 @@ class DrainingServer(_RefreshingServer):  # type: ignore[misc]
         self.delay_s = delay_s
         self.registry = registry
         self.draining = False
+        self.front: Callable[[Any], Any] | None = None
+        """Wraps the loaded app before serving (``PredictorRESTServer`` sets it)."""
+
+    async def serve(self, sockets: Any = None) -> None:
+        """Load the app, put ``front`` before it, and serve as uvicorn does."""
+        if not self.config.loaded:
+            self.config.load()
+        if self.front is not None:
+            self.config.loaded_app = self.front(self.config.loaded_app)
+        await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """First signal: drain, then exit; any later one: uvicorn's own handling."""

@@ -11,6 +11,7 @@ import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from predictor.asgi import InferenceEndpoint, front_door
 from predictor.demo import FEATURES
 from tests.helpers import in_process_app
 
@@ -328,3 +330,29 @@ def test_binary_sizes_that_do_not_add_up_are_refused(demo_client: TestClient) ->
     assert response.json() == {
         "error": "input 'x': binary_data_size is 24, but only 16 bytes remain"
     }
+
+
+def test_the_front_door_answers_inference_without_entering_the_app(demo_model_dir: Path) -> None:
+    app = in_process_app(f"file://{demo_model_dir}", name="taxi", max_body_bytes=4096)
+    entered: list[str] = []
+
+    async def served(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            entered.append(scope["path"])
+        await app(scope, receive, send)
+
+    registry = next(m.kwargs["registry"] for m in app.user_middleware if m.cls is InferenceEndpoint)
+    front = front_door(served, registry, app.exception_handlers, max_body_bytes=4096)
+    with TestClient(front) as client:
+        ok = client.post("/v1/models/taxi:predict", json={"instances": [[1.0, 2.0, 3.0]]})
+        bad = client.post("/v2/models/taxi/infer", content=b"{")
+        big = client.post("/v1/models/taxi:predict", content=b" " * 5000)
+        live = client.get("/v2/health/live")
+    assert (ok.status_code, bad.status_code, big.status_code, live.status_code) == (
+        200,
+        400,
+        413,
+        200,
+    )
+    assert ok.headers["x-model-version"] and bad.json()["error"].startswith("the request body")
+    assert entered == ["/v2/health/live"]
