@@ -325,6 +325,7 @@ def run_grpc(server: Server, rows: int, concurrency: int, duration: float, work:
     payload = work / f"grpc-{rows}.bin"
     payload.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)
     log = work / "h2load.log"
+    log.unlink(missing_ok=True)  # h2load appends to its log file
     base = ["taskset", "-c", LOAD_CORE, "h2load", "-c1", f"-m{concurrency}", "-d", str(payload)]
     base += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     url = f"http://127.0.0.1:{server.grpc}{GRPC_PATH}"
