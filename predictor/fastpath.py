@@ -13,7 +13,6 @@ missing-value rules are not compiled).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,22 +84,25 @@ def verify(
 ) -> str | None:
     """Where the compiled model differs from scikit-learn on ``probes``; None when it does not."""
     rows = np.asarray(probes, dtype=np.float64)
-
-    def chunked(method: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        # small batches take another code path than large ones: check both
-        return np.concatenate([method(rows[i : i + 4]) for i in range(0, len(rows), 4)])
-
+    # a few rows at a time take another code path than many rows at once: check both
+    chunks = [rows[i : i + 8] for i in range(0, len(rows), 8)]
     try:
         if is_classifier:
             want = np.asarray(reference.predict(probes))
-            for got in (compiled.predict(rows), chunked(compiled.predict)):
-                if not np.array_equal(want, np.asarray(got)):
-                    return f"{int(np.sum(want != np.asarray(got)))} labels differ"
             expected = reference.predict_proba(probes)
-            answers = (compiled.predict_proba(rows), chunked(compiled.predict_proba))
+            pieces = [compiled.predict_and_proba(chunk) for chunk in chunks]
+            by_chunk = (
+                np.concatenate([labels for labels, _ in pieces]),
+                np.concatenate([proba for _, proba in pieces]),
+            )
+            whole = compiled.predict_and_proba(rows)
+            for labels in (whole[0], by_chunk[0], compiled.predict(rows)):
+                if not np.array_equal(want, np.asarray(labels)):
+                    return f"{int(np.sum(want != np.asarray(labels)))} labels differ"
+            answers = [whole[1], by_chunk[1]]
         else:
             expected = reference.predict(probes)
-            answers = (compiled.predict(rows), chunked(compiled.predict))
+            answers = [compiled.predict(rows), np.concatenate(list(map(compiled.predict, chunks)))]
         gap = max(float(np.max(np.abs(expected - answer))) for answer in answers)
     except (ValueError, IndexError, AttributeError) as e:
         return f"{type(e).__name__}: {e}"
