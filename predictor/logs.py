@@ -24,5 +24,10 @@ def configure_logging(log_config_file: str | None, *, access_log: bool = False) 
     level = config["loggers"]["kserve"]["level"]
     config["loggers"]["predictor"] = {"handlers": ["kserve"], "level": level, "propagate": False}
     if not access_log:
-        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
+        # No handler at all (not just a higher level): uvicorn then skips formatting the line.
+        config["loggers"]["uvicorn.access"] = {
+            "handlers": [],
+            "level": "WARNING",
+            "propagate": False,
+        }
     kserve_logging.configure_logging(config)
