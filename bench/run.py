@@ -4,10 +4,12 @@ Servers: ``baseline`` (a plain kserve.Model, bench/baseline.py), ``predictor`` (
 bundle with a pinned digest and an acceptance set, so cold start includes every check),
 ``mlserver`` (MLServer's sklearn runtime in-process) and ``mlserver-batch`` (with adaptive
 batching), when MLServer is installed in bench/.venv-mlserver (``make bench`` does that).
-Load: wrk for REST (v1, v2), h2load (nghttp2) for gRPC, both C load generators. Cells: LogisticRegression and
-RandomForest(100 trees, depth 12) on 20 features; 1 and 64 rows; concurrency 1 and 32.
+Load: wrk for REST (v1, v2) and h2load (nghttp2) for gRPC, both load generators in C. Cells:
+LogisticRegression and RandomForest(100 trees, depth 12) on 20 features; 1 and 64 rows;
+concurrency 1 and 32. All servers of a model run at once (idle but for the one under load) and
+take turns, ``--rounds`` samples each per cell; the table shows each server's median.
 
-    python bench/run.py [--duration 5] [--quick] [--servers baseline,predictor] [--write bench/RESULTS.md]
+    python bench/run.py [--duration 4] [--rounds 3] [--quick] [--servers baseline,predictor]
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -101,6 +104,30 @@ class Server:
             except OSError:
                 pass
         return total / 1024
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in [self.process.pid] + _children(self.process.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until the server stopped working off requests a finished load left queued.
+
+        Otherwise its backlog would run on the core while the next server is measured.
+        """
+        deadline = time.monotonic() + timeout
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.cpu_seconds()
+            if now - before < 0.01:
+                return
+            before = now
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -359,6 +386,43 @@ def run_grpc(server: Server, rows: int, concurrency: int, duration: float, work:
     )
 
 
+def cold_start(kind: str, model: str, paths: dict[str, Path], work: Path) -> float:
+    """Seconds from starting ``kind`` to its model answering ready."""
+    server = start_server(kind, model, paths, work)
+    server.stop()
+    return server.cold_start_s
+
+
+def measure_cell(
+    running: list[Server], spec: tuple[str, int, int], duration: float, rounds: int, work: Path
+) -> list[Cell]:
+    """One cell for every server, measured ``rounds`` times in turn; each server's median.
+
+    The servers take turns on the same core, so a slow spell of the machine touches all of
+    them rather than one; the sample with the median throughput stands for the server (its
+    latencies with it), and errors are added up over all samples.
+    """
+    protocol, rows, concurrency = spec
+    seconds = duration if concurrency > 1 else max(duration / 2, 2)
+    samples: dict[str, list[Cell]] = {}
+    for _ in range(rounds):
+        for server in running:
+            if protocol == "v1" and server.kind.startswith("mlserver"):
+                continue  # MLServer speaks v2 only
+            if protocol == "grpc":
+                cell = run_grpc(server, rows, concurrency, seconds, work)
+            else:
+                cell = run_wrk(server, protocol, rows, concurrency, seconds, work)
+            server.wait_idle()
+            samples.setdefault(server.kind, []).append(cell)
+            print(json.dumps(asdict(cell)), flush=True)
+    medians = []
+    for cells in samples.values():
+        middle = sorted(cells, key=lambda c: c.rps)[len(cells) // 2]
+        medians.append(replace(middle, errors=sum(c.errors for c in cells)))
+    return medians
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -378,7 +442,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per c=32 sample")
+    parser.add_argument("--rounds", type=int, default=3, help="samples per cell and server")
     parser.add_argument("--servers", default="baseline,predictor,mlserver,mlserver-batch")
     parser.add_argument("--models", default="lr,rf")
     parser.add_argument("--quick", action="store_true", help="only the cells the targets name")
@@ -400,31 +465,27 @@ def main() -> None:
         for concurrency in (1, 32)
     ]
     if args.quick:
-        cells_spec = [("v1", 1, 32), ("v2", 1, 32), ("v2", 64, 32), ("grpc", 1, 32), ("v2", 1, 1)]
+        cells_spec = [(p, rows, 32) for p in ("v1", "v2", "grpc") for rows in (1, 64)]
+        cells_spec += [("v2", 1, 1), ("grpc", 1, 1)]
     results: list[Cell] = []
     starts: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         paths = make_models(work / "models")
         for model in args.models.split(","):
-            for kind in servers:
-                server = start_server(kind, model, paths, work)
-                try:
-                    rss = []
-                    for protocol, rows, concurrency in cells_spec:
-                        if protocol == "v1" and kind.startswith("mlserver"):
-                            continue  # MLServer speaks v2 only
-                        duration = args.duration if concurrency > 1 else max(args.duration / 2, 2)
-                        if protocol == "grpc":
-                            cell = run_grpc(server, rows, concurrency, duration, work)
-                        else:
-                            cell = run_wrk(server, protocol, rows, concurrency, duration, work)
-                        results.append(cell)
-                        rss.append(server.rss_mb())
-                        print(json.dumps(asdict(cell)), flush=True)
-                    starts.setdefault(model, {})[kind] = server.cold_start_s
-                    starts[model][f"{kind}_rss_mb"] = max(rss) if rss else float("nan")
-                finally:
+            found = starts.setdefault(model, {})
+            for kind in servers:  # cold starts, alternating servers, each alone on its core
+                found[kind] = statistics.median(
+                    cold_start(kind, model, paths, work) for _ in range(args.rounds)
+                )
+            running = [start_server(kind, model, paths, work) for kind in servers]
+            try:
+                for spec in cells_spec:
+                    results += measure_cell(running, spec, args.duration, args.rounds, work)
+                for server in running:
+                    found[f"{server.kind}_rss_mb"] = server.rss_mb()
+            finally:
+                for server in running:
                     server.stop()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
