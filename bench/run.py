@@ -177,7 +177,7 @@ def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> S
         command += ["--http_port", str(http), "--grpc_port", str(grpc)]
     else:
         folder = work / f"{kind}-{model}"
-        (folder / model).mkdir(parents=True)
+        (folder / model).mkdir(parents=True, exist_ok=True)
         settings = {
             "http_port": http,
             "grpc_port": grpc,
