@@ -1,9 +1,10 @@
 """The model server: KServe's ModelServer with our REST routes first and full gRPC metadata.
 
 ``PredictorServer.start`` follows ``kserve.ModelServer.start`` step by step; it differs only in
-the REST server it builds (ours mounts ``predictor.rest`` routes before KServe's, in every
-uvicorn worker process) and the gRPC servicer (whose model metadata carries ``versions`` and
-``platform``). Health, readiness, model listing, ``/metrics`` and the repository API are KServe's.
+the REST server it builds (ours mounts ``predictor.rest`` routes before KServe's and puts the
+inference endpoint in front of the app, in every uvicorn worker process), the gRPC server
+(``predictor.grpc_server``) and the event loop. Health, readiness, model listing and the
+repository API are KServe's.
 """
 
 from __future__ import annotations
@@ -14,35 +15,17 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
 import fastapi
-import grpc
-from grpc import aio
 from kserve import ModelServer
-from kserve.errors import (
-    InferenceError,
-    InvalidInput,
-    ModelNotFound,
-    ModelNotReady,
-    ServerNotLive,
-    ServerNotReady,
-    UnsupportedProtocol,
-)
 from kserve.model_server import args as kserve_args
-from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
-from kserve.protocol.grpc.server import GRPCServer
-from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 
-from predictor import metrics
 from predictor.asgi import front_door
-from predictor.errors import OverloadedError
+from predictor.grpc_server import PredictorGRPCServer
 from predictor.logs import configure_logging
 from predictor.model import SklearnModel
 from predictor.rest import register_routes
@@ -157,79 +140,6 @@ class DrainingServer(_RefreshingServer):  # type: ignore[misc]
         threading.Timer(self.delay_s, super().handle_exit, args=(sig, frame)).start()
 
 
-MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-
-
-class PredictorInterceptor(ExceptionToStatusInterceptor):  # type: ignore[misc]
-    """KServe's exception-to-status interceptor for every method but ``ModelInfer``.
-
-    ``PredictorServicer.ModelInfer`` answers its own errors (with the same status codes), which
-    saves the interceptor's wrapper on every inference call and keeps caller mistakes out of
-    the ERROR log (KServe's interceptor logs each with a traceback).
-    """
-
-    async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        """Pass ``ModelInfer`` straight through; intercept everything else as KServe does."""
-        if details.method == MODEL_INFER:
-            return await continuation(details)
-        return await super().intercept_service(continuation, details)
-
-
-class PredictorServicer(InferenceServicer):  # type: ignore[misc]
-    """KServe's gRPC servicer, with model metadata that carries versions and platform."""
-
-    async def ModelInfer(  # noqa: N802 (gRPC method name)
-        self, request: pb.ModelInferRequest, context: Any
-    ) -> pb.ModelInferResponse:
-        """Infer with our model directly (KServe's servicer for others), counted and timed.
-
-        KServe's path adds a second decode, per-request latency log lines and its own timing
-        around the same ``predict``; for our model the servicer calls ``infer_grpc`` itself.
-        Errors become statuses here, as KServe's interceptor would map them.
-        """
-        model = self._data_plane.model_registry.get_model(request.model_name)
-        served = isinstance(model, SklearnModel) and model.ready
-        name = request.model_name if served else "unknown"
-        status = grpc.StatusCode.INTERNAL
-        with metrics.InFlight(name) as flight:
-            try:
-                if served:
-                    self.validate_grpc_request(request)
-                    with model.admitted():
-                        response = await model.infer_grpc(request)
-                else:
-                    response = await super().ModelInfer(request, context)
-                status = grpc.StatusCode.OK
-                return response
-            except Exception as e:
-                status, detail = grpc_status(e)
-                if status == grpc.StatusCode.INTERNAL:
-                    logger.exception("inference failed on model %s", name)
-                else:
-                    logger.debug("gRPC inference refused: %s %s", status.name, detail)
-            finally:
-                version = model.version if served else "unknown"
-                metrics.observe_request(name, version, "grpc", status.name, flight.elapsed)
-        await context.abort(status, detail)
-        raise AssertionError("context.abort() returned")  # it raises; this line is not reached
-
-    async def ModelMetadata(  # noqa: N802 (gRPC method name)
-        self, request: pb.ModelMetadataRequest, context: Any
-    ) -> pb.ModelMetadataResponse:
-        """Answer with the same metadata as REST, less what the message cannot carry."""
-        model = self._data_plane.get_model_from_registry(request.name)
-        if not isinstance(model, SklearnModel):
-            return await super().ModelMetadata(request, context)
-        metadata = model.metadata()
-        return pb.ModelMetadataResponse(
-            name=metadata["name"],
-            versions=metadata["versions"],
-            platform=metadata["platform"],
-            inputs=[_tensor_metadata(t) for t in metadata["inputs"]],
-            outputs=[_tensor_metadata(t) for t in metadata["outputs"]],
-        )
-
-
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
     """The loop for the whole server, honouring ``--event-loop`` as uvicorn would.
 
@@ -260,53 +170,6 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
     except (OSError, AttributeError):
         logger.debug("cannot ask to die with the parent process on this platform")
-
-
-def grpc_status(error: Exception) -> tuple[grpc.StatusCode, str]:
-    """The status and detail a ModelInfer error is answered with, as KServe's interceptor maps it.
-
-    Overload, which KServe does not know, is RESOURCE_EXHAUSTED; anything unexpected is INTERNAL.
-    """
-    for kinds, code in (
-        ((OverloadedError,), grpc.StatusCode.RESOURCE_EXHAUSTED),
-        ((InvalidInput, InferenceError, UnsupportedProtocol), grpc.StatusCode.INVALID_ARGUMENT),
-        ((ServerNotReady, ServerNotLive, ModelNotReady), grpc.StatusCode.UNAVAILABLE),
-        ((ModelNotFound,), grpc.StatusCode.NOT_FOUND),
-        ((NotImplementedError,), grpc.StatusCode.UNIMPLEMENTED),
-    ):
-        if isinstance(error, kinds):
-            return code, str(getattr(error, "reason", error))
-    return grpc.StatusCode.INTERNAL, "Internal server error"
-
-
-def _tensor_metadata(tensor: dict[str, Any]) -> pb.ModelMetadataResponse.TensorMetadata:
-    return pb.ModelMetadataResponse.TensorMetadata(
-        name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"]
-    )
-
-
-class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
-    """KServe's gRPC server, serving ``PredictorServicer``."""
-
-    async def start(self, max_workers: int) -> None:
-        """Start serving, as KServe does, with our servicer."""
-        servicer = PredictorServicer(self._data_plane, self._model_repository_extension)
-        self._server = aio.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(PredictorInterceptor(),),
-            options=[
-                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
-                (
-                    "grpc.max_receive_message_length",
-                    self._kwargs.get("grpc_max_receive_message_length"),
-                ),
-            ],
-        )
-        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-        self._server.add_insecure_port(f"[::]:{self._port}")
-        logger.info("gRPC server listening on port %d", self._port)
-        await self._server.start()
-        await self._server.wait_for_termination()
 
 
 class PredictorServer(ModelServer):  # type: ignore[misc]
