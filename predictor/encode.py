@@ -70,19 +70,11 @@ def encode_v2_json(
     """
     tensors = []
     for name in outputs:
-        values = results[name]
+        datatype, data = _output(name, results[name], signature)
+        tensor: dict[str, Any] = {"name": name, "shape": list(data.shape), "datatype": datatype}
         if name == PREDICT_PROBA:
-            data = np.ascontiguousarray(values, dtype=np.float64)
-            tensor: dict[str, Any] = {"name": name, "shape": list(data.shape), "datatype": NUMERIC}
             tensor["parameters"] = {"classes": classes_parameter(signature)}
-            tensor["data"] = data.ravel()
-        else:
-            datatype = signature.label_datatype if name == PREDICT else NUMERIC
-            data = _labels_as(values, datatype)
-            tensor = {"name": name, "shape": list(data.shape), "datatype": datatype}
-            tensor["data"] = (
-                data.tolist() if datatype == STRING else np.ascontiguousarray(data).ravel()
-            )
+        tensor["data"] = data.tolist() if datatype == STRING else np.ascontiguousarray(data).ravel()
         tensors.append(tensor)
     return {
         "id": request_id or str(uuid.uuid4()),
@@ -104,15 +96,10 @@ def encode_v2_grpc(
     """The gRPC response ``encode_v2(...).to_grpc()`` gives, built directly from the arrays."""
     tensors = []
     for name in outputs:
-        values = results[name]
+        datatype, data = _output(name, results[name], signature)
         parameters = {}
         if name == PREDICT_PROBA:
-            datatype = NUMERIC
-            data = np.ascontiguousarray(values, dtype=np.float64)
             parameters["classes"] = pb.InferParameter(string_param=classes_parameter(signature))
-        else:
-            datatype = signature.label_datatype if name == PREDICT else NUMERIC
-            data = _labels_as(values, datatype)
         flat: list[Any] = data.ravel().tolist()
         if datatype == STRING:
             flat = [str(v).encode() for v in flat]
@@ -140,21 +127,21 @@ def classes_parameter(signature: Signature) -> str:
 
 
 def _tensor(name: str, values: np.ndarray, signature: Signature) -> InferOutput:
-    if name == PREDICT_PROBA:
-        array = np.ascontiguousarray(values, dtype=np.float64)
-        output = InferOutput(
-            name=name,
-            shape=list(array.shape),
-            datatype=NUMERIC,
-            parameters={"classes": classes_parameter(signature)},
-        )
-        output.set_data_from_numpy(array, binary_data=False)
-        return output
-    datatype = signature.label_datatype if name == PREDICT else NUMERIC
-    array = _labels_as(values, datatype)
-    output = InferOutput(name=name, shape=list(array.shape), datatype=datatype)
+    datatype, array = _output(name, values, signature)
+    parameters = {"classes": classes_parameter(signature)} if name == PREDICT_PROBA else None
+    output = InferOutput(
+        name=name, shape=list(array.shape), datatype=datatype, parameters=parameters
+    )
     output.set_data_from_numpy(array, binary_data=False)
     return output
+
+
+def _output(name: str, values: np.ndarray, signature: Signature) -> tuple[str, np.ndarray]:
+    """An output's v2 datatype, and its values as an array of that type."""
+    if name == PREDICT_PROBA:
+        return NUMERIC, np.ascontiguousarray(values, dtype=np.float64)
+    datatype = signature.label_datatype if name == PREDICT else NUMERIC
+    return datatype, _labels_as(values, datatype)
 
 
 def _labels_as(values: np.ndarray, datatype: str) -> np.ndarray:

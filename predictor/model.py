@@ -162,9 +162,7 @@ class SklearnModel(Model):  # type: ignore[misc]
 
     async def infer_v2(self, request: InferRequest) -> InferResponse:
         """Answer a v2 InferRequest from REST or gRPC (batched with concurrent requests)."""
-        loaded = self.loaded
-        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
-        results = await self._results(loaded, batch)
+        loaded, batch, results = await self._answer_v2(request)
         return encode_v2(
             results,
             batch.outputs,
@@ -179,9 +177,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         request = request_from_grpc(message)
         if request.use_binary_outputs:
             return (await self.infer_v2(request)).to_grpc()
-        loaded = self.loaded
-        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
-        results = await self._results(loaded, batch)
+        loaded, batch, results = await self._answer_v2(request)
         return encode_v2_grpc(
             results,
             batch.outputs,
@@ -198,9 +194,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         if wants_binary(request):
             body, json_length = (await self.infer_v2(request)).to_rest()
             return body, json_length
-        loaded = self.loaded
-        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
-        results = await self._results(loaded, batch)
+        loaded, batch, results = await self._answer_v2(request)
         document = encode_v2_json(
             results,
             batch.outputs,
@@ -210,6 +204,12 @@ class SklearnModel(Model):  # type: ignore[misc]
             request_id=request.id,
         )
         return document, None
+
+    async def _answer_v2(self, request: InferRequest) -> tuple[LoadedModel, Batch, Results]:
+        """Decode a v2 request and compute its outputs, ready for any of the v2 encoders."""
+        loaded = self.loaded
+        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
+        return loaded, batch, await self._results(loaded, batch)
 
     async def _results(self, loaded: LoadedModel, batch: Batch) -> Results:
         key = self._cache.key(loaded.version, batch.outputs, batch.features)
