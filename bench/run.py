@@ -474,10 +474,12 @@ def main() -> None:
         paths = make_models(work / "models")
         for model in args.models.split(","):
             found = starts.setdefault(model, {})
-            for kind in servers:  # cold starts, alternating servers, each alone on its core
-                found[kind] = statistics.median(
-                    cold_start(kind, model, paths, work) for _ in range(args.rounds)
-                )
+            timings: dict[str, list[float]] = {kind: [] for kind in servers}
+            for _ in range(args.rounds):  # cold starts: servers alternate, each alone on its core
+                for kind in servers:
+                    timings[kind].append(cold_start(kind, model, paths, work))
+            for kind, seconds in timings.items():
+                found[kind] = statistics.median(seconds)
             running = [start_server(kind, model, paths, work) for kind in servers]
             try:
                 for spec in cells_spec:
