@@ -2,11 +2,13 @@
 
 Off by default (``PREDICTOR_CACHE_SIZE=0``). Only numeric array inputs are cached; the key holds
 the version, so an answer computed by one model version is never served by another (and the
-cache belongs to one loaded model, so a reload starts empty).
+cache belongs to one loaded model, so a reload starts empty). Safe to share between the event
+loop and gRPC's worker threads.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -21,6 +23,14 @@ class PredictionCache:
     def __init__(self, size: int) -> None:
         self.size = size
         self._entries: OrderedDict[tuple[Any, ...], Results] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to uvicorn worker processes before serving, while empty; locks do not pickle.
+        return {"size": self.size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["size"])  # type: ignore[misc]
 
     def key(self, version: str, outputs: tuple[str, ...], features: Any) -> tuple[Any, ...] | None:
         """The cache key, or None when this input is not cacheable."""
@@ -30,17 +40,19 @@ class PredictionCache:
 
     def get(self, key: tuple[Any, ...]) -> Results | None:
         """The cached results, refreshed as most recently used."""
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
 
     def put(self, key: tuple[Any, ...], results: Results) -> None:
         """Store results, evicting the least recently used entry when full."""
-        self._entries[key] = results
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[key] = results
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -11,6 +11,7 @@ anything imports prometheus_client, and ``/metrics`` aggregates every worker's v
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
@@ -98,6 +99,16 @@ REGRESSION_VALUE = Histogram(
 )
 
 
+@functools.cache
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, remembered: prometheus_client checks and locks on every call.
+
+    Every label value on the request path comes from a bounded set (model, version, protocol,
+    status, class; unknown model names are folded into one), so the memo stays small.
+    """
+    return metric.labels(*values)
+
+
 def model_loaded(
     name: str, version: str, *, sha256: str, runtime: dict[str, str], seconds: float, engine: str
 ) -> None:
@@ -110,8 +121,8 @@ def model_loaded(
 
 def observe_request(name: str, version: str, protocol: str, status: str, seconds: float) -> None:
     """Count one finished request and its latency."""
-    REQUESTS.labels(name, version, protocol, status).inc()
-    LATENCY.labels(name, version, protocol).observe(seconds)
+    labelled(REQUESTS, name, version, protocol, status).inc()
+    labelled(LATENCY, name, version, protocol).observe(seconds)
 
 
 def observe_predictions(
@@ -121,10 +132,10 @@ def observe_predictions(
     if signature.classes is None:
         values = results.get(PREDICT)
         if values is not None:
-            histogram = REGRESSION_VALUE.labels(name, version)
+            histogram = labelled(REGRESSION_VALUE, name, version)
             for value in np.asarray(values, dtype=np.float64).ravel():
                 histogram.observe(float(value))
-            PREDICTED_CLASS.labels(name, version, "").inc(rows)
+            labelled(PREDICTED_CLASS, name, version, "").inc(rows)
         return
     proba = results.get(PREDICT_PROBA)
     classes = signature.classes
@@ -137,28 +148,28 @@ def observe_predictions(
         return
     for label, count in zip(classes, counts, strict=True):
         if count:
-            PREDICTED_CLASS.labels(name, version, str(label)).inc(count)
+            labelled(PREDICTED_CLASS, name, version, str(label)).inc(count)
     if proba is not None:
-        histogram = TOP_PROBABILITY.labels(name, version)
+        histogram = labelled(TOP_PROBABILITY, name, version)
         for value in np.max(proba, axis=1).tolist():
             histogram.observe(value)
 
 
 def observe_batch(name: str, version: str, rows: int) -> None:
     """Record the rows of one call into the model (several requests when batched)."""
-    BATCH_ROWS.labels(name, version).observe(rows)
+    labelled(BATCH_ROWS, name, version).observe(rows)
 
 
 def observe_cache(name: str, version: str, hit: bool) -> None:
     """Count one prediction-cache lookup."""
-    CACHE.labels(name, version, "hit" if hit else "miss").inc()
+    labelled(CACHE, name, version, "hit" if hit else "miss").inc()
 
 
 class InFlight:
     """Context manager counting a request in flight and timing it."""
 
     def __init__(self, name: str) -> None:
-        self._gauge = IN_FLIGHT.labels(name)
+        self._gauge = labelled(IN_FLIGHT, name)
         self.started = 0.0
 
     def __enter__(self) -> InFlight:

@@ -2,8 +2,9 @@
 
 ``load()`` fetches, verifies and unpickles (see ``loader``), runs the bundle's acceptance sets
 through ``answer_v1`` (the function that answers v1 requests), and only then sets ``ready``.
-``answer_v1`` / ``answer_v2`` are the request path shared by our REST routes; ``predict`` is the
-KServe hook, used by KServe's gRPC servicer and any KServe caller, and runs the same code.
+``infer_v1`` and ``infer_v2_rest`` answer our REST routes on the event loop, ``infer_grpc``
+answers gRPC on gRPC's worker threads; both batch concurrent requests (see ``batching``).
+``predict`` is the KServe hook for any other KServe caller and runs the same code.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -25,13 +26,14 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from predictor import metrics
 from predictor.acceptance import run_acceptance
-from predictor.batching import Batcher
+from predictor.admission import AdmissionLimit
+from predictor.batching import Batcher, ThreadBatcher
 from predictor.bundle import runtime_versions
 from predictor.cache import PredictionCache
 from predictor.config import Settings
 from predictor.decode import Batch, Features, decode_v1, decode_v2
 from predictor.encode import Results, encode_v1, encode_v2, encode_v2_grpc, encode_v2_json
-from predictor.errors import AcceptanceError, OverloadedError, PayloadError
+from predictor.errors import AcceptanceError, PayloadError
 from predictor.fastpath import Engine
 from predictor.loader import LoadedModel, load_model
 from predictor.metadata import input_types, model_metadata, output_types
@@ -85,8 +87,9 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._loader = loader
         self._loaded: LoadedModel | None = None
         self._batcher: Batcher | None = None
+        self._thread_batcher: ThreadBatcher | None = None
         self._cache = PredictionCache(settings.cache_size)
-        self._in_flight = 0
+        self._admission = AdmissionLimit(settings.max_in_flight)
         self.draining = False
         """Set on SIGTERM: readiness turns False while requests are still served."""
 
@@ -104,11 +107,16 @@ class SklearnModel(Model):  # type: ignore[misc]
             logger.info("acceptance passed: %s", "; ".join(r.summary for r in report.results))
         self._loaded = replace(loaded, acceptance=report)
         self._cache = PredictionCache(self._settings.cache_size)
-        self._batcher = Batcher(  # picklable parts only: uvicorn workers receive the model pickled
-            functools.partial(run_estimator, loaded.engine),
-            max_rows=self._settings.batch_max_rows,
-            max_wait_s=self._settings.batch_max_wait_ms / 1000,
-            on_batch=functools.partial(metrics.observe_batch, self.name, loaded.version),
+        # Picklable parts only: uvicorn workers receive the model pickled.
+        run = functools.partial(run_estimator, loaded.engine)
+        on_batch = functools.partial(metrics.observe_batch, self.name, loaded.version)
+        max_rows, max_wait_s = (
+            self._settings.batch_max_rows,
+            self._settings.batch_max_wait_ms / 1000,
+        )
+        self._batcher = Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch)
+        self._thread_batcher = ThreadBatcher(
+            run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch
         )
         metrics.model_loaded(
             self.name,
@@ -137,21 +145,13 @@ class SklearnModel(Model):  # type: ignore[misc]
         """The version every response reports as ``model_version``."""
         return self.loaded.version
 
-    @contextlib.contextmanager
-    def admitted(self) -> Iterator[None]:
+    def admitted(self) -> contextlib.AbstractContextManager[None]:
         """Count one request in flight, or refuse it at once when the limit is reached.
 
         Raises:
             OverloadedError: ``PREDICTOR_MAX_IN_FLIGHT`` requests are already being served.
         """
-        limit = self._settings.max_in_flight
-        if self._in_flight >= limit:
-            raise OverloadedError(self._in_flight, limit)
-        self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
+        return self._admission.admitted()
 
     async def infer_v1(self, body: Any) -> dict[str, Any]:
         """Answer a decoded v1 ``:predict`` body (batched with concurrent requests)."""
@@ -172,12 +172,25 @@ class SklearnModel(Model):  # type: ignore[misc]
             request=request,
         )
 
-    async def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        """Answer a gRPC ModelInfer message (raw contents in, raw contents out, as KServe does)."""
+    def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        """Answer a gRPC ModelInfer message on the calling thread (one of gRPC's workers).
+
+        Batched with the requests of the other gRPC threads; raw contents in, raw contents out,
+        as KServe does.
+        """
         request = request_from_grpc(message)
+        loaded = self.loaded
+        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
+        results = self._results_blocking(loaded, batch)
         if request.use_binary_outputs:
-            return (await self.infer_v2(request)).to_grpc()
-        loaded, batch, results = await self._answer_v2(request)
+            return encode_v2(
+                results,
+                batch.outputs,
+                loaded.signature,
+                model_name=self.name,
+                version=loaded.version,
+                request=request,
+            ).to_grpc()
         return encode_v2_grpc(
             results,
             batch.outputs,
@@ -212,23 +225,43 @@ class SklearnModel(Model):  # type: ignore[misc]
         return loaded, batch, await self._results(loaded, batch)
 
     async def _results(self, loaded: LoadedModel, batch: Batch) -> Results:
+        key, results = self._cached(loaded, batch)
+        if results is None:
+            assert self._batcher is not None  # set by load(), with _loaded
+            started = time.perf_counter()
+            results = await self._batcher.submit(batch)
+            self._computed(loaded, batch, key, results, started)
+        return results
+
+    def _results_blocking(self, loaded: LoadedModel, batch: Batch) -> Results:
+        key, results = self._cached(loaded, batch)
+        if results is None:
+            assert self._thread_batcher is not None  # set by load(), with _loaded
+            started = time.perf_counter()
+            results = self._thread_batcher.submit(batch)
+            self._computed(loaded, batch, key, results, started)
+        return results
+
+    def _cached(self, loaded: LoadedModel, batch: Batch) -> tuple[Any, Results | None]:
+        """The cache key for ``batch`` (None if not cacheable) and its cached results, if any."""
         key = self._cache.key(loaded.version, batch.outputs, batch.features)
-        if key is not None:
-            cached = self._cache.get(key)
-            metrics.observe_cache(self.name, loaded.version, hit=cached is not None)
-            if cached is not None:
-                return cached
-        assert self._batcher is not None  # set by load(), with _loaded
-        started = time.perf_counter()
-        results = await self._batcher.submit(batch)
+        if key is None:
+            return None, None
+        cached = self._cache.get(key)
+        metrics.observe_cache(self.name, loaded.version, hit=cached is not None)
+        return key, cached
+
+    def _computed(
+        self, loaded: LoadedModel, batch: Batch, key: Any, results: Results, started: float
+    ) -> None:
+        """Record freshly computed results: cache them, time them, count the predictions."""
         # KServe's own predict histogram, so dashboards built on KServe's metrics keep working.
-        PREDICT_HIST_TIME.labels(model_name=self.name).observe(time.perf_counter() - started)
+        metrics.labelled(PREDICT_HIST_TIME, self.name).observe(time.perf_counter() - started)
         if key is not None:
             self._cache.put(key, results)
         metrics.observe_predictions(
             self.name, loaded.version, loaded.signature, results, batch.n_rows
         )
-        return results
 
     async def predict(
         self,

@@ -8,14 +8,19 @@ workers, whichever worker answered.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
+import joblib
+import numpy as np
 import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from prometheus_client.parser import text_string_to_metric_families
+from sklearn.ensemble import RandomForestClassifier
 
 from predictor.storage import sha256_file
 from tests.helpers import RunningServer, ServerFactory
@@ -174,15 +179,8 @@ def test_totals_are_right_with_two_workers(server: ServerFactory, demo_model_dir
         assert total(samples, "predictor_predictions_total", model="taxi", version=version) == 20
 
 
-def test_concurrent_requests_are_batched_and_cache_hits_are_counted(
-    server: ServerFactory, tmp_path: Path
-) -> None:
-    import asyncio
-
-    import joblib
-    import numpy as np
-    from sklearn.ensemble import RandomForestClassifier
-
+def forest_server(server: ServerFactory, tmp_path: Path) -> tuple[RunningServer, Any, Any]:
+    """A 100-tree forest served through scikit-learn (slow enough for requests to queue)."""
     x = np.random.default_rng(0).normal(size=(500, 20))
     forest = RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0).fit(
         x, x[:, 0] > 0
@@ -193,6 +191,13 @@ def test_concurrent_requests_are_batched_and_cache_hits_are_counted(
         name="rf",
         args=["--fast_path", "false", "--cache_size", "8"],
     )
+    return running, x, forest
+
+
+def test_concurrent_requests_are_batched_and_cache_hits_are_counted(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    running, x, _ = forest_server(server, tmp_path)
     assert (
         "fast path switched off"
         in httpx.get(f"{running.url}/v2/models/rf").json()["parameters"]["engine"]
@@ -222,6 +227,47 @@ def test_concurrent_requests_are_batched_and_cache_hits_are_counted(
         value(samples, "predictor_cache_lookups_total", model="rf", version=version, result="hit")
         >= 2
     )
+
+
+def test_concurrent_grpc_requests_are_batched_and_each_gets_its_own_answer(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    running, x, forest = forest_server(server, tmp_path)
+
+    def request(row: int) -> pb.ModelInferRequest:
+        return pb.ModelInferRequest(
+            model_name="rf",
+            id=str(row),
+            inputs=[
+                pb.ModelInferRequest.InferInputTensor(
+                    name="x",
+                    datatype="FP64",
+                    shape=[1, 20],
+                    contents=pb.InferTensorContents(fp64_contents=x[row].tolist()),
+                )
+            ],
+            outputs=[
+                pb.ModelInferRequest.InferRequestedOutputTensor(name=name)
+                for name in ("predict", "predict_proba")
+            ],
+        )
+
+    async def burst() -> list[pb.ModelInferResponse]:
+        async with grpc.aio.insecure_channel(running.grpc_target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+            return list(await asyncio.gather(*(stub.ModelInfer(request(i)) for i in range(64))))
+
+    replies = asyncio.run(burst())
+    labels, proba = forest.predict(x[:64]), forest.predict_proba(x[:64])
+    for row, reply in enumerate(replies):
+        assert reply.id == str(row)
+        outputs = {output.name: output.contents for output in reply.outputs}
+        assert list(outputs["predict_proba"].fp64_contents) == proba[row].tolist()
+        assert list(outputs["predict"].bool_contents) == [labels[row]]
+    samples = scrape(running)
+    version = httpx.get(f"{running.url}/v2/models/rf").json()["versions"][0]
+    assert value(samples, "predictor_batch_rows_sum", model="rf", version=version) == 64
+    assert value(samples, "predictor_batch_rows_count", model="rf", version=version) < 64
 
 
 def test_no_access_log_line_per_request_unless_asked(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -16,10 +19,11 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from predictor.batching import Batcher
+from predictor.admission import AdmissionLimit
+from predictor.batching import Batcher, ThreadBatcher
 from predictor.cache import PredictionCache
 from predictor.decode import Batch
-from predictor.errors import PayloadError
+from predictor.errors import OverloadedError, PayloadError
 from predictor.fastpath import SklearnEngine, choose_engine, compile_estimator, probe_rows
 
 RNG = np.random.default_rng(0)
@@ -161,6 +165,117 @@ def test_batching_off_runs_each_request_directly() -> None:
     batcher = Batcher(recorder.run, max_rows=1, max_wait_s=0, on_batch=recorder.batches.append)
     asyncio.run(submit_together(batcher, [batch([[1.0]]), batch([[2.0]])]))
     assert recorder.batches == [1, 1]
+
+
+class GatedRecorder(Recorder):
+    """Holds its first call until ``gate`` opens, so that other callers queue up meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def run(self, features: Any, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if not self.calls:
+            self.calls.append((len(features), outputs))
+            assert self.gate.wait(timeout=10)
+            return {name: features[:, 0] for name in outputs}
+        return super().run(features, outputs)
+
+
+def submit_in_threads(batches: list[Batch], max_rows: int = 64) -> tuple[GatedRecorder, list[Any]]:
+    """Submit the first batch, then the others while the model is busy with it."""
+    recorder = GatedRecorder()
+    batcher = ThreadBatcher(
+        recorder.run, max_rows=max_rows, max_wait_s=0, on_batch=recorder.batches.append
+    )
+    results: list[Any] = [None] * len(batches)
+
+    def submit(i: int) -> None:
+        try:
+            results[i] = batcher.submit(batches[i])
+        except Exception as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(batches))]
+    threads[0].start()
+    while not recorder.calls:  # the first caller holds the model
+        time.sleep(0.001)
+    for thread in threads[1:]:
+        thread.start()
+    while len(batcher._queue) < len(batches) - 1:  # the others are queued behind it
+        time.sleep(0.001)
+    recorder.gate.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    return recorder, results
+
+
+def test_threads_that_queue_share_one_call_and_keep_their_own_rows() -> None:
+    recorder, results = submit_in_threads(
+        [
+            batch([[7.0]]),
+            batch([[1.0], [2.0]]),
+            batch([[3.0]], ("predict_proba",)),
+            batch([[4.0], [5.0]], ("predict", "predict_proba")),
+        ]
+    )
+    assert recorder.calls == [(1, ("predict",)), (5, ("predict", "predict_proba"))]
+    assert sorted(recorder.batches) == [1, 5]
+    assert results[0]["predict"].tolist() == [7.0]
+    assert results[1].keys() == {"predict"} and results[1]["predict"].tolist() == [2.0, 4.0]
+    assert results[2].keys() == {"predict_proba"} and results[2]["predict_proba"].tolist() == [9.0]
+    assert results[3]["predict"].tolist() == [8.0, 10.0]
+    assert results[3]["predict_proba"].tolist() == [12.0, 15.0]
+
+
+def test_a_bad_request_from_one_thread_never_fails_the_others() -> None:
+    recorder, results = submit_in_threads(
+        [batch([[7.0]]), batch([[1.0]]), batch([[-1.0]]), batch([[3.0]])], max_rows=2
+    )
+    assert results[1]["predict"].tolist() == [2.0]
+    assert isinstance(results[2], PayloadError)
+    assert results[3]["predict"].tolist() == [6.0]
+    assert recorder.calls[1] == (2, ("predict",))  # cut at max_rows, tried together first
+    assert sorted(recorder.batches) == [1, 1, 1, 1]
+
+
+def test_serving_state_pickles_empty_for_worker_processes() -> None:
+    recorder = Recorder()
+    batcher = pickle.loads(
+        pickle.dumps(ThreadBatcher(recorder.run, max_rows=8, max_wait_s=0, on_batch=print))
+    )
+    assert batcher.submit(batch([[1.0]]))["predict"].tolist() == [2.0]
+    cache = PredictionCache(size=4)
+    key = cache.key("v1", ("predict",), np.ones((1, 2)))
+    assert key is not None
+    cache.put(key, {"predict": np.asarray([1])})
+    copy = pickle.loads(pickle.dumps(cache))
+    assert copy.size == 4 and len(copy) == 0
+    copy.put(key, {"predict": np.asarray([1])})
+    assert len(copy) == 1
+
+
+def test_admission_limit_refuses_at_the_limit_across_threads() -> None:
+    limit = pickle.loads(pickle.dumps(AdmissionLimit(3)))
+    inside, release = threading.Barrier(4), threading.Event()
+
+    def hold() -> None:
+        with limit.admitted():
+            inside.wait(timeout=10)
+            release.wait(timeout=10)
+
+    holders = [threading.Thread(target=hold) for _ in range(3)]
+    for thread in holders:
+        thread.start()
+    inside.wait(timeout=10)
+    with pytest.raises(OverloadedError), limit.admitted():
+        pass
+    release.set()
+    for thread in holders:
+        thread.join(timeout=10)
+    assert limit.in_flight == 0
+    with limit.admitted():
+        assert limit.in_flight == 1
 
 
 def test_cache_is_bounded_keyed_by_version_and_input() -> None:

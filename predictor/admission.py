@@ -1,0 +1,46 @@
+"""How many inference requests a model serves at once: more are refused at once, never queued.
+
+Shared by the event loop (REST) and gRPC's worker threads, so the count is kept under a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from predictor.errors import OverloadedError
+
+
+class AdmissionLimit:
+    """Counts requests in flight against ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to uvicorn worker processes before serving, with nothing in flight.
+        return {"limit": self.limit}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["limit"])  # type: ignore[misc]
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Count one request in flight, or refuse it when ``limit`` are in flight already.
+
+        Raises:
+            OverloadedError: ``limit`` requests are being served.
+        """
+        with self._lock:
+            if self.in_flight >= self.limit:
+                raise OverloadedError(self.in_flight, self.limit)
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
