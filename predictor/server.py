@@ -3,7 +3,8 @@
 ``PredictorServer.start`` follows ``kserve.ModelServer.start`` step by step; it differs only in
 the REST server it builds (ours mounts ``predictor.rest`` routes before KServe's and puts the
 inference endpoint in front of the app, in every uvicorn worker process), the gRPC server
-(``predictor.grpc_server``) and the event loop. Health, readiness, model listing and the
+(``predictor.grpc_server``), the event loop, and the order of shutdown (the models are unloaded
+after gRPC has answered its calls in flight). Health, readiness, model listing and the
 repository API are KServe's.
 """
 
@@ -23,6 +24,7 @@ from kserve import ModelServer
 from kserve.model_server import args as kserve_args
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from predictor.asgi import front_door
 from predictor.grpc_server import PredictorGRPCServer
@@ -178,6 +180,7 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
     def __init__(self, *, options: RestOptions, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.options = options
+        self._shutdown: asyncio.Task[None] | None = None
 
     def _build_rest_server(self) -> PredictorRESTServer:
         return PredictorRESTServer(
@@ -235,3 +238,27 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
             loop.run_until_complete(self._serve())
         finally:
             loop.close()
+
+    def stop(self, sig: int) -> None:
+        """Stop as KServe does, but unload the models only once gRPC has answered its calls.
+
+        KServe unloads them at once, while its gRPC server is still finishing the calls in flight,
+        which then answer NOT_FOUND. Called by KServe's signal handler, on the loop's thread.
+        """
+        if self._shutdown is None:
+            self._shutdown = asyncio.get_running_loop().create_task(self._shut_down(sig))
+
+    async def _shut_down(self, sig: int) -> None:
+        await InferenceClientFactory().close()
+        logger.info("Stopping the model server")
+        if self._rest_multiprocess_server:
+            await self._rest_multiprocess_server.stop(sig)
+        if self._grpc_server:
+            await self._grpc_server.stop(sig)
+        for name in list(self.registered_models.get_models()):
+            self.registered_models.unload(name)
+
+    async def _serve(self) -> None:
+        await asyncio.gather(*self.servers)
+        if self._shutdown is not None:
+            await self._shutdown  # the models are unloaded before the loop ends

@@ -179,6 +179,39 @@ def test_totals_are_right_with_two_workers(server: ServerFactory, demo_model_dir
         assert total(samples, "predictor_predictions_total", model="taxi", version=version) == 20
 
 
+def test_with_two_workers_the_main_process_metrics_are_shown_too(
+    server: ServerFactory, demo_model_dir: Path
+) -> None:
+    # The main process loads the model and answers gRPC; REST workers answer /metrics.
+    running = server.start(str(demo_model_dir), name="taxi", args=["--workers", "2"], timeout=60)
+    version = httpx.get(f"{running.url}/v2/models/taxi").json()["versions"][0]
+    with grpc.insecure_channel(running.grpc_target) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)  # may listen after REST is ready
+        stub = GRPCInferenceServiceStub(channel)
+        tensor = pb.ModelInferRequest.InferInputTensor(
+            name="x",
+            datatype="FP64",
+            shape=[1, 3],
+            contents=pb.InferTensorContents(fp64_contents=ROWS[0]),
+        )
+        for _ in range(4):
+            stub.ModelInfer(pb.ModelInferRequest(model_name="taxi", inputs=[tensor]))
+    samples = scrape(running)
+    assert (
+        value(
+            samples,
+            "predictor_requests_total",
+            model="taxi",
+            version=version,
+            protocol="grpc",
+            status="OK",
+        )
+        == 4
+    )
+    assert total(samples, "predictor_model_info", model="taxi", version=version) == 1
+    assert total(samples, "predictor_model_load_seconds", model="taxi", version=version) > 0
+
+
 def forest_server(server: ServerFactory, tmp_path: Path) -> tuple[RunningServer, Any, Any]:
     """A 100-tree forest served through scikit-learn (slow enough for requests to queue)."""
     x = np.random.default_rng(0).normal(size=(500, 20))

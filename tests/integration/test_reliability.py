@@ -1,8 +1,8 @@
 """Reliability under shutdown, overload, storage faults and hostile input, on real processes.
 
-Covers: SIGTERM with hundreds of requests in flight (every accepted request answered correctly,
-exit 0); overload answered at once with 503 and Retry-After (REST) or RESOURCE_EXHAUSTED (gRPC);
-GCS unreachable ending start-up within its deadline with one line; no credentials or request
+Covers: SIGTERM with hundreds of REST requests or gRPC calls in flight (every accepted one
+answered correctly, exit 0); overload answered at once with 503 and Retry-After (REST) or
+RESOURCE_EXHAUSTED (gRPC); GCS unreachable ending start-up within its deadline with one line; no credentials or request
 values in logs and error bodies; and property-based fuzzing of the REST bodies (never a 5xx).
 """
 
@@ -89,6 +89,53 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(
     for i, (status, body) in answered:
         assert status == 200, body
         assert body["predictions"] == [expected[i]]
+    assert running.process.wait(timeout=60) == 0
+
+
+def test_sigterm_answers_every_accepted_grpc_call_and_exits_0(
+    server: ServerFactory, forest_file: Path
+) -> None:
+    running = slow_server(
+        server, forest_file, "--max_in_flight", "1000", "--shutdown_delay_seconds", "2"
+    )
+    expected = joblib.load(forest_file).predict(X[:300]).tolist()
+
+    def request(row: int) -> pb.ModelInferRequest:
+        return pb.ModelInferRequest(
+            model_name="rf",
+            inputs=[
+                pb.ModelInferRequest.InferInputTensor(
+                    name="x",
+                    datatype="FP64",
+                    shape=[1, 20],
+                    contents=pb.InferTensorContents(fp64_contents=X[row].tolist()),
+                )
+            ],
+        )
+
+    async def flood() -> list[Any]:
+        async with grpc.aio.insecure_channel(running.grpc_target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+
+            async def one(i: int) -> Any:
+                try:
+                    reply = await stub.ModelInfer(request(i), timeout=60)
+                except grpc.aio.AioRpcError as e:
+                    return e.code()
+                return list(reply.outputs[0].contents.bool_contents)
+
+            tasks = [asyncio.create_task(one(i)) for i in range(300)]
+            await asyncio.sleep(0.3)
+            running.process.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*tasks)
+
+    outcomes = asyncio.run(flood())
+    answered = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, list)]
+    refused = [o for o in outcomes if not isinstance(o, list)]
+    assert set(refused) <= {grpc.StatusCode.UNAVAILABLE}, refused  # not taken; never lost
+    assert len(answered) >= 100, f"only {len(answered)} calls were answered"
+    for i, labels in answered:
+        assert labels == [expected[i]]
     assert running.process.wait(timeout=60) == 0
 
 
