@@ -110,10 +110,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         # Picklable parts only: uvicorn workers receive the model pickled.
         run = functools.partial(run_estimator, loaded.engine)
         on_batch = functools.partial(metrics.observe_batch, self.name, loaded.version)
-        max_rows, max_wait_s = (
-            self._settings.batch_max_rows,
-            self._settings.batch_max_wait_ms / 1000,
-        )
+        max_rows = self._settings.batch_max_rows
+        max_wait_s = self._settings.batch_max_wait_ms / 1000
         self._batcher = Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch)
         self._thread_batcher = ThreadBatcher(
             run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch
@@ -163,14 +161,7 @@ class SklearnModel(Model):  # type: ignore[misc]
     async def infer_v2(self, request: InferRequest) -> InferResponse:
         """Answer a v2 InferRequest from REST or gRPC (batched with concurrent requests)."""
         loaded, batch, results = await self._answer_v2(request)
-        return encode_v2(
-            results,
-            batch.outputs,
-            loaded.signature,
-            model_name=self.name,
-            version=loaded.version,
-            request=request,
-        )
+        return self._response(loaded, batch, results, request)
 
     def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
         """Answer a gRPC ModelInfer message on the calling thread (one of gRPC's workers).
@@ -183,14 +174,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
         results = self._results_blocking(loaded, batch)
         if request.use_binary_outputs:
-            return encode_v2(
-                results,
-                batch.outputs,
-                loaded.signature,
-                model_name=self.name,
-                version=loaded.version,
-                request=request,
-            ).to_grpc()
+            return self._response(loaded, batch, results, request).to_grpc()
         return encode_v2_grpc(
             results,
             batch.outputs,
@@ -217,6 +201,19 @@ class SklearnModel(Model):  # type: ignore[misc]
             request_id=request.id,
         )
         return document, None
+
+    def _response(
+        self, loaded: LoadedModel, batch: Batch, results: Results, request: InferRequest
+    ) -> InferResponse:
+        """The v2 InferResponse for ``request`` (for binary outputs and KServe's callers)."""
+        return encode_v2(
+            results,
+            batch.outputs,
+            loaded.signature,
+            model_name=self.name,
+            version=loaded.version,
+            request=request,
+        )
 
     async def _answer_v2(self, request: InferRequest) -> tuple[LoadedModel, Batch, Results]:
         """Decode a v2 request and compute its outputs, ready for any of the v2 encoders."""

@@ -1,4 +1,4 @@
-"""Test helpers: free ports, a real predictor process, and an in-process app for TestClient."""
+"""Test helpers: free ports, a real predictor process, an in-process app, gRPC requests."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import httpx
 from fastapi import FastAPI
 from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor.config import Settings
@@ -23,6 +24,25 @@ from predictor.model import SklearnModel
 from predictor.server import PredictorRESTServer, RestOptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def infer_request(
+    model: str, rows: Sequence[Sequence[float]], *, outputs: Sequence[str] = (), id: str = ""
+) -> pb.ModelInferRequest:
+    """A gRPC ModelInfer request with one FP64 ``[N, F]`` tensor of ``rows``."""
+    return pb.ModelInferRequest(
+        model_name=model,
+        id=id,
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="x",
+                datatype="FP64",
+                shape=[len(rows), len(rows[0])],
+                contents=pb.InferTensorContents(fp64_contents=[v for row in rows for v in row]),
+            )
+        ],
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=name) for name in outputs],
+    )
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.ensemble import RandomForestClassifier
 
 from predictor.storage import sha256_file
-from tests.helpers import RunningServer, ServerFactory
+from tests.helpers import RunningServer, ServerFactory, infer_request
 
 ROWS = [[1.0, 200.0, 2.0], [17.0, 18.0, 1.0], [40.0, 250.0, 6.0]]
 
@@ -188,14 +188,8 @@ def test_with_two_workers_the_main_process_metrics_are_shown_too(
     with grpc.insecure_channel(running.grpc_target) as channel:
         grpc.channel_ready_future(channel).result(timeout=30)  # may listen after REST is ready
         stub = GRPCInferenceServiceStub(channel)
-        tensor = pb.ModelInferRequest.InferInputTensor(
-            name="x",
-            datatype="FP64",
-            shape=[1, 3],
-            contents=pb.InferTensorContents(fp64_contents=ROWS[0]),
-        )
         for _ in range(4):
-            stub.ModelInfer(pb.ModelInferRequest(model_name="taxi", inputs=[tensor]))
+            stub.ModelInfer(infer_request("taxi", ROWS[:1]))
     samples = scrape(running)
     assert (
         value(
@@ -267,28 +261,18 @@ def test_concurrent_grpc_requests_are_batched_and_each_gets_its_own_answer(
 ) -> None:
     running, x, forest = forest_server(server, tmp_path)
 
-    def request(row: int) -> pb.ModelInferRequest:
-        return pb.ModelInferRequest(
-            model_name="rf",
-            id=str(row),
-            inputs=[
-                pb.ModelInferRequest.InferInputTensor(
-                    name="x",
-                    datatype="FP64",
-                    shape=[1, 20],
-                    contents=pb.InferTensorContents(fp64_contents=x[row].tolist()),
-                )
-            ],
-            outputs=[
-                pb.ModelInferRequest.InferRequestedOutputTensor(name=name)
-                for name in ("predict", "predict_proba")
-            ],
-        )
-
     async def burst() -> list[pb.ModelInferResponse]:
         async with grpc.aio.insecure_channel(running.grpc_target) as channel:
             stub = GRPCInferenceServiceStub(channel)
-            return list(await asyncio.gather(*(stub.ModelInfer(request(i)) for i in range(64))))
+            calls = (
+                stub.ModelInfer(
+                    infer_request(
+                        "rf", x[i : i + 1], outputs=("predict", "predict_proba"), id=str(i)
+                    )
+                )
+                for i in range(64)
+            )
+            return list(await asyncio.gather(*calls))
 
     replies = asyncio.run(burst())
     labels, proba = forest.predict(x[:64]), forest.predict_proba(x[:64])

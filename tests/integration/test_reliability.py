@@ -29,7 +29,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from sklearn.ensemble import RandomForestClassifier
 
-from tests.helpers import RunningServer, ServerFactory, free_port, in_process_app
+from tests.helpers import RunningServer, ServerFactory, free_port, in_process_app, infer_request
 
 X = np.random.default_rng(0).normal(size=(400, 20))
 
@@ -100,26 +100,13 @@ def test_sigterm_answers_every_accepted_grpc_call_and_exits_0(
     )
     expected = joblib.load(forest_file).predict(X[:300]).tolist()
 
-    def request(row: int) -> pb.ModelInferRequest:
-        return pb.ModelInferRequest(
-            model_name="rf",
-            inputs=[
-                pb.ModelInferRequest.InferInputTensor(
-                    name="x",
-                    datatype="FP64",
-                    shape=[1, 20],
-                    contents=pb.InferTensorContents(fp64_contents=X[row].tolist()),
-                )
-            ],
-        )
-
     async def flood() -> list[Any]:
         async with grpc.aio.insecure_channel(running.grpc_target) as channel:
             stub = GRPCInferenceServiceStub(channel)
 
             async def one(i: int) -> Any:
                 try:
-                    reply = await stub.ModelInfer(request(i), timeout=60)
+                    reply = await stub.ModelInfer(infer_request("rf", X[i : i + 1]), timeout=60)
                 except grpc.aio.AioRpcError as e:
                     return e.code()
                 return list(reply.outputs[0].contents.bool_contents)
