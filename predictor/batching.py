@@ -24,9 +24,10 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from predictor.decode import Batch, Features
+from predictor.decode import Batch
 from predictor.encode import Results
 from predictor.errors import PayloadError
+from predictor.features import Features
 
 Runner = Callable[[Features, tuple[str, ...]], Results]
 

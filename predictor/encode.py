@@ -94,31 +94,19 @@ def encode_v2_grpc(
     request_id: str | None,
 ) -> pb.ModelInferResponse:
     """The gRPC response ``encode_v2(...).to_grpc()`` gives, built directly from the arrays."""
-    tensors = []
+    response = pb.ModelInferResponse(
+        id=request_id or str(uuid.uuid4()), model_name=model_name, model_version=version
+    )
     for name in outputs:
         datatype, data = _output(name, results[name], signature)
-        parameters = {}
+        tensor = response.outputs.add(name=name, datatype=datatype, shape=data.shape)
         if name == PREDICT_PROBA:
-            parameters["classes"] = pb.InferParameter(string_param=classes_parameter(signature))
+            tensor.parameters["classes"].string_param = classes_parameter(signature)
         flat: list[Any] = data.ravel().tolist()
         if datatype == STRING:
             flat = [str(v).encode() for v in flat]
-        contents = pb.InferTensorContents(**{GRPC_CONTENT_DATATYPE_MAPPINGS[datatype]: flat})
-        tensors.append(
-            pb.ModelInferResponse.InferOutputTensor(
-                name=name,
-                datatype=datatype,
-                shape=list(data.shape),
-                parameters=parameters,
-                contents=contents,
-            )
-        )
-    return pb.ModelInferResponse(
-        id=request_id or str(uuid.uuid4()),
-        model_name=model_name,
-        model_version=version,
-        outputs=tensors,
-    )
+        getattr(tensor.contents, GRPC_CONTENT_DATATYPE_MAPPINGS[datatype]).extend(flat)
+    return response
 
 
 def classes_parameter(signature: Signature) -> str:

@@ -30,7 +30,6 @@ from predictor.bundle import (
     runtime_versions,
 )
 from predictor.config import Settings
-from predictor.decode import rows_to_features
 from predictor.errors import (
     DigestMismatchError,
     IncompatibleModelError,
@@ -38,6 +37,7 @@ from predictor.errors import (
     PayloadError,
 )
 from predictor.fastpath import Engine, SklearnEngine, choose_engine, probe_rows
+from predictor.features import rows_to_features
 from predictor.signature import Signature, signature_of
 from predictor.storage import FetchedModel, fetch, find_model_file, model_at, parse_model_uri
 

@@ -31,14 +31,15 @@ from predictor.batching import Batcher, ThreadBatcher
 from predictor.bundle import runtime_versions
 from predictor.cache import PredictionCache
 from predictor.config import Settings
-from predictor.decode import Batch, Features, decode_v1, decode_v2
+from predictor.decode import Batch, decode_v1, decode_v2
 from predictor.encode import Results, encode_v1, encode_v2, encode_v2_grpc, encode_v2_json
 from predictor.errors import AcceptanceError, PayloadError
 from predictor.fastpath import Engine
+from predictor.features import Features
 from predictor.loader import LoadedModel, load_model
 from predictor.metadata import input_types, model_metadata, output_types
 from predictor.signature import PREDICT, PREDICT_PROBA
-from predictor.v2_grpc import request_from_grpc
+from predictor.v2_grpc import decode_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -169,19 +170,21 @@ class SklearnModel(Model):  # type: ignore[misc]
         Batched with the requests of the other gRPC threads; raw contents in, raw contents out,
         as KServe does.
         """
-        request = request_from_grpc(message)
         loaded = self.loaded
-        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
-        results = self._results_blocking(loaded, batch)
-        if request.use_binary_outputs:
+        frame = loaded.engine.takes_frames
+        if message.raw_input_contents:
+            request = InferRequest.from_grpc(message)
+            batch = decode_v2(request, loaded.signature, frame=frame)
+            results = self._results_blocking(loaded, batch)
             return self._response(loaded, batch, results, request).to_grpc()
+        batch = decode_grpc(message, loaded.signature, frame=frame)
         return encode_v2_grpc(
-            results,
+            self._results_blocking(loaded, batch),
             batch.outputs,
             loaded.signature,
             model_name=self.name,
             version=loaded.version,
-            request_id=request.id,
+            request_id=message.id,
         )
 
     async def infer_v2_rest(

@@ -13,7 +13,7 @@ from predictor.decode import decode_v2
 from predictor.encode import encode_v2, encode_v2_grpc
 from predictor.errors import PayloadError
 from predictor.signature import Signature
-from predictor.v2_grpc import packed_values, request_from_grpc
+from predictor.v2_grpc import decode_grpc, packed_values, request_from_grpc
 
 Tensor = pb.ModelInferRequest.InferInputTensor
 ROWS = np.random.default_rng(0).normal(size=(64, 20))
@@ -75,6 +75,71 @@ def test_requests_read_as_kserve_reads_them(case: str) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+NAN_ROW = ROWS[0].copy()
+NAN_ROW[3] = np.nan
+DECODED = {
+    **CASES,
+    "predict and predict_proba": message(
+        tensor("FP64", [2, 20], fp64_contents=ROWS[:2].ravel().tolist()),
+        outputs=[
+            pb.ModelInferRequest.InferRequestedOutputTensor(name="predict_proba"),
+            pb.ModelInferRequest.InferRequestedOutputTensor(name="predict"),
+        ],
+    ),
+    "values that do not fill the shape": message(
+        tensor("FP64", [2, 20], fp64_contents=ROWS[0].tolist())
+    ),
+    "a flat shape": message(tensor("FP64", [20], fp64_contents=ROWS[0].tolist())),
+    "19 features": message(tensor("FP64", [1, 19], fp64_contents=ROWS[0, :19].tolist())),
+    "no rows": message(tensor("FP64", [0, 20])),
+    "a NaN": message(tensor("FP64", [1, 20], fp64_contents=NAN_ROW.tolist())),
+    "an unknown output": message(
+        tensor("FP64", [1, 20], fp64_contents=ROWS[0].tolist()),
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="decision_function")],
+    ),
+    "two tensors": message(
+        tensor("FP64", [1, 20], fp64_contents=ROWS[0].tolist()),
+        tensor("FP64", [1, 20], fp64_contents=ROWS[1].tolist()),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DECODED))
+@pytest.mark.parametrize("frame", [False, True])
+def test_messages_decode_as_kserves_reader_and_decode_v2_decode_them(
+    case: str, frame: bool
+) -> None:
+    sig = signature(classes=(0, 1), label_datatype="INT64", names=frame)
+    try:
+        expected = decode_v2(InferRequest.from_grpc(DECODED[case]), sig, frame=frame)
+    except PayloadError as e:
+        with pytest.raises(PayloadError) as raised:
+            decode_grpc(DECODED[case], sig, frame=frame)
+        assert str(raised.value) == str(e)
+        return
+    ours = decode_grpc(DECODED[case], sig, frame=frame)
+    assert (ours.n_rows, ours.outputs) == (expected.n_rows, expected.outputs)
+    assert type(ours.features) is type(expected.features)
+    np.testing.assert_array_equal(np.asarray(ours.features), np.asarray(expected.features))
+    assert np.asarray(ours.features).dtype == np.asarray(expected.features).dtype
+
+
+def test_a_tensor_named_after_the_only_feature_is_that_features_column() -> None:
+    sig = Signature(
+        task="regression",
+        n_features=1,
+        feature_names=("x",),
+        feature_dtypes=("FP64",),
+        classes=None,
+        label_datatype="FP64",
+        allow_nan=False,
+    )
+    column = Tensor(name="x", datatype="FP64", shape=[3], contents=pb.InferTensorContents())
+    column.contents.fp64_contents.extend([1.0, 2.0, 3.0])
+    batch = decode_grpc(message(column), sig, frame=True)
+    assert batch.n_rows == 3 and list(batch.features["x"]) == [1.0, 2.0, 3.0]
+
+
 def test_only_a_lone_packed_float_field_is_read_directly() -> None:
     assert packed_values(tensor("FP64", [1, 2], fp64_contents=[1.0, 2.0])) is not None
     assert packed_values(tensor("FP64", [0, 2])) is None  # no values
@@ -93,11 +158,13 @@ def test_a_shape_that_does_not_fit_the_values_is_the_callers_mistake() -> None:
         decode_v2(request, signature(classes=(0, 1), label_datatype="INT64"), frame=False)
 
 
-def signature(*, classes: tuple[Any, ...] | None, label_datatype: str) -> Signature:
+def signature(
+    *, classes: tuple[Any, ...] | None, label_datatype: str, names: bool = False
+) -> Signature:
     return Signature(
         task="classification" if classes else "regression",
         n_features=20,
-        feature_names=None,
+        feature_names=tuple(f"f{i}" for i in range(20)) if names else None,
         feature_dtypes=("FP64",) * 20,
         classes=classes,
         label_datatype=label_datatype,
