@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from predictor.rollout.analysis import AnalysisConfig, parse_duration
+from predictor.rollout.auto import run_auto
 from predictor.rollout.controller import Rollout
 from predictor.rollout.errors import EXIT_USAGE, RolloutError
 
@@ -114,7 +115,8 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
             steps = [int(s) for s in args.steps.split(",") if s.strip()]
             prometheus = Prometheus(config.prometheus)
             try:
-                rollout.auto(
+                run_auto(
+                    rollout,
                     steps=steps,
                     interval_s=parse_duration(args.interval),
                     config=config,

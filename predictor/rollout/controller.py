@@ -1,4 +1,4 @@
-"""Running a canary: start, step, watch, promote, roll back, and ``auto`` with analysis.
+"""Running a canary by hand: start, step, watch, promote, roll back (``auto`` drives these).
 
 Every change is decided on a fresh read and sent with that read's ``resourceVersion``; a 409
 re-reads and re-decides instead of overwriting. Promote on a promoted service and rollback on a
@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from predictor.rollout import patches
-from predictor.rollout.analysis import FAIL, PASS, AnalysisConfig, MetricSource, decide, snapshot
 from predictor.rollout.audit import audit_annotations, version_from_uri
 from predictor.rollout.errors import (
     CanaryImpossibleError,
     ConflictError,
     RolloutError,
-    RolloutFailedError,
     StepTimeoutError,
 )
 from predictor.rollout.status import (
@@ -30,10 +28,11 @@ from predictor.rollout.status import (
     canary_failure,
     canary_percent_requested,
     deployment_mode,
+    describe,
     is_ready,
     model_uris,
     split_reached,
-    traffic_split,
+    split_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -193,7 +192,7 @@ class Rollout:
         while True:
             isvc = self.read()
             if split_reached(isvc, percent):
-                self.out(f"{self.ref}: status shows {_split_text(isvc)}")
+                self.out(f"{self.ref}: status shows {split_text(isvc)}")
                 return isvc
             failure = canary_failure(isvc) if percent not in (None, 0) else None
             if failure is not None:
@@ -204,123 +203,13 @@ class Rollout:
                 )
                 raise StepTimeoutError(
                     f"{self.ref}: status did not show {wanted} within {timeout:.0f}s "
-                    f"(now: {_split_text(isvc)}, ready={is_ready(isvc)})"
+                    f"(now: {split_text(isvc)}, ready={is_ready(isvc)})"
                 )
             self.sleep(self.poll_seconds)
 
-    def auto(
-        self,
-        *,
-        steps: Sequence[int],
-        interval_s: float,
-        config: AnalysisConfig,
-        metrics: MetricSource,
-        step_timeout: float,
-    ) -> None:
-        """Step the canary through ``steps``, analysing at each; promote at the end or roll back.
-
-        Raises:
-            RolloutFailedError: rolled back (analysis failed, or a step never showed), or the
-                analysis stayed inconclusive (then the canary is left where it is).
-        """
-        isvc = self.read()
-        current = canary_percent_requested(isvc)
-        if current in (None, 0):
-            raise CanaryImpossibleError(
-                f"{self.ref} has no canary taking traffic; run `start` first"
-            )
-        stable_uri, canary_uri = model_uris(isvc)
-        stable_version = config.stable_version or version_from_uri(stable_uri)
-        canary_version = config.canary_version or version_from_uri(canary_uri)
-        if not stable_version or not canary_version:
-            raise RolloutError(
-                "cannot tell the stable and canary model versions from their URIs; "
-                "set stable_version and canary_version in the analysis file"
-            )
-        model = config.model or self.name
-        window = config.window or f"{max(int(interval_s), 1)}s"
-        for step in sorted(set(steps)):
-            if step >= 100:
-                break
-            if step < (current or 0):
-                continue
-            try:
-                if step != current:
-                    self.set_percent(step)
-                self.wait_for(step, timeout=step_timeout)
-            except StepTimeoutError as e:
-                self.rollback(str(e))
-                raise RolloutFailedError(f"rolled back: {e}") from e
-            current = step
-            self._analyse(
-                step, interval_s, config, metrics, model, window, stable_version, canary_version
-            )
-        self.promote()
-        self.wait_for(None, timeout=step_timeout)
-        self.out(f"{self.ref}: promoted {canary_version}")
-
-    def _analyse(
-        self,
-        step: int,
-        interval_s: float,
-        config: AnalysisConfig,
-        metrics: MetricSource,
-        model: str,
-        window: str,
-        stable_version: str,
-        canary_version: str,
-    ) -> None:
-        for attempt in range(config.max_inconclusive + 1):
-            self.sleep(interval_s)
-            decision = decide(
-                snapshot(metrics, model=model, version=stable_version, window=window),
-                snapshot(metrics, model=model, version=canary_version, window=window),
-                config,
-            )
-            self.out(f"{self.ref}: step {step}%: {decision.describe()}")
-            if decision.verdict == PASS:
-                return
-            if decision.verdict == FAIL:
-                reason = f"analysis failed at {step}%: {'; '.join(decision.reasons)}"
-                self.rollback(reason)
-                raise RolloutFailedError(f"rolled back: {reason}")
-            if attempt < config.max_inconclusive:
-                self.out(f"{self.ref}: holding at {step}% and extending the analysis")
-        raise RolloutFailedError(
-            f"analysis stayed inconclusive at {step}% after {config.max_inconclusive + 1} windows; "
-            f"the canary is left at {step}% (no rollback for lack of data). Send traffic and rerun "
-            "`auto`, or decide with `promote`/`rollback`."
-        )
-
     def status_table(self) -> str:
         """Revisions (or predictors), their traffic, readiness, models and URLs."""
-        isvc = self.read()
-        stable_uri, canary_uri = model_uris(isvc)
-        mode = deployment_mode(isvc)
-        rows = [("TARGET", "TRAFFIC", "LATEST", "MODEL", "VERSION", "URL")]
-        for target in traffic_split(isvc):
-            uri = canary_uri if target.latest and canary_uri else stable_uri
-            rows.append(
-                (
-                    target.name,
-                    f"{target.percent}%",
-                    "yes" if target.latest else "",
-                    uri or "?",
-                    version_from_uri(uri) or "?",
-                    target.url or "",
-                )
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        requested = canary_percent_requested(isvc)
-        lines = [f"{self.ref} ({mode} mode): ready={is_ready(isvc)}, canary requested={requested}"]
-        lines += [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows
-        ]
-        failure = canary_failure(isvc)
-        if failure:
-            lines.append(f"canary problem: {failure}")
-        return "\n".join(lines)
+        return describe(self.read(), self.ref)
 
     def _audit(
         self, action: str, reason: str, from_version: str | None, to_version: str | None
@@ -370,7 +259,3 @@ def _check_percent(percent: int, *, allow_zero: bool, allow_hundred: bool) -> No
         raise RolloutError(
             f"canary percent must be within {low}..{high}, got {percent} (use promote for 100)"
         )
-
-
-def _split_text(isvc: dict[str, Any]) -> str:
-    return ", ".join(f"{t.name} {t.percent}%" for t in traffic_split(isvc)) or "no traffic yet"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from predictor.rollout.audit import STABLE_URI
+from predictor.rollout.audit import STABLE_URI, version_from_uri
 from predictor.rollout.errors import CanaryImpossibleError
 
 KNATIVE = "knative"
@@ -192,3 +192,39 @@ def model_uris(isvc: dict[str, Any]) -> tuple[str | None, str | None]:
         return current, None
     annotations = (isvc.get("metadata") or {}).get("annotations") or {}
     return annotations.get(STABLE_URI), current
+
+
+def describe(isvc: dict[str, Any], ref: str) -> str:
+    """A table of the revisions (or predictors): traffic, latest, model, version and URL."""
+    stable_uri, canary_uri = model_uris(isvc)
+    rows = [("TARGET", "TRAFFIC", "LATEST", "MODEL", "VERSION", "URL")]
+    for target in traffic_split(isvc):
+        uri = canary_uri if target.latest and canary_uri else stable_uri
+        rows.append(
+            (
+                target.name,
+                f"{target.percent}%",
+                "yes" if target.latest else "",
+                uri or "?",
+                version_from_uri(uri) or "?",
+                target.url or "",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        f"{ref} ({deployment_mode(isvc)} mode): ready={is_ready(isvc)}, "
+        f"canary requested={canary_percent_requested(isvc)}"
+    ]
+    lines += [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    failure = canary_failure(isvc)
+    if failure:
+        lines.append(f"canary problem: {failure}")
+    return "\n".join(lines)
+
+
+def split_text(isvc: dict[str, Any]) -> str:
+    """The traffic split in one line: ``taxi-predictor-00001 90%, taxi-predictor-00002 10%``."""
+    return ", ".join(f"{t.name} {t.percent}%" for t in traffic_split(isvc)) or "no traffic yet"

@@ -28,6 +28,7 @@ from sklearn.dummy import DummyClassifier
 from predictor.demo import make_trips, publish_demo_bundles
 from predictor.publish import BundleSpec, publish
 from predictor.rollout.analysis import AnalysisConfig
+from predictor.rollout.auto import run_auto
 from predictor.rollout.controller import Rollout
 from predictor.rollout.errors import RolloutFailedError
 from predictor.rollout.kube import InferenceServices
@@ -200,7 +201,7 @@ class AutoRun:
     sent: int
 
 
-def run_auto(fleet: Fleet, prometheus: str, canary_version: str) -> AutoRun:
+def auto_with_traffic(fleet: Fleet, prometheus: str, canary_version: str) -> AutoRun:
     """Start a canary on ``canary_version``, send traffic as the split says, and run ``auto``."""
     rollout, emulator, said = drive(fleet, canary_version)
     gateway = Gateway(emulator, fleet)
@@ -208,7 +209,8 @@ def run_auto(fleet: Fleet, prometheus: str, canary_version: str) -> AutoRun:
     metrics = Prometheus(prometheus)
     error = None
     try:
-        rollout.auto(
+        run_auto(
+            rollout,
             steps=[20, 50, 100],
             interval_s=4,
             config=AnalysisConfig(prometheus=prometheus, **CONFIG),  # type: ignore[arg-type]
@@ -228,7 +230,7 @@ def run_auto(fleet: Fleet, prometheus: str, canary_version: str) -> AutoRun:
 
 
 def test_auto_promotes_a_healthy_canary(fleet: Fleet, prometheus: str) -> None:
-    run = run_auto(fleet, prometheus, "1.1.0")
+    run = auto_with_traffic(fleet, prometheus, "1.1.0")
     assert run.error is None, run.said
     verdicts = [line for line in run.said if ": step " in line]
     assert any(line.startswith("ml/taxi: step 20%: PASS") for line in verdicts), run.said
@@ -239,7 +241,7 @@ def test_auto_promotes_a_healthy_canary(fleet: Fleet, prometheus: str) -> None:
 
 
 def test_auto_rolls_back_a_drifted_canary(fleet: Fleet, prometheus: str) -> None:
-    run = run_auto(fleet, prometheus, "2.0.0")
+    run = auto_with_traffic(fleet, prometheus, "2.0.0")
     assert run.error is not None and "prediction distribution shifted: PSI" in str(run.error)
     assert run.isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
     assert any(": step 20%: FAIL" in line for line in run.said), run.said

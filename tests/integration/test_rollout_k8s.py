@@ -255,6 +255,7 @@ def test_auto_rolls_back_a_canary_that_never_becomes_ready(
     emulator: Emulator, kserve: FakeKServe
 ) -> None:
     from predictor.rollout.analysis import AnalysisConfig
+    from predictor.rollout.auto import run_auto
     from predictor.rollout.errors import RolloutFailedError
 
     class NoMetrics:
@@ -266,7 +267,8 @@ def test_auto_rolls_back_a_canary_that_never_becomes_ready(
     with pytest.raises(
         RolloutFailedError, match="rolled back: revision taxi-predictor-00002 is not ready"
     ):
-        driver.auto(
+        run_auto(
+            driver,
             steps=[10, 50, 100],
             interval_s=1,
             config=AnalysisConfig(prometheus="http://127.0.0.1:9"),
