@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -185,7 +186,7 @@ def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> S
             "parallel_workers": 0,
         }
         (folder / "settings.json").write_text(json.dumps(settings))
-        model_settings = {
+        model_settings: dict[str, Any] = {
             "name": model,
             "implementation": "mlserver_sklearn.SKLearnModel",
             "parameters": {"uri": str(paths[model] / "model.joblib"), "version": "v1"},
@@ -372,7 +373,10 @@ def run_grpc(server: Server, rows: int, concurrency: int, duration: float, work:
     answered = int(data.group(1)) // good_size
     errors = int(done.group(1)) - min(answered, int(done.group(2)))
     durations = sorted(int(line.split()[-1]) for line in log.read_text().splitlines() if line)
-    pick = lambda q: durations[min(len(durations) - 1, int(q * len(durations)))] / 1000  # noqa: E731
+
+    def pick(q: float) -> float:
+        return durations[min(len(durations) - 1, int(q * len(durations)))] / 1000
+
     return Cell(
         server.kind,
         server.model,

@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import joblib
@@ -47,7 +48,7 @@ def rss_mb(pid: int) -> float:
 
 async def drive(
     url: str, rows: np.ndarray, expected: list[bool], seconds: float, concurrency: int, pid: int
-) -> dict:
+) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
     wrong = 0
     samples: list[tuple[float, float]] = []

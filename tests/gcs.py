@@ -176,7 +176,7 @@ class GCSBucket:
     def client(self) -> storage.Client:
         return storage.Client(
             project="test",
-            credentials=AnonymousCredentials(),
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
             client_options={"api_endpoint": self.url},
         )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
 from fastapi import FastAPI
 from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
@@ -27,7 +28,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def infer_request(
-    model: str, rows: Sequence[Sequence[float]], *, outputs: Sequence[str] = (), id: str = ""
+    model: str,
+    rows: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    outputs: Sequence[str] = (),
+    id: str = "",
 ) -> pb.ModelInferRequest:
     """A gRPC ModelInfer request with one FP64 ``[N, F]`` tensor of ``rows``."""
     return pb.ModelInferRequest(

@@ -42,7 +42,10 @@ def namespace() -> Iterator[str]:
 
 
 def isvc(namespace: str) -> dict[str, Any]:
-    return json.loads(kubectl("get", "inferenceservice", "taxi", "-o", "json", namespace=namespace))
+    found: dict[str, Any] = json.loads(
+        kubectl("get", "inferenceservice", "taxi", "-o", "json", namespace=namespace)
+    )
+    return found
 
 
 def wait_for(namespace: str, predicate: Any, what: str, timeout: float = 600) -> dict[str, Any]:

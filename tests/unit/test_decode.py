@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
-from predictor.decode import decode_v1, decode_v2, requested_outputs
+from predictor.decode import Batch, decode_v1, decode_v2, requested_outputs
 from predictor.errors import PayloadError, UnsupportedOutputError
 from predictor.signature import Signature
 
@@ -47,22 +47,28 @@ def v2(*inputs: InferInput, outputs: list[str] | None = None) -> InferRequest:
     return InferRequest("m", list(inputs), request_outputs=requested)
 
 
+def table(batch: Batch) -> pd.DataFrame:
+    """The batch's features, which must be a DataFrame."""
+    assert isinstance(batch.features, pd.DataFrame), type(batch.features)
+    return batch.features
+
+
 def test_v1_list_rows_become_a_frame_with_the_feature_names() -> None:
     batch = decode_v1({"instances": [[1, 2, 3], [4, 5, 6]]}, NAMED)
     assert isinstance(batch.features, pd.DataFrame)
     assert list(batch.features.columns) == ["a", "b", "c"]
-    assert batch.features.to_numpy().tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert table(batch).to_numpy().tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
     assert batch.outputs == ("predict",)
 
 
 def test_v1_named_rows_are_put_in_feature_order() -> None:
     batch = decode_v1({"instances": [{"c": 3, "a": 1, "b": 2}]}, NAMED)
-    assert batch.features.to_numpy().tolist() == [[1.0, 2.0, 3.0]]
+    assert table(batch).to_numpy().tolist() == [[1.0, 2.0, 3.0]]
 
 
 def test_v1_rows_may_mix_lists_and_named_objects() -> None:
     batch = decode_v1({"instances": [[1, 2, 3], {"b": 5, "a": 4, "c": 6}]}, NAMED)
-    assert batch.features.to_numpy().tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert table(batch).to_numpy().tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
 
 
 def test_v1_inputs_key_is_accepted_like_instances() -> None:
@@ -116,8 +122,8 @@ def test_v1_named_rows_for_a_model_without_names_are_refused() -> None:
 
 def test_nan_is_passed_through_when_the_model_takes_missing_values() -> None:
     batch = decode_v1({"instances": [["paris", None]]}, MIXED)
-    assert batch.features["city"].tolist() == ["paris"]
-    assert math.isnan(batch.features["n"].iloc[0])
+    assert table(batch)["city"].tolist() == ["paris"]
+    assert math.isnan(table(batch)["n"].iloc[0])
 
 
 def test_infinity_is_refused_even_when_nan_is_allowed() -> None:
@@ -137,7 +143,7 @@ def test_strings_must_be_strings_for_string_features() -> None:
 def test_v2_single_matrix_under_any_name() -> None:
     batch = decode_v2(v2(InferInput("whatever", [2, 3], "FP32", data=[1, 2, 3, 4, 5, 6])), NAMED)
     assert batch.n_rows == 2
-    assert batch.features.to_numpy().tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert table(batch).to_numpy().tolist() == [[1, 2, 3], [4, 5, 6]]
 
 
 def test_v2_one_tensor_per_feature_in_any_order() -> None:
@@ -148,7 +154,7 @@ def test_v2_one_tensor_per_feature_in_any_order() -> None:
         outputs=["predict_proba"],
     )
     batch = decode_v2(request, NAMED)
-    assert batch.features.to_numpy().tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert table(batch).to_numpy().tolist() == [[1, 2, 3], [4, 5, 6]]
     assert batch.outputs == ("predict_proba",)
 
 

@@ -19,11 +19,13 @@ Tensor = pb.ModelInferRequest.InferInputTensor
 ROWS = np.random.default_rng(0).normal(size=(64, 20))
 
 
-def message(*tensors: Tensor, **fields: Any) -> pb.ModelInferRequest:
+def message(*tensors: pb.ModelInferRequest.InferInputTensor, **fields: Any) -> pb.ModelInferRequest:
     return pb.ModelInferRequest(model_name="m", inputs=list(tensors), **fields)
 
 
-def tensor(datatype: str, shape: list[int], **contents: Any) -> Tensor:
+def tensor(
+    datatype: str, shape: list[int], **contents: Any
+) -> pb.ModelInferRequest.InferInputTensor:
     return Tensor(
         name="input-0",
         datatype=datatype,

@@ -11,7 +11,7 @@ import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import joblib
 import numpy as np
@@ -341,7 +341,9 @@ def test_the_front_door_answers_inference_without_entering_the_app(demo_model_di
             entered.append(scope["path"])
         await app(scope, receive, send)
 
-    registry = next(m.kwargs["registry"] for m in app.user_middleware if m.cls is InferenceEndpoint)
+    registry = next(
+        m.kwargs["registry"] for m in app.user_middleware if m.cls is cast(Any, InferenceEndpoint)
+    )
     front = front_door(served, registry, app.exception_handlers, max_body_bytes=4096)
     with TestClient(front) as client:
         ok = client.post("/v1/models/taxi:predict", json={"instances": [[1.0, 2.0, 3.0]]})

@@ -39,7 +39,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "isvc"
 
 
 def recorded(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
+    isvc: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return isvc
 
 
 def test_knative_canary_at_ten_percent() -> None:
