@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from predictor import __version__
-from predictor.errors import PredictorError
+from predictor.errors import PortInUseError, PredictorError
 from predictor.logs import configure_logging
 
 logger = logging.getLogger("predictor")
@@ -142,7 +142,12 @@ def serve(argv: Sequence[str]) -> int:
     # short under load.
     gc.freeze()
     gc.enable()
-    server.start([model])
+    try:
+        server.start([model])
+    except PortInUseError as e:
+        logger.error("cannot serve model %r: %s", args.model_name, e)
+        print(f"predictor: cannot serve model {args.model_name!r}: {e}", file=sys.stderr)
+        return EXIT_CANNOT_SERVE
     return 0
 
 

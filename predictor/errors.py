@@ -60,6 +60,10 @@ class ConfigError(PredictorError):
     """A setting is missing or malformed; raised at start-up, before anything is fetched."""
 
 
+class PortInUseError(PredictorError):
+    """A port the server must listen on cannot be bound; raised before anything is served."""
+
+
 class ArtifactError(PredictorError):
     """The model artifact cannot be fetched, trusted or loaded; the server must not start."""
 

@@ -34,7 +34,7 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 
 from predictor import metrics
-from predictor.errors import OverloadedError
+from predictor.errors import OverloadedError, PortInUseError
 from predictor.model import SklearnModel
 
 logger = logging.getLogger(__name__)
@@ -159,12 +159,20 @@ def _tensor_metadata(tensor: dict[str, Any]) -> pb.ModelMetadataResponse.TensorM
 
 
 class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
-    """KServe's gRPC server, made grpc's threaded server serving ``ThreadedServicer``."""
+    """KServe's gRPC server, made grpc's threaded server serving ``ThreadedServicer``.
+
+    ``bind`` claims the port before anything is served (a port in use stops the start with one
+    clear error, not a traceback once REST is up); ``start`` then serves until ``stop()``.
+    """
 
     _server: grpc.Server | None
 
-    async def start(self, max_workers: int) -> None:
-        """Serve on ``max_workers`` threads until ``stop()``."""
+    def bind(self, max_workers: int, loop: asyncio.AbstractEventLoop) -> None:
+        """Build the server on ``max_workers`` threads and claim its port.
+
+        Raises:
+            PortInUseError: the port cannot be bound (in use, or not ours to take).
+        """
         servicer = PredictorServicer(self._data_plane, self._model_repository_extension)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
@@ -177,12 +185,26 @@ class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
             ],
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            ThreadedServicer(servicer, asyncio.get_running_loop()), self._server
+            ThreadedServicer(servicer, loop), self._server
         )
-        self._server.add_insecure_port(f"[::]:{self._port}")
+        try:
+            self._server.add_insecure_port(f"[::]:{self._port}")
+        except RuntimeError as e:
+            self._server = None
+            raise PortInUseError(
+                f"cannot listen for gRPC on port {self._port}: it is in use or not available "
+                "(choose another with --grpc_port, or --enable_grpc false)"
+            ) from e
+        self._max_workers = max_workers
+
+    async def start(self, max_workers: int) -> None:
+        """Serve on the port ``bind`` claimed (binding it now if it was not) until ``stop()``."""
+        if self._server is None:
+            self.bind(max_workers, asyncio.get_running_loop())
+        assert self._server is not None  # bind() set it or raised
         self._stopped = asyncio.Event()
         self._server.start()
-        logger.info("gRPC server listening on port %d (%d threads)", self._port, max_workers)
+        logger.info("gRPC server listening on port %d (%d threads)", self._port, self._max_workers)
         try:
             await self._stopped.wait()
         finally:

@@ -27,6 +27,7 @@ from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from predictor.asgi import front_door
+from predictor.errors import PortInUseError
 from predictor.grpc_server import PredictorGRPCServer
 from predictor.logs import configure_logging
 from predictor.model import SklearnModel
@@ -197,8 +198,29 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
         )
 
     def start(self, models: list[Any]) -> None:
-        """Register the models and serve REST (and gRPC) until a signal stops the server."""
+        """Register the models and serve REST (and gRPC) until a signal stops the server.
+
+        Raises:
+            PortInUseError: the gRPC port cannot be bound (checked before anything is served).
+        """
         self._register_and_check_atleast_one_model_is_ready(models)
+        # One loop for everything, made before KServe's setup so that its executor and exception
+        # handler apply to the loop that serves (asyncio.run would make another one).
+        loop = new_event_loop(self.event_loop)
+        if self.enable_grpc:
+            self._grpc_server = PredictorGRPCServer(
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs=vars(kserve_args),
+                grace_period=self.grace_period,
+            )
+            try:
+                self._grpc_server.bind(self.max_threads, loop)
+            except PortInUseError:
+                loop.close()
+                raise
+        asyncio.set_event_loop(loop)
         rest = self._build_rest_server()
         if self.workers > 1:
             multi = RESTServerMultiProcess(
@@ -219,19 +241,8 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
         else:
             self._rest_server = rest
             self.servers.append(rest.start())
-        if self.enable_grpc:
-            self._grpc_server = PredictorGRPCServer(
-                self.grpc_port,
-                self.dataplane,
-                self.model_repository_extension,
-                kwargs=vars(kserve_args),
-                grace_period=self.grace_period,
-            )
+        if self._grpc_server is not None:
             self.servers.append(self._grpc_server.start(self.max_threads))
-        # One loop for everything, made before KServe's setup so that its executor and exception
-        # handler apply to the loop that serves (asyncio.run would make another one).
-        loop = new_event_loop(self.event_loop)
-        asyncio.set_event_loop(loop)
         self.setup_event_loop()
         self.register_signal_handler()
         try:
