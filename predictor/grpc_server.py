@@ -39,6 +39,9 @@ from predictor.model import SklearnModel
 
 logger = logging.getLogger(__name__)
 
+LOOP_CHECK_SECONDS = 1.0
+"""How often a gRPC thread waiting on the event loop checks that the loop still runs."""
+
 
 class PredictorServicer(InferenceServicer):  # type: ignore[misc]
     """KServe's (asyncio) gRPC servicer, with model metadata that carries versions and platform."""
@@ -110,7 +113,21 @@ class ThreadedServicer:
         return call
 
     def _on_loop(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        """Run ``coroutine`` on the server's loop and wait for it; UNAVAILABLE if the loop ends.
+
+        Raises:
+            ServerNotReady: the loop stopped before the coroutine finished (a start that failed),
+                so it never will; waiting on would keep this thread, and the process, forever.
+        """
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        while True:
+            try:
+                return future.result(timeout=LOOP_CHECK_SECONDS)
+            except futures.TimeoutError:
+                if not self._loop.is_running():
+                    future.cancel()
+                    coroutine.close()  # it will never be awaited now
+                    raise ServerNotReady("The server is shutting down.") from None
 
 
 class _CallMetadata:
