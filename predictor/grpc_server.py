@@ -209,7 +209,7 @@ class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
         except RuntimeError as e:
             self._server = None
             raise PortInUseError(
-                f"cannot listen for gRPC on port {self._port}: it is in use or not available "
+                f"cannot listen for gRPC on port {self._port}: in use or not available "
                 "(choose another with --grpc_port, or --enable_grpc false)"
             ) from e
         self._max_workers = max_workers

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -201,9 +202,11 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
         """Register the models and serve REST (and gRPC) until a signal stops the server.
 
         Raises:
-            PortInUseError: the gRPC port cannot be bound (checked before anything is served).
+            PortInUseError: the HTTP or gRPC port cannot be bound (checked before anything is
+                served; uvicorn binds the HTTP port itself, so only a race can still lose it).
         """
         self._register_and_check_atleast_one_model_is_ready(models)
+        ensure_port_free(self.http_port, "HTTP", "--http_port")
         # One loop for everything, made before KServe's setup so that its executor and exception
         # handler apply to the loop that serves (asyncio.run would make another one).
         loop = new_event_loop(self.event_loop)
@@ -273,3 +276,20 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
         await asyncio.gather(*self.servers)
         if self._shutdown is not None:
             await self._shutdown  # the models are unloaded before the loop ends
+
+
+def ensure_port_free(port: int, what: str, flag: str) -> None:
+    """Check that ``port`` can be bound on every interface, as uvicorn will bind it.
+
+    Raises:
+        PortInUseError: it cannot (in use, or not ours to take).
+    """
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(("0.0.0.0", port))  # where the server will listen
+        except OSError as e:
+            raise PortInUseError(
+                f"cannot listen for {what} on port {port}: {e.strerror or e} "
+                f"(choose another with {flag})"
+            ) from e

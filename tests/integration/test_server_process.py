@@ -255,16 +255,18 @@ def test_missing_model_uri_is_a_config_error(server: ServerFactory) -> None:
     assert "invalid settings (model_uri: Field required)" in refused.log()
 
 
-def test_a_grpc_port_in_use_refuses_start_before_rest_serves(
-    server: ServerFactory, demo_model_dir: Path
+@pytest.mark.parametrize("which", ["http", "grpc"])
+def test_a_port_in_use_refuses_start_before_anything_serves(
+    server: ServerFactory, demo_model_dir: Path, which: str
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        refused = server.run_to_exit(str(demo_model_dir), args=["--grpc_port", str(port)])
+        refused = server.run_to_exit(str(demo_model_dir), args=[f"--{which}_port", str(port)])
     assert refused.process.returncode == 2
     log = refused.log()
-    assert f"predictor: cannot serve model 'model': cannot listen for gRPC on port {port}" in log
-    assert "Uvicorn running" not in log and "Started server process" not in log
+    what = {"http": "HTTP", "grpc": "gRPC"}[which]
+    assert f"predictor: cannot serve model 'model': cannot listen for {what} on port {port}" in log
+    assert "Started server process" not in log and "gRPC server listening" not in log
     assert "Traceback" not in log and "never awaited" not in log
