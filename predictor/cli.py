@@ -115,9 +115,7 @@ def serve(argv: Sequence[str]) -> int:
         model = SklearnModel(args.model_name, settings=settings)
         model.load()
     except PredictorError as e:
-        logger.error("cannot serve model %r: %s", args.model_name, e)
-        print(f"predictor: cannot serve model {args.model_name!r}: {e}", file=sys.stderr)
-        return EXIT_CANNOT_SERVE
+        return refuse_to_serve(args.model_name, e)
 
     server = PredictorServer(
         options=RestOptions(
@@ -145,10 +143,15 @@ def serve(argv: Sequence[str]) -> int:
     try:
         server.start([model])
     except PortInUseError as e:
-        logger.error("cannot serve model %r: %s", args.model_name, e)
-        print(f"predictor: cannot serve model {args.model_name!r}: {e}", file=sys.stderr)
-        return EXIT_CANNOT_SERVE
+        return refuse_to_serve(args.model_name, e)
     return 0
+
+
+def refuse_to_serve(model_name: str, error: PredictorError) -> int:
+    """Say why the model will not be served (in the log, and in one line on stderr)."""
+    logger.error("cannot serve model %r: %s", model_name, error)
+    print(f"predictor: cannot serve model {model_name!r}: {error}", file=sys.stderr)
+    return EXIT_CANNOT_SERVE
 
 
 def validate(argv: Sequence[str]) -> int:
