@@ -45,7 +45,7 @@ def forest_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def slow_server(server: ServerFactory, forest_file: Path, *extra: str) -> RunningServer:
-    # scikit-learn's own predict (a few ms a call) and no batching: requests really queue up.
+    # scikit-learn's own predict (a few ms a call) and no batching: every request takes time.
     return server.start(
         str(forest_file), name="rf", args=["--fast_path", "false", "--batch_max_rows", "1", *extra]
     )
@@ -129,7 +129,15 @@ def test_sigterm_answers_every_accepted_grpc_call_and_exits_0(
 def test_overload_is_refused_at_once_with_retry_after(
     server: ServerFactory, forest_file: Path
 ) -> None:
-    running = slow_server(server, forest_file, "--max_in_flight", "4")
+    # A request is in flight from admission until answered. REST runs the model on the event
+    # loop, so with batching off each request finishes before the next is read and nothing can
+    # pile up; with batching on, requests wait together for the model. A 200 ms window holds
+    # every request that arrives meanwhile, so 64 concurrent ones certainly meet the limit of 4.
+    running = server.start(
+        str(forest_file),
+        name="rf",
+        args=["--fast_path", "false", "--max_in_flight", "4", "--batch_max_wait_ms", "200"],
+    )
     expected = joblib.load(forest_file).predict(X[:64]).tolist()
 
     async def burst() -> list[httpx.Response]:
