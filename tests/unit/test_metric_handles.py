@@ -1,0 +1,71 @@
+"""The request path's metric handles expose exactly what prometheus_client's own calls would."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from predictor import metrics
+from predictor.encode import new_id
+
+BOUNDS = (0.001, 0.01, 0.1, 1.0, 10.0)
+# on every bound, between, below, above all, negative, zero, infinite and not a number
+VALUES = [*BOUNDS, 0.0005, 0.005, 0.05, 0.5, 5.0, 50.0, -3.0, 0.0, math.inf, 1e-12, math.nan]
+
+
+def exposition(registry: CollectorRegistry) -> list[str]:
+    # `_created` samples carry the time each child was made, which differs between registries.
+    text = generate_latest(registry).decode()
+    return [line for line in text.splitlines() if "_created" not in line]
+
+
+def fresh(kind: type, **kwargs: object) -> tuple[CollectorRegistry, object]:
+    registry = CollectorRegistry()
+    return registry, kind("handled", "help", ["model"], registry=registry, **kwargs)
+
+
+def test_histogram_handle_observes_as_prometheus_client_does() -> None:
+    expected_registry, expected = fresh(Histogram, buckets=BOUNDS)
+    one_registry, one = fresh(Histogram, buckets=BOUNDS)
+    many_registry, many = fresh(Histogram, buckets=BOUNDS)
+    for value in VALUES:
+        expected.labels("m").observe(value)  # type: ignore[attr-defined]
+        metrics.labelled(one, "m").observe(value)
+    metrics.labelled(many, "m").observe_many(np.array(VALUES))
+    assert exposition(one_registry) == exposition(expected_registry)
+    assert exposition(many_registry) == exposition(expected_registry)
+    # the +Inf bucket holds every value but NaN; the sum is NaN, as prometheus_client leaves it
+    assert 'handled_bucket{le="+Inf",model="m"} 15.0' in exposition(expected_registry)
+
+
+def test_counter_and_gauge_handles_move_the_same_values() -> None:
+    for kind in (Counter, Gauge):
+        expected_registry, expected = fresh(kind)
+        handled_registry, handled = fresh(kind)
+        expected.labels("m").inc(5)  # type: ignore[attr-defined]
+        metrics.labelled(handled, "m").inc(5)
+        if kind is Gauge:
+            expected.labels("m").dec(2)  # type: ignore[attr-defined]
+            metrics.labelled(handled, "m").dec(2)
+        assert exposition(handled_registry) == exposition(expected_registry)
+
+
+def test_handles_are_made_once_per_label_set() -> None:
+    _, counter = fresh(Counter)
+    assert metrics.labelled(counter, "m") is metrics.labelled(counter, "m")
+    assert metrics.labelled(counter, "m") is not metrics.labelled(counter, "other")
+
+
+@pytest.mark.parametrize("_", range(3))
+def test_response_ids_are_random_version_4_uuids(_: int) -> None:
+    ids = [new_id() for _ in range(500)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
