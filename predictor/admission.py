@@ -5,9 +5,7 @@ Shared by the event loop (REST) and gRPC's worker threads, so the count is kept 
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 from predictor.errors import OverloadedError
@@ -28,19 +26,20 @@ class AdmissionLimit:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["limit"])  # type: ignore[misc]
 
-    @contextlib.contextmanager
-    def admitted(self) -> Iterator[None]:
-        """Count one request in flight, or refuse it when ``limit`` are in flight already.
+    def admitted(self) -> AdmissionLimit:
+        """Count one request in flight for the ``with`` block, or refuse it at the limit.
 
         Raises:
-            OverloadedError: ``limit`` requests are being served.
+            OverloadedError: (on entering) ``limit`` requests are being served.
         """
+        return self
+
+    def __enter__(self) -> None:
         with self._lock:
             if self.in_flight >= self.limit:
                 raise OverloadedError(self.in_flight, self.limit)
             self.in_flight += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.in_flight -= 1

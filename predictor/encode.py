@@ -7,7 +7,7 @@ class labels as the JSON-encoded ``classes`` parameter (a string, so it survives
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ def encode_v2(
     """Build the v2 response (REST and gRPC alike) for the outputs the caller asked for."""
     tensors = [_tensor(name, results[name], signature) for name in outputs]
     return InferResponse(
-        response_id=request.id or str(uuid.uuid4()),
+        response_id=request.id or new_id(),
         model_name=model_name,
         model_version=version,
         infer_outputs=tensors,
@@ -77,7 +77,7 @@ def encode_v2_json(
         tensor["data"] = data.tolist() if datatype == STRING else np.ascontiguousarray(data).ravel()
         tensors.append(tensor)
     return {
-        "id": request_id or str(uuid.uuid4()),
+        "id": request_id or new_id(),
         "model_name": model_name,
         "model_version": version,
         "outputs": tensors,
@@ -95,7 +95,7 @@ def encode_v2_grpc(
 ) -> pb.ModelInferResponse:
     """The gRPC response ``encode_v2(...).to_grpc()`` gives, built directly from the arrays."""
     response = pb.ModelInferResponse(
-        id=request_id or str(uuid.uuid4()), model_name=model_name, model_version=version
+        id=request_id or new_id(), model_name=model_name, model_version=version
     )
     for name in outputs:
         datatype, data = _output(name, results[name], signature)
@@ -107,6 +107,16 @@ def encode_v2_grpc(
             flat = [str(v).encode() for v in flat]
         getattr(tensor.contents, GRPC_CONTENT_DATATYPE_MAPPINGS[datatype]).extend(flat)
     return response
+
+
+def new_id() -> str:
+    """A random (version 4) UUID string for a response whose request carried no id.
+
+    What ``str(uuid.uuid4())`` gives, without building a ``UUID`` object (a few microseconds).
+    """
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 def classes_parameter(signature: Signature) -> str:

@@ -8,6 +8,7 @@ is ``predictor.fastpath``.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,7 +73,7 @@ class CompiledEngine(ABC):
     def predict(self, features: Any) -> np.ndarray:
         """Labels from the probabilities (classifiers) or the values (regressors)."""
         x = np.asarray(features, dtype=np.float64)
-        if np.isnan(x).any():
+        if has_nan(x):
             return np.asarray(self.estimator.predict(x))
         if self.classes.size:
             return self._labels(x)
@@ -81,14 +82,14 @@ class CompiledEngine(ABC):
     def predict_proba(self, features: Any) -> np.ndarray:
         """Class probabilities."""
         x = np.asarray(features, dtype=np.float64)
-        if np.isnan(x).any():
+        if has_nan(x):
             return np.asarray(self.estimator.predict_proba(x))
         return self._proba(x)
 
     def predict_and_proba(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
         """Labels and probabilities from one evaluation of the model."""
         x = np.asarray(features, dtype=np.float64)
-        if np.isnan(x).any():
+        if has_nan(x):
             return self.predict(x), self.predict_proba(x)
         proba = self._proba(x)
         return self._labels_given(x, proba), proba
@@ -121,7 +122,9 @@ class LinearEngine(CompiledEngine):
         self.intercept = np.asarray(estimator.intercept_, dtype=np.float64)
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x @ self.coef + self.intercept)
+        scores: np.ndarray = x @ self.coef
+        scores += self.intercept
+        return scores
 
     def _values(self, x: np.ndarray) -> np.ndarray:
         scores = self._scores(x)
@@ -133,11 +136,21 @@ class LinearEngine(CompiledEngine):
     def _labels(self, x: np.ndarray) -> np.ndarray:
         scores = self._scores(x)
         if scores.shape[1] == 1:  # binary: scikit-learn picks classes_[1] when the score is > 0
-            return np.asarray(self.classes[(scores[:, 0] > 0).astype(int)])
-        return np.asarray(self.classes[np.argmax(scores, axis=1)])
+            labels: np.ndarray = self.classes.take(scores[:, 0] > 0)
+        else:
+            labels = self.classes.take(np.argmax(scores, axis=1))
+        return labels
 
     def _proba(self, x: np.ndarray) -> np.ndarray:
         return probabilities(self._scores(x))
+
+
+def has_nan(x: np.ndarray) -> bool:
+    """Whether a float array holds a NaN (such rows go to scikit-learn, which knows them).
+
+    The minimum is NaN exactly when a value is: one reduction, no mask, no warning.
+    """
+    return bool(x.size) and math.isnan(np.minimum.reduce(x, axis=None))
 
 
 def probabilities(scores: np.ndarray) -> np.ndarray:

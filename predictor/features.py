@@ -101,7 +101,7 @@ def _check_finite(
     array: np.ndarray, signature: Signature, feature_index: list[int] | None = None
 ) -> None:
     finite = np.isfinite(array)
-    if finite.all():
+    if np.logical_and.reduce(finite, axis=None):
         return
     bad = np.isinf(array) if signature.allow_nan else ~finite
     if not bad.any():

@@ -12,6 +12,8 @@ through ``from_grpc`` unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import (
@@ -31,8 +33,12 @@ from predictor.decode import (
 )
 from predictor.signature import Signature
 
-# datatype -> (InferTensorContents field number, field name, little-endian numpy dtype)
-_PACKED = {"FP64": (7, "fp64_contents", "<f8"), "FP32": (6, "fp32_contents", "<f4")}
+# datatype -> (the tag of its packed InferTensorContents field, little-endian numpy dtype):
+# field 7 fp64_contents and field 6 fp32_contents, wire type 2 (length-delimited).
+_PACKED: dict[str, tuple[int, np.dtype[Any]]] = {
+    "FP64": (7 << 3 | 2, np.dtype("<f8")),
+    "FP32": (6 << 3 | 2, np.dtype("<f4")),
+}
 
 
 def decode_grpc(message: pb.ModelInferRequest, signature: Signature, *, frame: bool) -> Batch:
@@ -93,28 +99,28 @@ def packed_values(tensor: pb.ModelInferRequest.InferInputTensor) -> np.ndarray |
     """The tensor's FP64/FP32 contents as a flat array, or None when they are not exactly that.
 
     The contents message must serialise to one packed field: its tag, the varint byte length,
-    then the values; anything else (another field set, no values) is left to KServe's reader.
+    then the values, and nothing else; anything else (another field set, no values) is left to
+    KServe's reader.
     """
     spec = _PACKED.get(tensor.datatype)
     if spec is None:
         return None
-    number, field, dtype = spec
-    count = len(getattr(tensor.contents, field))
-    if count == 0:
+    tag, dtype = spec
+    wire: bytes = tensor.contents.SerializeToString()
+    if len(wire) < 3 or wire[0] != tag:
         return None
-    wire = tensor.contents.SerializeToString()
-    size = count * np.dtype(dtype).itemsize
-    header = len(wire) - size
-    if header < 2 or wire[0] != (number << 3 | 2) or _varint(wire[1:header]) != size:
+    size, header = _varint(wire)
+    if size == 0 or header + size != len(wire) or size % dtype.itemsize:
         return None
     return np.frombuffer(wire, dtype=dtype, offset=header)
 
 
-def _varint(encoded: bytes) -> int | None:
-    """The value of ``encoded`` if it is exactly one protobuf varint, else None."""
+def _varint(wire: bytes) -> tuple[int, int]:
+    """The varint after the tag byte: (its value, where it ends); (0, 0) if it is cut short."""
     value = 0
-    for i, byte in enumerate(encoded):
-        value |= (byte & 0x7F) << (7 * i)
+    for i in range(1, min(len(wire), 11)):
+        byte = wire[i]
+        value |= (byte & 0x7F) << (7 * (i - 1))
         if not byte & 0x80:
-            return value if i == len(encoded) - 1 else None
-    return None
+            return value, i + 1
+    return 0, 0

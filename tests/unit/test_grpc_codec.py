@@ -146,6 +146,8 @@ def test_only_a_lone_packed_float_field_is_read_directly() -> None:
     assert packed_values(tensor("FP64", [1, 2], fp64_contents=[1.0, 2.0])) is not None
     assert packed_values(tensor("FP64", [0, 2])) is None  # no values
     assert packed_values(tensor("FP64", [1, 2], fp64_contents=[1.0], int_contents=[1])) is None
+    # a field after the packed one (bytes_contents is field 8): the lengths do not add up
+    assert packed_values(tensor("FP64", [1, 2], fp64_contents=[1.0], bytes_contents=[b"x"])) is None
     assert packed_values(tensor("FP64", [1, 2], fp32_contents=[1.0, 2.0])) is None
     assert packed_values(tensor("BOOL", [1], bool_contents=[True])) is None
     big = np.arange(40_000, dtype=np.float64)  # a length varint of three bytes
