@@ -1,6 +1,6 @@
 """The gRPC side of the server: grpc's threaded server, our ModelInfer, KServe's other methods.
 
-Inference runs on gRPC's worker threads (KServe's ``--max_threads`` of them): grpc's threaded
+Inference runs on gRPC's worker threads (KServe's ``--max_threads``, 8 by default here): grpc's threaded
 server carries about 1.75 times the calls per second of ``grpc.aio`` on one core (measured with
 a servicer that returns a constant), and the threads batch their requests together
 (``ThreadBatcher``). ``ThreadedServicer.ModelInfer`` answers our

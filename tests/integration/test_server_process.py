@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,6 +194,20 @@ def test_settings_come_from_the_environment(server: ServerFactory, demo_model_di
     )
     response = httpx.post(f"{running.url}/v1/models/env:predict", json={"instances": ROWS})
     assert response.status_code == 200
+
+
+def test_grpc_answers_on_eight_threads_unless_told_otherwise(
+    server: ServerFactory, demo: RunningServer, demo_model_dir: Path
+) -> None:
+    def logged(running: RunningServer, line: str) -> bool:
+        deadline = time.monotonic() + 10
+        while line not in running.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return line in running.log()
+
+    assert logged(demo, f"gRPC server listening on port {demo.grpc_port} (8 threads)")
+    two = server.start(str(demo_model_dir), name="taxi", args=["--max_threads", "2"])
+    assert logged(two, f"gRPC server listening on port {two.grpc_port} (2 threads)")
 
 
 def test_serves_from_gcs(server: ServerFactory, gcs: GCSBucket, demo_model_dir: Path) -> None:
