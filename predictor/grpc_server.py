@@ -1,9 +1,9 @@
 """The gRPC side of the server: grpc's threaded server, our ModelInfer, KServe's other methods.
 
-Inference runs on gRPC's worker threads (KServe's ``--max_threads``, 8 by default here): grpc's threaded
-server carries about 1.75 times the calls per second of ``grpc.aio`` on one core (measured with
-a servicer that returns a constant), and the threads batch their requests together
-(``ThreadBatcher``). ``ThreadedServicer.ModelInfer`` answers our
+Inference runs on gRPC's worker threads (KServe's ``--max_threads``, 8 by default here):
+grpc's threaded server carries about 1.75 times the calls per second of ``grpc.aio`` on one
+core (measured with a servicer that returns a constant), and the threads batch their requests
+together (``ThreadBatcher``). ``ThreadedServicer.ModelInfer`` answers our
 model on the calling thread, counted and timed, and maps errors to statuses as KServe's
 interceptor would. Every other method (health, readiness, metadata, the repository extension,
 and inference for a model that is not ours) is KServe's coroutine, run on the server's event
