@@ -49,7 +49,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,rollout]'
 	@touch $@
 
 venv: $(STAMP) ## Create .venv and install the project with its locked dependencies
@@ -105,10 +105,11 @@ canary-auto: $(STAMP) ## Progressive rollout with analysis [ANALYSIS=analysis.ya
 	$(PY) scripts/canary.py auto $(NAME) --namespace $(NAMESPACE) --analysis $(ANALYSIS) \
 		--steps $(STEPS) --interval $(INTERVAL)
 
-check: $(STAMP) ## Lint, format check and type check
+check: $(STAMP) ## Lint, format check, type check and the import contracts
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP) ## Format the code and apply safe lint fixes
 	$(BIN)/ruff format .
@@ -141,10 +142,10 @@ docker-demo: demo-bundles ## Build the image with both demo bundles baked in and
 	$(DOCKER) build --target model --build-arg MODEL_DIR=$(MODEL_BUILD_DIR) --tag $(MODEL_IMAGE_NAME):demo .
 	$(MINIKUBE) image load $(MODEL_IMAGE_NAME):demo
 
-manifests: ## Render every overlay with kubectl kustomize (a syntax check; nothing is applied)
+manifests: $(STAMP) ## Render every overlay with kubectl kustomize (a syntax check; nothing is applied)
 	@for overlay in $(OVERLAYS); do \
 		echo "--- manifests/overlays/$$overlay"; \
-		$(KUBECTL) kustomize manifests/overlays/$$overlay > /dev/null || exit 1; \
+		$(BIN)/kubectl kustomize manifests/overlays/$$overlay > /dev/null || exit 1; \
 	done
 
 deploy-minikube: ## Deploy the demo (baked image) to the current minikube context

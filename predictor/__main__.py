@@ -1,4 +1,4 @@
-"""``python -m predictor``: what must happen before the first heavy import, then ``predictor.cli``.
+"""``python -m predictor``: what must happen before the first heavy import, then the CLI.
 
 - The cyclic garbage collector is switched off. Start-up (imports, unpickling) allocates much and
   frees little, and the collector would run hundreds of times for nothing (about a fifth of
@@ -29,10 +29,10 @@ def prepare_multiprocess_metrics(argv: Sequence[str]) -> None:
 
 
 def run(argv: Sequence[str]) -> int:
-    """Prepare the process, then hand over to ``predictor.cli``."""
+    """Prepare the process, then hand over to ``predictor.cli.main``."""
     gc.disable()
     prepare_multiprocess_metrics(argv)
-    from predictor.cli import main  # the first heavy import (KServe, scikit-learn)
+    from predictor.cli.main import main  # the first heavy import (KServe, scikit-learn)
 
     return main(argv)
 

@@ -1,39 +1,51 @@
-"""Every error this package raises on purpose.
+"""Every error this package raises on purpose, each carrying how it is answered.
 
-The tree has two halves. Request-time errors subclass KServe's own exceptions, so KServe's
-REST handlers and gRPC interceptor map each to exactly one status (``InvalidInput`` to 400 /
-``INVALID_ARGUMENT``, ``ModelNotFound`` to 404 / ``NOT_FOUND``); we add no handlers of our own
-for them. Start-up errors (``ArtifactError`` and below) never reach a client: ``__main__``
-prints their one-line message and exits non-zero, so a bad model never becomes Ready.
+An error class is API: ``http_status`` is what REST answers, ``grpc_code`` (a
+``grpc.StatusCode`` name, so this module imports no transport) what gRPC answers, and
+``exit_code`` what a command ends with. One REST handler and one gRPC mapper
+(``predictor.server.failures``) read them; the CLIs return ``error.exit_code``. Messages say what
+was expected and what arrived, and never repeat a caller's values.
 
-    PredictorError
-    ├── PayloadError (kserve InvalidInput → 400)
-    │   └── UnsupportedOutputError
-    ├── OverloadedError (503 with Retry-After)
-    ├── ConfigError
-    └── ArtifactError
-        ├── UnsupportedURIError
-        ├── StorageError
-        │   ├── StorageAuthError
-        │   └── StorageNotFoundError
-        ├── ModelFileError
-        ├── ManifestError
-        ├── DigestMismatchError
-        ├── IncompatibleModelError
-        └── AcceptanceError
+Exit codes: 1 means the work was done and judged bad (a model refused by its checks, a canary
+rolled back); 2 means it could not be done (usage, configuration, a store or port unavailable).
+
+    PredictorError                 500  INTERNAL           2
+    ├── PayloadError               400  INVALID_ARGUMENT
+    │   └── UnsupportedOutputError 400  INVALID_ARGUMENT
+    ├── BodyTooLargeError          413  RESOURCE_EXHAUSTED
+    ├── ClientGoneError            499  CANCELLED
+    ├── ModelNotFoundError         404  NOT_FOUND
+    ├── ModelNotReadyError         503  UNAVAILABLE
+    ├── OverloadedError            503  RESOURCE_EXHAUSTED (Retry-After)
+    ├── ConfigError                                        2
+    ├── PortInUseError                                     2
+    └── ArtifactError                                      2
+        ├── UnsupportedURIError, StorageError (StorageAuthError, StorageNotFoundError),
+        │   ModelFileError, ManifestError
+        └── RefusedModelError                              1
+            ├── DigestMismatchError, IncompatibleModelError, AcceptanceError
+            └── VersionExistsError
 """
 
 from __future__ import annotations
 
-from kserve.errors import InvalidInput
+from typing import ClassVar
+
+EXIT_REFUSED = 1
+"""The work was done and its result refused: a model failed its checks, a canary rolled back."""
+EXIT_CANNOT_RUN = 2
+"""The work could not be done: usage, configuration, storage or the cluster stood in the way."""
 
 
 class PredictorError(Exception):
-    """Base for everything this package raises on purpose."""
+    """Base for everything this package raises on purpose.
 
+    The message is the whole text a caller or operator sees; keep it free of caller values.
+    """
 
-class PayloadError(PredictorError, InvalidInput):  # type: ignore[misc]
-    """The request body is not what the model takes; the caller's mistake (HTTP 400)."""
+    http_status: ClassVar[int] = 500
+    grpc_code: ClassVar[str] = "INTERNAL"
+    exit_code: ClassVar[int] = EXIT_CANNOT_RUN
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -42,18 +54,77 @@ class PayloadError(PredictorError, InvalidInput):  # type: ignore[misc]
     def __str__(self) -> str:
         return self.reason
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error is answered with over REST."""
+        return {}
+
+
+class PayloadError(PredictorError):
+    """The request body is not what the model takes; the caller's mistake."""
+
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+
 
 class UnsupportedOutputError(PayloadError):
     """The caller asked for an output the model cannot give (e.g. predict_proba on a regressor)."""
 
 
+class BodyTooLargeError(PredictorError):
+    """The request body is over the configured limit."""
+
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is larger than the {limit}-byte limit")
+
+    def headers(self) -> dict[str, str]:
+        """The rest of the body is not read, so the connection cannot be reused."""
+        return {"connection": "close"}
+
+
+class ClientGoneError(PredictorError):
+    """The client went away before its request was whole; nobody is left to answer."""
+
+    http_status = 499  # nginx's "client closed request"; never sent, since nobody listens
+    grpc_code = "CANCELLED"
+
+    def __init__(self) -> None:
+        super().__init__("the client went away before sending the whole request")
+
+
+class ModelNotFoundError(PredictorError):
+    """No model of that name (or version) is served here."""
+
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+
+
+class ModelNotReadyError(PredictorError):
+    """The model is not loaded yet, or is draining before a shutdown."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name} is not ready")
+
+
 class OverloadedError(PredictorError):
-    """More requests are in flight than the server takes; the caller should retry (HTTP 503)."""
+    """More requests are in flight than the server takes; the caller should retry."""
+
+    http_status = 503
+    grpc_code = "RESOURCE_EXHAUSTED"
 
     def __init__(self, in_flight: int, limit: int) -> None:
         super().__init__(
             f"server overloaded: {in_flight} requests in flight (limit {limit}); retry shortly"
         )
+
+    def headers(self) -> dict[str, str]:
+        """Tell the caller when to come back."""
+        return {"retry-after": "1"}
 
 
 class ConfigError(PredictorError):
@@ -92,13 +163,23 @@ class ManifestError(ArtifactError):
     """The bundle's model.json is invalid or does not describe the model it ships."""
 
 
-class DigestMismatchError(ArtifactError):
+class RefusedModelError(ArtifactError):
+    """The model was fetched and judged: it must not serve."""
+
+    exit_code = EXIT_REFUSED
+
+
+class DigestMismatchError(RefusedModelError):
     """The artifact's sha256 is not the one the deployer or the bundle pinned."""
 
 
-class IncompatibleModelError(ArtifactError):
+class IncompatibleModelError(RefusedModelError):
     """The model was saved with library versions that can change its results here."""
 
 
-class AcceptanceError(ArtifactError):
+class AcceptanceError(RefusedModelError):
     """The model failed its own acceptance checks (end-to-end rows or a metric range)."""
+
+
+class VersionExistsError(RefusedModelError):
+    """The version is already published; published versions are immutable."""

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -20,9 +21,9 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from predictor.config import Settings
-from predictor.model import SklearnModel
-from predictor.server import PredictorRESTServer, RestOptions
+from predictor.server.model import SklearnModel
+from predictor.server.model_server import PredictorRESTServer, RestOptions
+from predictor.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -180,6 +181,18 @@ def in_process_app(
     model_uri: str, *, name: str = "model", max_body_bytes: int = 1 << 20
 ) -> FastAPI:
     """A fresh FastAPI app wired exactly as the server wires KServe's, with the model loaded."""
+    return _wired(model_uri, name=name, max_body_bytes=max_body_bytes)[1]
+
+
+def served_app(model_uri: str, *, name: str = "model", max_body_bytes: int = 1 << 20) -> Any:
+    """The ASGI app exactly as uvicorn serves it: the front door before ``in_process_app``."""
+    rest, app = _wired(model_uri, name=name, max_body_bytes=max_body_bytes)
+    return rest.served(app, handlers=app.exception_handlers)
+
+
+def _wired(
+    model_uri: str, *, name: str, max_body_bytes: int
+) -> tuple[PredictorRESTServer, FastAPI]:
     model = SklearnModel(
         name, settings=Settings(model_uri=model_uri, max_body_bytes=max_body_bytes)
     )
@@ -196,4 +209,4 @@ def in_process_app(
     )
     app = FastAPI()
     rest.configure_app(app)
-    return app
+    return rest, app

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Protocol
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from predictor.rollout.errors import RolloutError
+from predictor.validation import describe_errors
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 ERROR_STATUS = "5..|INTERNAL|UNAVAILABLE|UNKNOWN|DEADLINE_EXCEEDED"
@@ -33,46 +35,41 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * scale
 
 
-@dataclass(frozen=True)
-class AnalysisConfig:
+class AnalysisConfig(BaseModel):
     """Thresholds and where to read metrics; every threshold is optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     prometheus: str
     model: str | None = None
     stable_version: str | None = None
     canary_version: str | None = None
     window: str | None = None
-    min_requests: int = 50
-    max_inconclusive: int = 3
-    max_error_rate: float | None = 0.01
-    max_error_rate_increase: float | None = None
-    max_p99_seconds: float | None = None
-    max_p99_ratio: float | None = 2.0
-    max_psi: float | None = 0.2
+    min_requests: int = Field(default=50, ge=0)
+    max_inconclusive: int = Field(default=3, ge=0)
+    max_error_rate: float | None = Field(default=0.01, ge=0)
+    max_error_rate_increase: float | None = Field(default=None, ge=0)
+    max_p99_seconds: float | None = Field(default=None, gt=0)
+    max_p99_ratio: float | None = Field(default=2.0, gt=0)
+    max_psi: float | None = Field(default=0.2, ge=0)
 
     @classmethod
     def load(cls, path: Path) -> AnalysisConfig:
         """Read and check an analysis file.
 
         Raises:
-            RolloutError: unreadable file, unknown keys or bad values.
+            RolloutError: unreadable file, unknown keys or values of the wrong type.
         """
         try:
             document = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as e:
             raise RolloutError(f"cannot read analysis file {path}: {e}") from e
-        if not isinstance(document, dict) or "prometheus" not in document:
+        if not isinstance(document, dict):
             raise RolloutError(f"{path}: expected a mapping with at least 'prometheus: <url>'")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(document) - known)
-        if unknown:
-            raise RolloutError(
-                f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
         try:
-            config = cls(**document)
-        except TypeError as e:
-            raise RolloutError(f"{path}: {e}") from e
+            config = cls.model_validate(document)
+        except ValidationError as e:
+            raise RolloutError(f"{path}: {describe_errors(e)}") from e
         if config.window is not None:
             parse_duration(config.window)
         return config

@@ -13,10 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from predictor.errors import EXIT_CANNOT_RUN
 from predictor.rollout.analysis import AnalysisConfig, parse_duration
 from predictor.rollout.auto import run_auto
 from predictor.rollout.controller import Rollout
-from predictor.rollout.errors import EXIT_USAGE, RolloutError
+from predictor.rollout.errors import RolloutError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +131,7 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
         return e.exit_code
     except ValueError as e:
         print(f"canary {args.command}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CANNOT_RUN
     finally:
         if isvcs is not None:
             isvcs.close()

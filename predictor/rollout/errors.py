@@ -1,25 +1,22 @@
 """Errors of the rollout tooling, each with the exit status the CLI ends with.
 
-RolloutError (exit 2: usage, configuration or API errors)
+RolloutError (exit 2, ``EXIT_CANNOT_RUN``: usage, configuration or API errors)
 ├── IsvcNotFoundError
 ├── ConflictError            (the object changed under us; retried by re-reading)
 ├── CanaryImpossibleError    (no canary in this mode / KServe version; nothing changed)
-└── RolloutFailedError (exit 1: rolled back, analysis failed or inconclusive)
+└── RolloutFailedError (exit 1, ``EXIT_REFUSED``: rolled back, analysis failed or inconclusive)
     └── StepTimeoutError
 """
 
 from __future__ import annotations
 
-from predictor.errors import PredictorError
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from predictor.errors import EXIT_CANNOT_RUN, EXIT_REFUSED, PredictorError
 
 
 class RolloutError(PredictorError):
     """Base of rollout errors; the CLI exits with ``exit_code``."""
 
-    exit_code = EXIT_USAGE
+    exit_code = EXIT_CANNOT_RUN
 
 
 class IsvcNotFoundError(RolloutError):
@@ -37,7 +34,7 @@ class CanaryImpossibleError(RolloutError):
 class RolloutFailedError(RolloutError):
     """The canary was rolled back, or analysis failed or stayed inconclusive."""
 
-    exit_code = EXIT_FAILED
+    exit_code = EXIT_REFUSED
 
 
 class StepTimeoutError(RolloutFailedError):

@@ -19,12 +19,12 @@ import joblib
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from predictor.config import Settings
+from predictor.artifact.loader import load_model
+from predictor.artifact.publish import BundleSpec, PublishError, publish
+from predictor.artifact.storage import sha256_file
 from predictor.demo import make_trips
-from predictor.errors import IncompatibleModelError
-from predictor.loader import load_model
-from predictor.publish import BundleSpec, VersionExistsError, publish
-from predictor.storage import sha256_file
+from predictor.errors import IncompatibleModelError, VersionExistsError
+from predictor.settings import Settings
 from tests.gcs import GCSBucket
 from tests.helpers import REPO_ROOT, ServerFactory
 
@@ -108,8 +108,9 @@ def test_the_home_page_shows_what_is_deployed(server: ServerFactory, bundle: Pat
 
 
 def refused(server: ServerFactory, bundle: Path, env: dict[str, str] | None = None) -> str:
+    """Start on a bundle that its checks refuse: one line, no traceback, exit 1 (refused)."""
     result = server.run_to_exit(str(bundle), name="taxi", env=env)
-    assert result.process.returncode == 2, result.log()
+    assert result.process.returncode == 1, result.log()
     assert "Traceback" not in result.log()
     return result.log()
 
@@ -205,6 +206,38 @@ def test_publishing_to_gcs_is_immutable(
     running = server.start(uri, name="taxi", env={"STORAGE_EMULATOR_HOST": gcs.url})
     metadata = httpx.get(f"{running.url}/v2/models/taxi").json()
     assert metadata["versions"] == ["1.0.0"]
+
+
+def test_an_interrupted_gcs_publish_is_completed_by_running_it_again(
+    gcs: GCSBucket, demo_model_dir: Path, sets: tuple[Path, Path]
+) -> None:
+    bucket = gcs.client().bucket(gcs.name)
+    # What a publish interrupted after its first upload leaves: the model, and no model.json.
+    model = bucket.blob("registry/taxi/1.0.0/model.joblib")
+    model.upload_from_filename(str(demo_model_dir / "model.joblib"))
+    left = model.generation
+    uri = publish(spec_for(demo_model_dir, sets), gcs.uri("registry"))
+    names = sorted(b.name for b in gcs.client().list_blobs(gcs.name))
+    assert names == [
+        "registry/taxi/1.0.0/acceptance/confidence.json",
+        "registry/taxi/1.0.0/acceptance/e2e.json",
+        "registry/taxi/1.0.0/model.joblib",
+        "registry/taxi/1.0.0/model.json",
+    ]
+    assert bucket.get_blob("registry/taxi/1.0.0/model.joblib").generation == left  # kept as is
+    assert uri.startswith(f"gs://{gcs.name}/registry/taxi/1.0.0/#")
+    with pytest.raises(VersionExistsError, match="versions are immutable"):
+        publish(spec_for(demo_model_dir, sets), gcs.uri("registry"))
+
+
+def test_a_partial_gcs_publish_of_other_content_is_refused(
+    gcs: GCSBucket, demo_model_dir: Path, sets: tuple[Path, Path]
+) -> None:
+    bucket = gcs.client().bucket(gcs.name)
+    bucket.blob("registry/taxi/1.0.0/model.joblib").upload_from_string(b"another model")
+    with pytest.raises(PublishError, match="already exists with other content"):
+        publish(spec_for(demo_model_dir, sets), gcs.uri("registry"))
+    assert bucket.get_blob("registry/taxi/1.0.0/model.json") is None
 
 
 def test_publish_cli_exit_codes(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from predictor.artifact.storage import fetch_model, parse_model_uri, sha256_file
 from predictor.errors import StorageAuthError, StorageError, StorageNotFoundError
-from predictor.storage import fetch_model, parse_model_uri, sha256_file
 from tests.gcs import FaultProxy, GCSBucket, GCSEmulator
 
 pytestmark = pytest.mark.gcs

@@ -23,6 +23,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
+from predictor.artifact.storage import sha256_file
 from predictor.demo import FEATURES
 from tests.gcs import GCSBucket
 from tests.helpers import RunningServer, ServerFactory
@@ -260,14 +261,14 @@ def test_missing_gcs_object_refuses_start(server: ServerFactory, gcs: GCSBucket)
 
 def test_wrong_digest_refuses_start(server: ServerFactory, demo_model_dir: Path) -> None:
     refused = server.run_to_exit(str(demo_model_dir), args=["--model_sha256", "a" * 64])
-    assert refused.process.returncode == 2
+    assert refused.process.returncode == 1  # refused by its checks, not unable to run
     assert f"but the deployer pinned {'a' * 64}; refusing to unpickle it" in refused.log()
 
 
 def test_missing_model_uri_is_a_config_error(server: ServerFactory) -> None:
     refused = server.run_to_exit(None)
     assert refused.process.returncode == 2
-    assert "invalid settings (model_uri: Field required)" in refused.log()
+    assert "invalid settings (model_uri: required, missing)" in refused.log()
 
 
 @pytest.mark.parametrize("which", ["http", "grpc"])
@@ -285,3 +286,42 @@ def test_a_port_in_use_refuses_start_before_anything_serves(
     assert f"predictor: cannot serve model 'model': cannot listen for {what} on port {port}" in log
     assert "Started server process" not in log and "gRPC server listening" not in log
     assert "Traceback" not in log and "never awaited" not in log
+
+
+def test_require_digest_refuses_an_unpinned_model_and_serves_a_pinned_one(
+    server: ServerFactory, demo_model_dir: Path
+) -> None:
+    by_flag = server.run_to_exit(str(demo_model_dir), args=["--require_digest"])
+    assert by_flag.process.returncode == 1
+    assert "PREDICTOR_REQUIRE_DIGEST is on, but no PREDICTOR_MODEL_SHA256 is pinned" in (
+        by_flag.log()
+    )
+    by_env = server.run_to_exit(str(demo_model_dir), env={"PREDICTOR_REQUIRE_DIGEST": "true"})
+    assert by_env.process.returncode == 1
+    digest = sha256_file(demo_model_dir / "model.joblib")
+    running = server.start(
+        str(demo_model_dir),
+        name="taxi",
+        env={"PREDICTOR_REQUIRE_DIGEST": "true", "PREDICTOR_MODEL_SHA256": digest},
+    )
+    reply = httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [[1, 2, 3]]})
+    assert reply.status_code == 200
+
+
+def test_a_custom_access_log_format_serves_through_the_app_and_logs_each_request(
+    server: ServerFactory, demo_model_dir: Path
+) -> None:
+    running = server.start(
+        str(demo_model_dir), name="taxi", args=["--access_log_format", "ACCESS %(r)s %(s)s"]
+    )
+    good = httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [[1, 2, 3]]})
+    bad = httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [[1, 2]]})
+    assert (good.status_code, bad.status_code) == (200, 400)
+    assert bad.json() == {"error": "expected 3 features per row, got 2"}
+    deadline = time.monotonic() + 10
+    while "ACCESS POST /v1/models/taxi:predict HTTP/1.1 400" not in running.log():
+        assert time.monotonic() < deadline, running.log()
+        time.sleep(0.1)
+    assert "ACCESS POST /v1/models/taxi:predict HTTP/1.1 200" in running.log()
+    metrics = httpx.get(f"{running.url}/metrics").text
+    assert 'status="400"' in metrics and 'status="200"' in metrics

@@ -11,7 +11,7 @@ from tests.helpers import REPO_ROOT
 
 def test_serving_does_not_import_rollout() -> None:
     code = (
-        "import sys, predictor.server, predictor.__main__, predictor.cli, predictor.model;"
+        "import sys, predictor.server.model_server, predictor.__main__, predictor.cli.main, predictor.server.model;"
         "print(sorted(m for m in sys.modules if m.startswith('predictor.rollout')))"
     )
     result = subprocess.run(

@@ -91,7 +91,8 @@ def test_model_stage_bakes_a_bundle_and_serves_it_from_file() -> None:
 
 def test_dockerignore_keeps_tests_and_venv_out() -> None:
     lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
-    assert lines[lines.index("*") :]  # deny everything, then allow what the image needs
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules[0] == "*"  # deny everything first, then allow what the image needs
     allowed = {line[1:] for line in lines if line.startswith("!")}
     assert allowed == {
         "pyproject.toml",
@@ -174,7 +175,5 @@ def test_help_lists_the_targets() -> None:
 
 
 def test_manifests_target_renders_every_overlay() -> None:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed")
     result = make("manifests")
     assert result.returncode == 0, result.stderr

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
-from predictor.decode import Batch, decode_v1, decode_v2, requested_outputs
 from predictor.errors import PayloadError, UnsupportedOutputError
-from predictor.signature import Signature
+from predictor.inference.batch import Batch, requested_outputs
+from predictor.inference.signature import Signature
+from predictor.protocol.v1 import decode_v1
+from predictor.protocol.v2 import decode_v2
 
 NAMED = Signature(
     task="classification",
@@ -99,7 +101,7 @@ def test_v1_outputs_parameter_chooses_outputs_in_order() -> None:
             {"instances": [{"a": 1, "b": 2}]},
             "row 0: missing feature(s) 'c'; the model takes: a, b, c",
         ),
-        ({"instances": [{"a": 1, "b": 2, "c": 3, "d": 4}]}, "row 0: unknown feature(s) 'd'"),
+        ({"instances": [{"a": 1, "b": 2, "c": 3, "d": 4}]}, "row 0: 1 unknown feature name(s)"),
         ({"instances": [[1, 2, 3]], "parameters": []}, "expected 'parameters' to be an object"),
         (
             {"instances": [[1, 2, 3]], "parameters": {"outputs": "predict"}},
@@ -184,7 +186,7 @@ def test_v2_one_tensor_per_feature_in_any_order() -> None:
         ),
         (
             [InferInput("a", [1], "FP64", data=[1]), InferInput("zz", [1], "FP64", data=[2])],
-            "unknown input 'zz'; the model takes one tensor per feature: a, b, c",
+            "unknown input tensor name; the model takes one tensor per feature: a, b, c",
         ),
         (
             [
@@ -220,7 +222,7 @@ def test_predict_proba_on_a_regressor_is_refused_by_name() -> None:
 def test_unknown_output_lists_what_the_model_gives() -> None:
     with pytest.raises(
         UnsupportedOutputError,
-        match="unknown output 'transform'; this model gives: predict, predict_proba",
+        match="unknown output name; this model gives: predict, predict_proba",
     ):
         requested_outputs(["transform"], NAMED)
 

@@ -13,8 +13,8 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
-from predictor import grpc_server
-from predictor.grpc_server import PredictorServicer, ThreadedServicer
+from predictor.server import grpc_server
+from predictor.server.grpc_server import PredictorServicer, ThreadedServicer
 
 
 class AbortedError(Exception):

@@ -9,11 +9,10 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest
 
-from predictor.decode import decode_v2
-from predictor.encode import encode_v2, encode_v2_grpc
 from predictor.errors import PayloadError
-from predictor.signature import Signature
-from predictor.v2_grpc import decode_grpc, packed_values, request_from_grpc
+from predictor.inference.signature import Signature
+from predictor.protocol.v2 import decode_v2, encode_v2
+from predictor.protocol.v2_grpc import decode_grpc, encode_v2_grpc, packed_values, request_from_grpc
 
 Tensor = pb.ModelInferRequest.InferInputTensor
 ROWS = np.random.default_rng(0).normal(size=(64, 20))

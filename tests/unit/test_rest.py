@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from predictor.asgi import InferenceEndpoint, front_door
 from predictor.demo import FEATURES
-from tests.helpers import in_process_app
+from predictor.server.asgi import InferenceEndpoint, front_door
+from tests.estimators import BAD_INPUT, BROKEN, ChoosyRegressor
+from tests.helpers import in_process_app, served_app
 
 ROWS = [[1.0, 200.0, 2.0], [17.0, 18.0, 1.0], [40.0, 250.0, 6.0]]
 
@@ -190,7 +191,7 @@ def test_versioned_routes_answer_only_for_the_served_version(demo_client: TestCl
     )
     wrong = demo_client.post("/v2/models/taxi/versions/nope/infer", json=payload)
     assert wrong.status_code == 404
-    assert wrong.json() == {"error": f"model taxi has no version 'nope'; it serves {version!r}"}
+    assert wrong.json() == {"error": f"model taxi has no such version; it serves {version!r}"}
 
 
 @pytest.mark.parametrize(
@@ -240,15 +241,15 @@ def test_versioned_routes_answer_only_for_the_served_version(demo_client: TestCl
             "/v1/models/taxi:predict",
             b'{"instances": [[1,2,3]], "parameters": {"outputs": ["x"]}}',
             400,
-            "unknown output 'x'",
+            "unknown output name; this model gives: predict, predict_proba",
         ),
         (
             "/v1/models/nope:predict",
             b'{"instances": [[1,2,3]]}',
             404,
-            "Model with name nope does not exist.",
+            "no model of that name is served here",
         ),
-        ("/v2/models/nope/infer", b'{"inputs": []}', 404, "Model with name nope does not exist."),
+        ("/v2/models/nope/infer", b'{"inputs": []}', 404, "no model of that name is served here"),
         (
             "/v2/models/taxi/infer",
             b'{"inputs": []}',
@@ -358,3 +359,57 @@ def test_the_front_door_answers_inference_without_entering_the_app(demo_model_di
     )
     assert ok.headers["x-model-version"] and bad.json()["error"].startswith("the request body")
     assert entered == ["/v2/health/live"]
+
+
+@pytest.fixture(scope="module")
+def choosy_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    path = tmp_path_factory.mktemp("choosy") / "model.joblib"
+    joblib.dump(ChoosyRegressor().fit(np.zeros((4, 2)), np.zeros(4)), path)
+    with TestClient(
+        served_app(f"file://{path}", name="choosy"), raise_server_exceptions=False
+    ) as client:
+        yield client
+
+
+def test_an_estimator_refusing_the_data_is_a_400_without_the_values(
+    choosy_client: TestClient,
+) -> None:
+    for path, body in (
+        ("/v1/models/choosy:predict", {"instances": [[1.0, BAD_INPUT]]}),
+        (
+            "/v2/models/choosy/infer",
+            {
+                "inputs": [
+                    {"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, BAD_INPUT]}
+                ]
+            },
+        ),
+    ):
+        response = choosy_client.post(path, json=body)
+        assert response.status_code == 400, response.text
+        assert response.json() == {
+            "error": "the model rejected the input: unorderable types: … and …"
+        }
+
+
+def test_an_estimator_that_breaks_is_a_clean_500_with_the_request_id(
+    choosy_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = choosy_client.post("/v1/models/choosy:predict", json={"instances": [[1.0, 2.0]]})
+    assert good.json()["predictions"] == [3.0]
+    response = choosy_client.post(
+        "/v1/models/choosy:predict",
+        json={"instances": [[4242.5, BROKEN]]},
+        headers={"x-request-id": "req-42"},
+    )
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal server error; the server log has the details under request id req-42"
+    }
+    assert response.headers["x-request-id"] == "req-42"
+    assert "RuntimeError (request id req-42)" in caplog.text
+    assert "4242.5" not in caplog.text  # the caller's row stays out of the log
+    unnamed = choosy_client.post("/v1/models/choosy:predict", json={"instances": [[BROKEN, 0]]})
+    assert unnamed.status_code == 500
+    rid = unnamed.headers["x-request-id"]
+    assert unnamed.json()["error"].endswith(f"under request id {rid}") and len(rid) == 36

@@ -294,8 +294,17 @@ def test_analysis_file_is_checked(tmp_path: Path) -> None:
     config = AnalysisConfig.load(path)
     assert (config.max_psi, config.min_requests) == (0.1, 10)
     path.write_text("prometheus: http://x\nmax_pis: 0.1\n")
-    with pytest.raises(RolloutError, match="unknown key\\(s\\) max_pis"):
+    with pytest.raises(RolloutError, match="max_pis: unknown key"):
         AnalysisConfig.load(path)
+    # A quoted number is a string, not a threshold: refused at load, naming key and type.
+    path.write_text('prometheus: http://x\nmax_psi: "0.2"\nmin_requests: ten\n')
+    with pytest.raises(RolloutError) as refused:
+        AnalysisConfig.load(path)
+    assert str(refused.value).endswith(
+        "analysis.yaml: min_requests: input should be a valid integer; "
+        "max_psi: input should be a valid number"
+    )
+    assert refused.value.exit_code == 2
     assert parse_duration("2m") == 120 and parse_duration("500ms") == 0.5
     with pytest.raises(RolloutError, match="expected a duration"):
         parse_duration("soon")

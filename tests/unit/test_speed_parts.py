@@ -19,12 +19,12 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from predictor.admission import AdmissionLimit
-from predictor.batching import Batcher, ThreadBatcher
-from predictor.cache import PredictionCache
-from predictor.decode import Batch
 from predictor.errors import OverloadedError, PayloadError
-from predictor.fastpath import SklearnEngine, choose_engine, compile_estimator, probe_rows
+from predictor.inference.batch import Batch
+from predictor.inference.batching import Batcher, ThreadBatcher
+from predictor.inference.cache import PredictionCache
+from predictor.inference.fastpath import SklearnEngine, choose_engine, compile_estimator, probe_rows
+from predictor.server.admission import AdmissionLimit
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(600, 6))
@@ -81,9 +81,12 @@ def test_a_compiled_model_that_disagrees_is_not_used() -> None:
     engine = compile_estimator(model)
     assert engine is not None
     engine.intercept = engine.intercept + 1e-6  # type: ignore[attr-defined]
-    from predictor.fastpath import verify
-
-    assert verify(engine, SklearnEngine(model), probes, is_classifier=True) is not None
+    served, reason = choose_engine(
+        model, probes, enabled=True, is_classifier=True, compile_with=lambda _: engine
+    )
+    assert isinstance(served, SklearnEngine)
+    assert reason.startswith("compiled LogisticRegression differs from scikit-learn (")
+    np.testing.assert_array_equal(served.predict_proba(X[:5]), model.predict_proba(X[:5]))
 
 
 def test_the_fast_path_can_be_switched_off_and_falls_back_for_other_estimators() -> None:
@@ -287,9 +290,15 @@ def test_cache_is_bounded_keyed_by_version_and_input() -> None:
     assert cache.get(first) is not None
     assert cache.get(cache.key("v2", ("predict",), rows)) is None  # type: ignore[arg-type]
     assert cache.get(cache.key("v1", ("predict_proba",), rows)) is None  # type: ignore[arg-type]
-    for i in range(3):
-        key = cache.key("v1", ("predict",), np.asarray([[float(i), 0.0]]))
-        assert key is not None
-        cache.put(key, {"predict": np.asarray([i])})
+    keys = [cache.key("v1", ("predict",), np.asarray([[float(i), 0.0]])) for i in range(3)]
+    assert None not in keys
+    cache.put(keys[0], {"predict": np.asarray([0])})  # type: ignore[arg-type]
+    cache.put(keys[1], {"predict": np.asarray([1])})  # type: ignore[arg-type]
+    assert cache.get(keys[0]) is not None  # type: ignore[arg-type]  # keys[1] is now the LRU
+    cache.put(keys[2], {"predict": np.asarray([2])})  # type: ignore[arg-type]
     assert len(cache) == 2
+    # LRU, not FIFO: the entry read last survives, the one left alone is evicted.
+    assert cache.get(keys[0]) is not None  # type: ignore[arg-type]
+    assert cache.get(keys[1]) is None  # type: ignore[arg-type]
+    assert cache.get(keys[2]) is not None  # type: ignore[arg-type]
     assert PredictionCache(size=0).key("v1", ("predict",), rows) is None

@@ -10,15 +10,15 @@ import joblib
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from predictor.config import Settings
+from predictor.artifact.loader import load_model
+from predictor.artifact.storage import fetch_model, find_model_file, parse_model_uri
 from predictor.errors import (
     DigestMismatchError,
     ModelFileError,
     StorageNotFoundError,
     UnsupportedURIError,
 )
-from predictor.loader import load_model
-from predictor.storage import fetch_model, find_model_file, parse_model_uri
+from predictor.settings import Settings
 
 
 @pytest.mark.parametrize(

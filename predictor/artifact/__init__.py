@@ -1,0 +1,1 @@
+"""Model artifacts: URIs, storage adapters, the bundle manifest, loading and publishing."""

@@ -1,0 +1,224 @@
+"""Model bundles: a folder (or gs:// prefix) with the artifact, ``model.json`` and acceptance sets.
+
+This module owns the manifest: its JSON Schema (``bundle_schema.json``, validated on read), the
+digests of every file it names, and the library-version compatibility rules. It never unpickles;
+``loader`` calls these checks before ``joblib.load`` runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import platform
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy
+import sklearn
+
+from predictor.artifact.storage import sha256_file
+from predictor.errors import DigestMismatchError, IncompatibleModelError, ManifestError
+from predictor.inference.signature import Signature
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "model.json"
+
+
+@functools.cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator, FormatChecker  # only bundles pay for this import
+
+    schema = json.loads(
+        resources.files(__package__ or "predictor.artifact")
+        .joinpath("bundle_schema.json")
+        .read_text()
+    )
+    formats = FormatChecker(formats=())
+    formats.checks("date-time", raises=ValueError)(_is_datetime)
+    return Draft202012Validator(schema, format_checker=formats)
+
+
+def _is_datetime(value: object) -> bool:
+    if not isinstance(value, str):
+        return True  # the schema's "type" reports non-strings
+    parsed = datetime.fromisoformat(value)
+    return parsed.tzinfo is not None and "T" in value
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated ``model.json``."""
+
+    document: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return str(self.document["name"])
+
+    @property
+    def version(self) -> str:
+        """The model's version, reported as ``model_version``."""
+        return str(self.document["version"])
+
+    @property
+    def artifact_path(self) -> str:
+        """Path of the model file inside the bundle."""
+        return str(self.document["artifact"]["path"])
+
+    @property
+    def artifact_sha256(self) -> str:
+        """sha256 the model file must have."""
+        return str(self.document["artifact"]["sha256"])
+
+    @property
+    def feature_dtypes(self) -> dict[str, str]:
+        """Declared datatype of each feature, by name."""
+        return {f["name"]: f["dtype"] for f in self.document["features"]}
+
+    @property
+    def acceptance(self) -> dict[str, Any]:
+        """The acceptance section (``e2e`` and/or ``confidence``), possibly empty."""
+        return dict(self.document.get("acceptance") or {})
+
+    def lineage(self) -> dict[str, str]:
+        """Scalar lineage fields for v2 metadata parameters and the home page."""
+        doc = self.document
+        training = doc.get("training_data") or {}
+        fields = {
+            "name": doc["name"],
+            "version": doc["version"],
+            "created_at": doc["created_at"],
+            "created_by": doc["created_by"],
+            "training_data_uri": training.get("uri"),
+            "training_data_version": training.get("version"),
+            "feature_extractor_version": doc.get("feature_extractor_version"),
+            "saved_with_sklearn": doc["runtime"]["scikit-learn"],
+        }
+        return {k: str(v) for k, v in fields.items() if v is not None}
+
+
+def parse_manifest(document: Any) -> Manifest:
+    """Validate a decoded ``model.json`` against the schema.
+
+    Raises:
+        ManifestError: naming the first offending field.
+    """
+    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ManifestError(f"{MANIFEST} is invalid at {where}: {first.message}{more}")
+    return Manifest(document)
+
+
+def read_manifest(root: Path) -> Manifest | None:
+    """Read and validate ``root/model.json``; None when the folder is not a bundle."""
+    path = root / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{MANIFEST} is not valid JSON: {e}") from e
+    return parse_manifest(document)
+
+
+def bundle_file(root: Path, relative: str, sha256: str, what: str) -> Path:
+    """A file the manifest names, checked to exist inside the bundle and to match its digest.
+
+    Raises:
+        ManifestError: the path leaves the bundle or the file is missing.
+        DigestMismatchError: the file's sha256 is not the manifest's, naming both.
+    """
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ManifestError(f"{MANIFEST}: {what} path {relative!r} leaves the bundle")
+    if not path.is_file():
+        raise ManifestError(
+            f"{MANIFEST} names {what} {relative!r}, but the bundle has no such file"
+        )
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise DigestMismatchError(
+            f"{what} {relative}: sha256 is {actual}, but {MANIFEST} records {sha256}"
+        )
+    return path
+
+
+def runtime_versions() -> dict[str, str]:
+    """The library versions of this process, in the manifest's ``runtime`` shape."""
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "joblib": joblib.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def check_compatibility(
+    saved: dict[str, str], running: dict[str, str], *, allow_skew: bool
+) -> list[str]:
+    """Compare the versions a model was saved with to ours.
+
+    A different scikit-learn minor or numpy major version can change results or fail to load,
+    so it refuses the model unless skew is allowed. Python and joblib differences are returned
+    as warnings.
+
+    Raises:
+        IncompatibleModelError: naming the library and both versions.
+    """
+    refusals: list[str] = []
+    warnings: list[str] = []
+    for library, depth in (("scikit-learn", 2), ("numpy", 1), ("joblib", 1), ("python", 2)):
+        before, now = saved.get(library), running[library]
+        if before is None or _release(before, depth) == _release(now, depth):
+            continue
+        text = f"{library} {before} (saved) vs {now} (here)"
+        (refusals if library in ("scikit-learn", "numpy") else warnings).append(text)
+    if refusals and not allow_skew:
+        raise IncompatibleModelError(
+            f"saved with other library versions: {'; '.join(refusals)}; results may differ. "
+            "Re-save the model with this runtime, or set PREDICTOR_ALLOW_VERSION_SKEW=true"
+        )
+    return refusals + warnings
+
+
+def check_manifest_matches(manifest: Manifest, signature: Signature) -> None:
+    """The manifest's task, features and classes must describe the estimator it ships.
+
+    Raises:
+        ManifestError: naming what differs.
+    """
+    doc = manifest.document
+    if doc["task"] != signature.task:
+        raise ManifestError(
+            f"{MANIFEST} says task {doc['task']!r}, the model is {signature.task!r}"
+        )
+    names = tuple(f["name"] for f in doc["features"])
+    if signature.feature_names is not None and names != signature.feature_names:
+        raise ManifestError(
+            f"{MANIFEST} lists features {list(names)}, "
+            f"the model was fitted on {list(signature.feature_names)}"
+        )
+    if signature.n_features is not None and len(names) != signature.n_features:
+        raise ManifestError(
+            f"{MANIFEST} lists {len(names)} features, the model takes {signature.n_features}"
+        )
+    classes = doc.get("classes")
+    if classes is not None and signature.classes is not None:
+        if [str(c) for c in classes] != [str(c) for c in signature.classes]:
+            raise ManifestError(
+                f"{MANIFEST} lists classes {classes}, the model has {list(signature.classes)}"
+            )
+
+
+def _release(version: str, depth: int) -> tuple[str, ...]:
+    return tuple(version.split("+")[0].split(".")[:depth])

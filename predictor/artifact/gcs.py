@@ -1,0 +1,163 @@
+"""Downloading from Google Cloud Storage: a thin adapter over google-cloud-storage.
+
+Application Default Credentials (Workload Identity included), anonymous access when there are
+none, ``STORAGE_EMULATOR_HOST`` honoured by the client. Transient errors are retried with
+backoff inside a total deadline, each call bounded by it too; every failure becomes one
+``StorageError`` naming the URI and saying what to do. Objects land in ``.partial`` files that
+are renamed only when complete and verified by the client's checksum.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from predictor.artifact.storage import PINNED_IN_PREFIX, ModelURI
+from predictor.errors import StorageAuthError, StorageError, StorageNotFoundError
+
+logger = logging.getLogger(__name__)
+
+
+class GCSFetcher:
+    """Thin adapter over google-cloud-storage that turns its errors into ``StorageError``."""
+
+    def __init__(self, *, deadline_s: float) -> None:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        self._retry = DEFAULT_RETRY.with_delay(initial=0.25, maximum=8.0).with_timeout(deadline_s)
+        self._deadline_s = deadline_s
+        # One slow call must not outlast the whole budget: each call gets at most the deadline.
+        self._timeout = min(60.0, deadline_s)
+        self._anonymous = False
+
+    def _client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.auth.exceptions import DefaultCredentialsError
+        from google.cloud import storage
+
+        try:
+            client = storage.Client()
+        except DefaultCredentialsError:
+            logger.info("no Application Default Credentials found; using anonymous GCS access")
+            client = storage.Client.create_anonymous_client()
+        self._anonymous = isinstance(getattr(client, "_credentials", None), AnonymousCredentials)
+        return client
+
+    def download(self, uri: ModelURI, dest: Path) -> dict[str, int]:
+        """Download one object, or every object under a prefix, into ``dest``.
+
+        Returns:
+            The generation of each downloaded object, by its path relative to ``dest``.
+        """
+        from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exc
+        from google.cloud.storage.exceptions import DataCorruption
+
+        try:
+            client = self._client()
+            if uri.is_prefix:
+                return self._download_prefix(client, uri, dest)
+            return self._download_object(client, uri, dest)
+        except gexc.NotFound as e:
+            raise self._not_found(client, uri) from e
+        except (gexc.Unauthorized, auth_exc.RefreshError, auth_exc.InvalidOperation) as e:
+            # An anonymous client answers a 401 by trying to refresh, which cannot work.
+            raise StorageAuthError(self._auth_message(uri, 401)) from e
+        except gexc.Forbidden as e:
+            raise StorageAuthError(self._auth_message(uri, 403)) from e
+        except DataCorruption as e:
+            raise StorageError(
+                f"{uri.raw}: the download was corrupted (checksum mismatch); nothing was kept"
+            ) from e
+        except gexc.RetryError as e:
+            raise StorageError(
+                f"{uri.raw}: GCS still failing after retrying for {self._deadline_s:.0f}s "
+                f"({_one_line(e.cause or e)})"
+            ) from e
+        except (gexc.GoogleAPIError, auth_exc.GoogleAuthError, OSError) as e:
+            raise StorageError(f"{uri.raw}: GCS request failed: {_one_line(e)}") from e
+
+    def _download_object(self, client: Any, uri: ModelURI, dest: Path) -> dict[str, int]:
+        # Read the metadata first, then download that exact generation by name (not by the
+        # media link), so an overwrite between the two calls cannot mix two versions.
+        bucket = client.bucket(uri.bucket)
+        found = bucket.get_blob(
+            uri.path, generation=uri.generation, retry=self._retry, timeout=self._timeout
+        )
+        if found is None:
+            raise self._not_found(client, uri)
+        blob = bucket.blob(uri.path, generation=found.generation)
+        name = Path(uri.path).name
+        self._download_blob(blob, dest / name)
+        return {name: int(found.generation)}
+
+    def _download_prefix(self, client: Any, uri: ModelURI, dest: Path) -> dict[str, int]:
+        prefix = uri.path if uri.path == "" or uri.path.endswith("/") else uri.path + "/"
+        generations: dict[str, int] = {}
+        listing = client.list_blobs(
+            uri.bucket, prefix=prefix, retry=self._retry, timeout=self._timeout
+        )
+        for blob in listing:
+            relative = blob.name[len(prefix) :]
+            if not relative or relative.endswith("/"):
+                continue  # folder placeholder objects
+            generation = int(blob.generation)
+            if relative == PINNED_IN_PREFIX and uri.generation is not None:
+                generation = uri.generation  # '#<generation>' on a prefix pins the manifest
+            pinned = client.bucket(uri.bucket).blob(blob.name, generation=generation)
+            self._download_blob(pinned, dest / relative)
+            generations[relative] = generation
+        if uri.generation is not None and PINNED_IN_PREFIX not in generations:
+            raise StorageNotFoundError(
+                f"{uri.raw}: '#<generation>' on a prefix pins its {PINNED_IN_PREFIX}, "
+                "but the prefix has none"
+            )
+        if not generations:
+            raise StorageNotFoundError(f"{uri.raw}: no objects under gs://{uri.bucket}/{prefix}")
+        return generations
+
+    def _download_blob(self, blob: Any, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            blob.download_to_filename(
+                str(partial), retry=self._retry, checksum="auto", timeout=self._timeout
+            )
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _not_found(self, client: Any, uri: ModelURI) -> StorageNotFoundError:
+        from google.api_core import exceptions as gexc
+
+        try:
+            bucket = client.bucket(uri.bucket)
+            bucket_exists = bool(bucket.exists(retry=self._retry, timeout=self._timeout))
+        except gexc.GoogleAPIError:
+            bucket_exists = True  # cannot tell; report the object
+        if not bucket_exists:
+            return StorageNotFoundError(f"{uri.raw}: bucket '{uri.bucket}' does not exist")
+        pinned = f" at generation {uri.generation}" if uri.generation is not None else ""
+        return StorageNotFoundError(f"{uri.raw}: no such object{pinned}")
+
+    def _auth_message(self, uri: ModelURI, status: int) -> str:
+        hint = (
+            "give the pod a Kubernetes service account bound to a Google service account "
+            "(Workload Identity) or set GOOGLE_APPLICATION_CREDENTIALS"
+        )
+        if status == 401:
+            return f"{uri.raw}: no usable credentials (401); {hint}"
+        message = (
+            f"{uri.raw}: permission denied (403); grant the serving identity "
+            f"roles/storage.objectViewer on bucket '{uri.bucket}'"
+        )
+        if self._anonymous:
+            message += f" (the request was anonymous: no credentials were found; {hint})"
+        return message
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:300] if text else type(error).__name__

@@ -1,0 +1,227 @@
+"""Load a model the safe way: fetch, verify every digest, check versions, then unpickle.
+
+Unpickling runs code, so the sha256 recorded in a bundle's manifest and the one pinned by the
+deployer are both checked on the bytes on disk before ``joblib.load`` sees them. A bundle saved
+with another scikit-learn minor (or numpy major) version, or scikit-learn's
+``InconsistentVersionWarning`` while loading, refuses the model unless skew is allowed. The
+acceptance sets are read and checked here too; running them is the model's job (``model``).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.exceptions import InconsistentVersionWarning
+
+from predictor.artifact.acceptance import AcceptanceReport, AcceptanceSets, read_acceptance_sets
+from predictor.artifact.bundle import (
+    Manifest,
+    bundle_file,
+    check_compatibility,
+    check_manifest_matches,
+    read_manifest,
+    runtime_versions,
+)
+from predictor.artifact.storage import (
+    FetchedModel,
+    fetch,
+    find_model_file,
+    model_at,
+    parse_model_uri,
+)
+from predictor.errors import (
+    DigestMismatchError,
+    IncompatibleModelError,
+    ModelFileError,
+    PayloadError,
+)
+from predictor.inference.fastpath import Engine, SklearnEngine, choose_engine, probe_rows
+from predictor.inference.features import rows_to_features
+from predictor.inference.signature import Signature, signature_of
+from predictor.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A fetched, verified and unpickled estimator with everything known about it."""
+
+    estimator: Any
+    signature: Signature
+    artifact: FetchedModel
+    version: str
+    load_seconds: float
+    engine: Engine
+    engine_reason: str
+    manifest: Manifest | None = None
+    acceptance_sets: AcceptanceSets = AcceptanceSets()
+    acceptance: AcceptanceReport = AcceptanceReport()
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """Fetch, verify and unpickle the model (or bundle) named by ``settings.model_uri``.
+
+    Raises:
+        ArtifactError: any reason the model must not serve; the subclass and message say which.
+    """
+    started = time.monotonic()
+    uri = parse_model_uri(settings.model_uri)
+    fetched = fetch(
+        uri, download_dir=settings.download_dir, deadline_s=settings.gcs_deadline_seconds
+    )
+    manifest = read_manifest(fetched.target) if fetched.target.is_dir() else None
+    sets = AcceptanceSets()
+    if manifest is None:
+        artifact = model_at(fetched, find_model_file(fetched.target))
+    else:
+        path = bundle_file(
+            fetched.target, manifest.artifact_path, manifest.artifact_sha256, "artifact"
+        )
+        artifact = model_at(fetched, path, manifest.artifact_sha256)
+        logger.info(
+            "bundle %s %s: artifact sha256 matches model.json", manifest.name, manifest.version
+        )
+    verify_digest(artifact, settings.model_sha256)
+    if settings.require_digest and settings.model_sha256 is None:
+        raise DigestMismatchError(
+            f"{uri.raw}: PREDICTOR_REQUIRE_DIGEST is on, but no PREDICTOR_MODEL_SHA256 is pinned"
+        )
+    if manifest is not None:
+        for skew in check_compatibility(
+            manifest.document["runtime"], runtime_versions(), allow_skew=settings.allow_version_skew
+        ):
+            logger.warning("version skew: %s", skew)
+        sets = read_acceptance_sets(fetched.target, manifest)
+    estimator = unpickle(artifact, allow_version_skew=settings.allow_version_skew)
+    signature = signature_of(
+        estimator, feature_dtypes=manifest.feature_dtypes if manifest is not None else None
+    )
+    if manifest is not None:
+        check_manifest_matches(manifest, signature)
+    version = manifest.version if manifest is not None else version_of(artifact)
+    engine, reason = select_engine(estimator, signature, sets, enabled=settings.fast_path)
+    elapsed = time.monotonic() - started
+    logger.info(
+        "model loaded: %s version=%s sha256=%s task=%s features=%s in %.2fs",
+        artifact.model_file.name,
+        version,
+        artifact.sha256,
+        signature.task,
+        signature.n_features,
+        elapsed,
+    )
+    logger.info("engine: %s", reason)
+    return LoadedModel(
+        estimator=estimator,
+        signature=signature,
+        artifact=artifact,
+        version=version,
+        load_seconds=elapsed,
+        engine=engine,
+        engine_reason=reason,
+        manifest=manifest,
+        acceptance_sets=sets,
+    )
+
+
+def select_engine(
+    estimator: Any, signature: Signature, sets: AcceptanceSets, *, enabled: bool
+) -> tuple[Engine, str]:
+    """The compiled fast path when it exists and matches scikit-learn, else scikit-learn itself."""
+    if not signature.all_numeric or signature.n_features is None:
+        return SklearnEngine(estimator), "scikit-learn (the fast path takes numeric features only)"
+    extra: list[Any] = []
+    for data in (sets.e2e, sets.confidence):
+        if data is not None:
+            try:
+                features = rows_to_features(
+                    _as_lists(data["instances"], signature), signature, frame=False
+                )
+                extra.extend(np.asarray(features).tolist())
+            except PayloadError:
+                pass  # the acceptance check itself will report these rows
+    probes: Any = probe_rows(estimator, signature.n_features, extra)
+    if signature.feature_names is not None:
+        import pandas as pd
+
+        probes = pd.DataFrame(probes, columns=list(signature.feature_names))
+    return choose_engine(
+        estimator, probes, enabled=enabled, is_classifier=signature.task == "classification"
+    )
+
+
+def _as_lists(rows: list[Any], signature: Signature) -> list[Any]:
+    names = signature.feature_names or ()
+    return [[row.get(n) for n in names] if isinstance(row, dict) else row for row in rows]
+
+
+def verify_digest(artifact: FetchedModel, expected: str | None) -> None:
+    """Refuse the artifact when a pinned sha256 does not match its bytes.
+
+    Raises:
+        DigestMismatchError: naming both digests.
+    """
+    if expected is None:
+        return
+    if artifact.sha256 != expected:
+        raise DigestMismatchError(
+            f"{artifact.source.raw}: sha256 of {artifact.model_file.name} is {artifact.sha256}, "
+            f"but the deployer pinned {expected}; refusing to unpickle it"
+        )
+    logger.info("sha256 verified: %s", expected)
+
+
+def unpickle(artifact: FetchedModel, *, allow_version_skew: bool) -> Any:
+    """Load the model file with joblib, turning every failure into a one-line ArtifactError."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InconsistentVersionWarning)
+        try:
+            estimator = joblib.load(artifact.model_file)
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            ImportError,
+            TypeError,
+        ) as e:
+            raise ModelFileError(
+                f"{artifact.model_file.name} does not load: {type(e).__name__}: {_first_line(e)}"
+            ) from e
+    for warning in caught:
+        if issubclass(warning.category, InconsistentVersionWarning):
+            message = _first_line(warning.message)
+            if not allow_version_skew:
+                raise IncompatibleModelError(
+                    f"{artifact.model_file.name}: {message}; retrain or re-save the model with "
+                    "this scikit-learn, or set PREDICTOR_ALLOW_VERSION_SKEW=true to accept the risk"
+                )
+            logger.warning("version skew allowed: %s", message)
+        else:
+            logger.warning(
+                "while loading %s: %s", artifact.model_file.name, _first_line(warning.message)
+            )
+    return estimator
+
+
+def version_of(artifact: FetchedModel) -> str:
+    """The version reported for a bare model file: sha256 prefix, plus GCS generation."""
+    version = artifact.sha256[:12]
+    if artifact.generation is not None:
+        version += f"-g{artifact.generation}"
+    return version
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip().splitlines()
+    return text[0][:300] if text else ""

@@ -1,0 +1,241 @@
+"""Publishing a model bundle: build it, accept it, then write it where it can never be overwritten.
+
+``publish`` assembles ``model.json``, the artifact and the acceptance sets in a staging folder,
+loads the staged bundle exactly as the server would (schema, digests, versions, acceptance), and
+only then copies it to ``DEST/<name>/<version>/``: a new local folder, or GCS objects written with
+``if_generation_match=0`` so a second publish of the same version fails and the first stays
+byte-identical. ``model.json`` goes last, so a half-written version is never servable.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from predictor.artifact.bundle import MANIFEST, parse_manifest, runtime_versions
+from predictor.artifact.gate import answer, load_accepted
+from predictor.artifact.loader import load_model
+from predictor.artifact.storage import parse_model_uri, sha256_file
+from predictor.errors import PredictorError, VersionExistsError
+from predictor.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class PublishError(PredictorError):
+    """The bundle could not be published."""
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    """Everything ``publish`` needs to know about the model and its lineage."""
+
+    model_file: Path
+    name: str
+    version: str
+    created_by: str = field(default_factory=getpass.getuser)
+    e2e_file: Path | None = None
+    atol: float = 1e-6
+    confidence_file: Path | None = None
+    metric: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    training_data_uri: str | None = None
+    training_data_version: str | None = None
+    feature_extractor_version: str | None = None
+    string_features: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
+    """Write the bundle into ``staging`` and accept it as the server would; returns the folder.
+
+    Raises:
+        ArtifactError: the staged bundle fails a check the server would make.
+        PublishError: the inputs are unusable.
+    """
+    if not spec.model_file.is_file():
+        raise PublishError(f"no such model file: {spec.model_file}")
+    if spec.confidence_file is not None and spec.metric is None:
+        raise PublishError("--confidence needs --metric (and usually --min and/or --max)")
+    folder = staging / "bundle"
+    (folder / "acceptance").mkdir(parents=True)
+    artifact = folder / spec.model_file.name
+    shutil.copyfile(spec.model_file, artifact)
+    bare = load_model(_staging_settings(artifact))
+    estimator, signature = bare.estimator, bare.signature
+    acceptance: dict[str, Any] = {}
+    if spec.e2e_file is not None:
+        data = _read_json(spec.e2e_file)
+        if "expected" not in data:
+            outputs = list(signature.outputs)
+            answered = answer(
+                bare, {"instances": data["instances"], "parameters": {"outputs": outputs}}
+            )
+            data = {"instances": data["instances"], "expected": {o: answered[o] for o in outputs}}
+        acceptance["e2e"] = _write_set(folder, "e2e.json", data) | {"atol": spec.atol}
+    if spec.confidence_file is not None:
+        confidence = _write_set(folder, "confidence.json", _read_json(spec.confidence_file))
+        bounds = {"min": spec.minimum, "max": spec.maximum}
+        acceptance["confidence"] = (
+            confidence
+            | {"metric": spec.metric}
+            | {k: v for k, v in bounds.items() if v is not None}
+        )
+    names = signature.feature_names or tuple(f"f{i}" for i in range(signature.n_features or 0))
+    document = {
+        "schema_version": 1,
+        "name": spec.name,
+        "version": spec.version,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created_by": spec.created_by,
+        "task": signature.task,
+        "features": [
+            {"name": n, "dtype": "BYTES" if n in spec.string_features else "FP64"} for n in names
+        ],
+        "classes": list(signature.classes) if signature.classes is not None else None,
+        "hyperparameters": _json_safe_params(estimator),
+        "training_data": {
+            k: v
+            for k, v in {
+                "uri": spec.training_data_uri,
+                "version": spec.training_data_version,
+            }.items()
+            if v is not None
+        },
+        "feature_extractor_version": spec.feature_extractor_version,
+        "artifact": {"path": artifact.name, "sha256": sha256_file(artifact)},
+        "runtime": runtime_versions(),
+        "metrics": spec.metrics,
+        "acceptance": acceptance,
+    }
+    parse_manifest(document)
+    (folder / MANIFEST).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    accepted = load_accepted(_staging_settings(folder))
+    logger.info("staged bundle accepted:\n%s", accepted.acceptance.describe())
+    return folder
+
+
+def publish(spec: BundleSpec, destination: str) -> str:
+    """Stage, accept and publish the bundle; returns the exact URI to deploy.
+
+    Raises:
+        VersionExistsError: the version is already published (nothing was changed).
+        ArtifactError: the bundle failed a check (nothing was published).
+    """
+    with tempfile.TemporaryDirectory(prefix="publish-") as staging:
+        folder = stage_bundle(spec, Path(staging))
+        files = sorted(
+            (p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.name == MANIFEST
+        )
+        target = parse_model_uri(destination)
+        relative = f"{spec.name}/{spec.version}/"
+        if target.scheme == "gs":
+            prefix = target.path.rstrip("/") + "/" if target.path.strip("/") else ""
+            generation = _upload_gcs(target.bucket, prefix + relative, folder, files)
+            return f"gs://{target.bucket}/{prefix}{relative}#{generation}"
+        out = Path(target.path) / spec.name / spec.version
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir()
+        except FileExistsError as e:
+            raise VersionExistsError(
+                f"{out} already exists: {spec.name} {spec.version} is published; "
+                "versions are immutable, publish a new version"
+            ) from e
+        for path in files:
+            dest = out / path.relative_to(folder)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+        return str(out) + "/"
+
+
+def _upload_gcs(bucket_name: str, prefix: str, folder: Path, files: list[Path]) -> int:
+    """Upload ``files`` (model.json last) with create-only preconditions; returns its generation.
+
+    A version is published once its model.json exists, and is then immutable. Files an
+    interrupted publish left behind are kept when their content is the same, so running the
+    same publish again completes it; different content under the same name is refused.
+    """
+    from google.api_core import exceptions as gexc
+    from google.cloud import storage
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    bucket = storage.Client().bucket(bucket_name)
+    generation = 0
+    for path in files:
+        name = prefix + path.relative_to(folder).as_posix()
+        blob = bucket.blob(name)
+        try:
+            blob.upload_from_filename(str(path), if_generation_match=0, retry=DEFAULT_RETRY)
+        except gexc.PreconditionFailed as e:
+            if path.name == MANIFEST:
+                raise VersionExistsError(
+                    f"gs://{bucket_name}/{name} already exists: this version is published; "
+                    "versions are immutable, publish a new version"
+                ) from e
+            existing = bucket.get_blob(name)
+            if existing is None or existing.md5_hash != _md5_base64(path):
+                raise PublishError(
+                    f"gs://{bucket_name}/{name} already exists with other content, and this "
+                    "version has no model.json yet: another publish of it is under way or was "
+                    "interrupted with other files; publish a new version"
+                ) from e
+            logger.info("kept gs://%s/%s from an interrupted publish", bucket_name, name)
+        except gexc.GoogleAPIError as e:
+            raise PublishError(f"upload of gs://{bucket_name}/{name} failed: {e}") from e
+        else:
+            generation = int(blob.generation)
+    return generation  # model.json is uploaded last: its generation pins the bundle
+
+
+def _md5_base64(path: Path) -> str:
+    """The file's MD5 as GCS reports it (base64): how an object's content is compared here."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _staging_settings(path: Path) -> Settings:
+    # The staged bundle is checked on its own merits, whatever PREDICTOR_* the shell has set.
+    return Settings(
+        model_uri=str(path), model_sha256=None, require_digest=False, allow_version_skew=False
+    )
+
+
+def _write_set(folder: Path, filename: str, data: dict[str, Any]) -> dict[str, str]:
+    path = folder / "acceptance" / filename
+    path.write_text(json.dumps(data, sort_keys=True) + "\n")
+    return {"path": f"acceptance/{filename}", "sha256": sha256_file(path)}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise PublishError(f"cannot read {path}: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("instances"), list):
+        raise PublishError(f"{path} must be a JSON object with an 'instances' list")
+    return data
+
+
+def _json_safe_params(estimator: Any) -> dict[str, Any]:
+    params = estimator.get_params(deep=True) if hasattr(estimator, "get_params") else {}
+    safe: dict[str, Any] = {}
+    for key, value in sorted(params.items()):
+        if value is None or isinstance(value, bool | int | float | str):
+            safe[key] = value
+        elif not hasattr(value, "get_params"):  # nested estimators are described by their params
+            safe[key] = repr(value)[:200]
+    return safe

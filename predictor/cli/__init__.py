@@ -1,0 +1,1 @@
+"""What ``python -m predictor`` runs: serving, and the offline commands."""

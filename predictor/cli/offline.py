@@ -1,0 +1,139 @@
+"""The offline commands: ``validate`` a model or bundle, ``publish`` a bundle.
+
+Both run the server's own load-time checks and acceptance gate (``predictor.artifact.gate``)
+without importing the server. Each ends with its error's exit code: 0 done, 1 refused (the
+model failed a check, or the version is already published), 2 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from predictor.cli.flags import add_settings_flags, settings_from
+from predictor.errors import EXIT_CANNOT_RUN, PredictorError
+
+
+def configure_logging() -> None:
+    """One plain line per message on stderr (the server's logging belongs to KServe)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def validate(argv: Sequence[str]) -> int:
+    """``validate URI``: every load-time check, no serving; prints the acceptance report."""
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor validate", description=validate.__doc__
+    )
+    parser.add_argument("model_uri", help="a bundle or model file: gs://..., file://... or a path")
+    add_settings_flags(
+        parser, only=("model_sha256", "allow_version_skew", "download_dir", "gcs_deadline_seconds")
+    )
+    parser.add_argument(
+        "--copy-to", type=Path, help="copy the accepted model or bundle into this new folder"
+    )
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    from predictor.artifact.gate import load_accepted
+
+    try:
+        settings = settings_from(args)
+    except PredictorError as e:
+        print(f"predictor validate: {e}", file=sys.stderr)
+        return e.exit_code
+    try:
+        loaded = load_accepted(settings)
+    except PredictorError as e:
+        print(f"REFUSED {args.model_uri}: {e}")
+        return e.exit_code
+    print(f"ACCEPTED {args.model_uri}: version {loaded.version}, sha256 {loaded.artifact.sha256}")
+    print(loaded.acceptance.describe())
+    if args.copy_to is not None:
+        import shutil
+
+        if loaded.manifest is not None:
+            shutil.copytree(loaded.artifact.root, args.copy_to)
+        else:
+            args.copy_to.mkdir(parents=True)
+            shutil.copy2(loaded.artifact.model_file, args.copy_to / loaded.artifact.model_file.name)
+        print(f"copied to {args.copy_to}")
+    return 0
+
+
+def publish(argv: Sequence[str]) -> int:
+    """``publish``: build a bundle, accept it as the server would, and publish it immutably."""
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor publish", description=publish.__doc__
+    )
+    parser.add_argument("--model", required=True, type=Path, help="the .joblib/.pkl/.pickle file")
+    parser.add_argument("--name", required=True, help="model name (lowercase, digits, . _ -)")
+    parser.add_argument("--version", required=True, help="model version, e.g. 1.4.0")
+    parser.add_argument(
+        "--to", required=True, help="a folder or gs://bucket/prefix; <name>/<version>/ is added"
+    )
+    parser.add_argument(
+        "--e2e", type=Path, help='end-to-end set: {"instances": [...], "expected"?: {...}}'
+    )
+    parser.add_argument(
+        "--atol", type=float, default=1e-6, help="tolerance for probabilities and regression"
+    )
+    parser.add_argument(
+        "--confidence", type=Path, help='labelled set: {"instances": [...], "labels": [...]}'
+    )
+    parser.add_argument(
+        "--metric",
+        help="accuracy, balanced_accuracy, f1, precision, recall, roc_auc, log_loss, rmse, mae, r2",
+    )
+    parser.add_argument("--min", type=float, dest="minimum", help="lowest acceptable metric value")
+    parser.add_argument("--max", type=float, dest="maximum", help="highest acceptable metric value")
+    parser.add_argument("--created-by", help="who publishes (default: the current user)")
+    parser.add_argument("--training-data-uri")
+    parser.add_argument("--training-data-version")
+    parser.add_argument("--feature-extractor-version")
+    parser.add_argument(
+        "--string-features", default="", help="comma-separated features that are strings"
+    )
+    parser.add_argument(
+        "--metrics", type=Path, help='evaluation metrics to record: {"accuracy": 0.93, ...}'
+    )
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    from predictor.artifact.publish import BundleSpec
+    from predictor.artifact.publish import publish as publish_bundle
+
+    try:
+        recorded = json.loads(args.metrics.read_text()) if args.metrics else {}
+    except (OSError, ValueError) as e:
+        print(f"predictor publish: cannot read --metrics: {e}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    spec = BundleSpec(
+        model_file=args.model,
+        name=args.name,
+        version=args.version,
+        e2e_file=args.e2e,
+        atol=args.atol,
+        confidence_file=args.confidence,
+        metric=args.metric,
+        minimum=args.minimum,
+        maximum=args.maximum,
+        training_data_uri=args.training_data_uri,
+        training_data_version=args.training_data_version,
+        feature_extractor_version=args.feature_extractor_version,
+        string_features=tuple(f for f in args.string_features.split(",") if f),
+        metrics=recorded,
+        **({"created_by": args.created_by} if args.created_by else {}),
+    )
+    try:
+        uri = publish_bundle(spec, args.to)
+    except PredictorError as e:
+        print(f"predictor publish: {e}", file=sys.stderr)
+        return e.exit_code
+    print(uri)
+    return 0

@@ -1,0 +1,1 @@
+"""The pure request path: signature, features, batching, caching and the estimator engines."""

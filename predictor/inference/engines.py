@@ -1,0 +1,166 @@
+"""What answers requests: scikit-learn itself, or a compiled model of numpy arrays.
+
+``SklearnEngine`` wraps the estimator. ``CompiledEngine`` is the base of compiled models (numpy
+in, numpy out; rows with NaN go to scikit-learn); ``LinearEngine`` compiles linear models and
+logistic regression. Tree ensembles are in ``predictor.inference.trees``; choosing and verifying
+an engine is ``predictor.inference.fastpath``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from scipy.special import expit
+
+
+class Engine(Protocol):
+    """What answers requests: scikit-learn itself, or a compiled model."""
+
+    name: str
+    takes_frames: bool
+
+    def predict(self, features: Any) -> np.ndarray:
+        """Labels (classifiers) or values (regressors)."""
+        ...
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        """Class probabilities, columns in ``classes_`` order."""
+        ...
+
+    def predict_and_proba(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and class probabilities together (computed once where the engine can)."""
+        ...
+
+
+@dataclass
+class SklearnEngine:
+    """scikit-learn's own predict, for everything the fast path does not compile."""
+
+    estimator: Any
+    name: str = "scikit-learn"
+    takes_frames: bool = True
+
+    def predict(self, features: Any) -> np.ndarray:
+        """``estimator.predict``."""
+        return np.asarray(self.estimator.predict(features))
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        """``estimator.predict_proba``."""
+        return np.asarray(self.estimator.predict_proba(features))
+
+    def predict_and_proba(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``estimator.predict`` and ``estimator.predict_proba``, each asked.
+
+        Not every estimator's label is its most probable class (SVC's, for one).
+        """
+        return self.predict(features), self.predict_proba(features)
+
+
+class CompiledEngine(ABC):
+    """Base of compiled models: numpy arrays in, numpy arrays out; NaN goes to scikit-learn."""
+
+    takes_frames = False
+
+    def __init__(self, estimator: Any, name: str) -> None:
+        self.estimator = estimator
+        self.name = name
+        self.classes = np.asarray(getattr(estimator, "classes_", []))
+
+    def predict(self, features: Any) -> np.ndarray:
+        """Labels from the probabilities (classifiers) or the values (regressors)."""
+        x = np.asarray(features, dtype=np.float64)
+        if has_nan(x):
+            return np.asarray(self.estimator.predict(x))
+        if self.classes.size:
+            return self._labels(x)
+        return self._values(x)
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        """Class probabilities."""
+        x = np.asarray(features, dtype=np.float64)
+        if has_nan(x):
+            return np.asarray(self.estimator.predict_proba(x))
+        return self._proba(x)
+
+    def predict_and_proba(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities from one evaluation of the model."""
+        x = np.asarray(features, dtype=np.float64)
+        if has_nan(x):
+            return self.predict(x), self.predict_proba(x)
+        proba = self._proba(x)
+        return self._labels_given(x, proba), proba
+
+    def _labels(self, x: np.ndarray) -> np.ndarray:
+        return self._labels_given(x, self._proba(x))
+
+    def _labels_given(self, x: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        """Labels, knowing the probabilities: the most probable class.
+
+        That is how scikit-learn's forests and gradient boosting pick them.
+        """
+        return np.asarray(self.classes[np.argmax(proba, axis=1)])
+
+    @abstractmethod
+    def _values(self, x: np.ndarray) -> np.ndarray:
+        """Predicted values of a regressor."""
+
+    @abstractmethod
+    def _proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities of a classifier."""
+
+
+class LinearEngine(CompiledEngine):
+    """Linear regressors and logistic regression: one matrix product."""
+
+    def __init__(self, estimator: Any) -> None:
+        super().__init__(estimator, f"compiled {type(estimator).__name__}")
+        self.coef = np.ascontiguousarray(np.atleast_2d(estimator.coef_).T, dtype=np.float64)
+        self.intercept = np.asarray(estimator.intercept_, dtype=np.float64)
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        scores: np.ndarray = x @ self.coef
+        scores += self.intercept
+        return scores
+
+    def _values(self, x: np.ndarray) -> np.ndarray:
+        scores = self._scores(x)
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def _labels_given(self, x: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        return self._labels(x)  # from the scores, as scikit-learn decides (not from rounded p)
+
+    def _labels(self, x: np.ndarray) -> np.ndarray:
+        scores = self._scores(x)
+        if scores.shape[1] == 1:  # binary: scikit-learn picks classes_[1] when the score is > 0
+            labels: np.ndarray = self.classes.take(scores[:, 0] > 0)
+        else:
+            labels = self.classes.take(np.argmax(scores, axis=1))
+        return labels
+
+    def _proba(self, x: np.ndarray) -> np.ndarray:
+        return probabilities(self._scores(x))
+
+
+def has_nan(x: np.ndarray) -> bool:
+    """Whether a float array holds a NaN (such rows go to scikit-learn, which knows them).
+
+    The minimum is NaN exactly when a value is: one reduction, no mask, no warning.
+    """
+    return bool(x.size) and math.isnan(np.minimum.reduce(x, axis=None))
+
+
+def probabilities(scores: np.ndarray) -> np.ndarray:
+    """Class probabilities from raw scores: one column is a binary logit, more are multinomial."""
+    if scores.shape[1] == 1:
+        positive = expit(scores[:, 0])
+        return np.column_stack([1.0 - positive, positive])
+    return _softmax(scores)
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))

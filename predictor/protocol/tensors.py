@@ -1,0 +1,85 @@
+"""Pieces shared by the v2 codecs (REST and gRPC alike); pure, no KServe types.
+
+Inputs: one ``[N, F]`` tensor or one ``[N]`` tensor per feature. Outputs: each requested output's
+v2 datatype and values, ``predict_proba`` carrying its class labels as a JSON string.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import orjson
+
+from predictor.errors import PayloadError
+from predictor.inference.batch import Batch
+from predictor.inference.features import matrix_to_features
+from predictor.inference.signature import NUMERIC, PREDICT, PREDICT_PROBA, STRING, Signature
+
+
+def takes_columns(input_names: Sequence[str], signature: Signature) -> bool:
+    """Whether v2 inputs with these names are one tensor per feature (else one matrix)."""
+    names = signature.feature_names
+    return names is not None and (
+        len(input_names) > 1 or (len(names) == 1 and input_names[0] in names)
+    )
+
+
+def decode_matrix(
+    name: str, array: np.ndarray, signature: Signature, outputs: tuple[str, ...], frame: bool
+) -> Batch:
+    """Decode the values of one v2 input tensor that holds every feature: ``[N, F]``."""
+    if array.ndim == 1 and signature.n_features == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2:
+        raise PayloadError(
+            f"input '{name}': expected shape [N, {signature.n_features}], got {list(array.shape)}"
+        )
+    if array.shape[0] == 0:
+        raise PayloadError(f"input '{name}' has no rows; send at least one")
+    return Batch(
+        features=matrix_to_features(array, signature, frame), n_rows=array.shape[0], outputs=outputs
+    )
+
+
+def misfit(name: str, datatype: str, shape: Sequence[int]) -> PayloadError:
+    """The error for a tensor whose values do not fill its shape or do not fit its datatype."""
+    return PayloadError(
+        f"input '{name}': data does not fit datatype {datatype} and shape {list(shape)} "
+        "(wrong number of values, or values of another type)"
+    )
+
+
+def new_id() -> str:
+    """A random (version 4) UUID string for a response whose request carried no id.
+
+    What ``str(uuid.uuid4())`` gives, without building a ``UUID`` object (a few microseconds).
+    """
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+
+
+def classes_parameter(signature: Signature) -> str:
+    """The class labels as the JSON string carried in ``predict_proba``'s parameters."""
+    return orjson.dumps(list(signature.classes or ())).decode()
+
+
+def output_values(name: str, values: np.ndarray, signature: Signature) -> tuple[str, np.ndarray]:
+    """An output's v2 datatype, and its values as an array of that type."""
+    if name == PREDICT_PROBA:
+        return NUMERIC, np.ascontiguousarray(values, dtype=np.float64)
+    datatype = signature.label_datatype if name == PREDICT else NUMERIC
+    return datatype, labels_as(values, datatype)
+
+
+def labels_as(values: np.ndarray, datatype: str) -> np.ndarray:
+    """Labels as an array of the v2 datatype they travel as."""
+    if datatype == STRING:
+        return np.asarray([str(v) for v in values.tolist()], dtype=object)
+    if datatype == "INT64":
+        return values.astype(np.int64, copy=False)
+    if datatype == "BOOL":
+        return values.astype(bool, copy=False)
+    return values.astype(np.float64, copy=False)

@@ -1,0 +1,70 @@
+"""The v2 model metadata document, built from the model's signature; pure functions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sklearn
+
+from predictor.inference.signature import PREDICT, PREDICT_PROBA, Signature
+
+if TYPE_CHECKING:
+    from predictor.artifact.loader import LoadedModel
+
+PLATFORM = f"sklearn_{sklearn.__version__}"
+
+
+def input_types(signature: Signature) -> list[dict[str, Any]]:
+    """One ``[-1, F]`` tensor, or one ``[-1]`` tensor per named feature."""
+    if signature.feature_names is None:
+        width = signature.n_features if signature.n_features is not None else -1
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, width]}]
+    return [
+        {"name": name, "datatype": dtype, "shape": [-1]}
+        for name, dtype in zip(signature.feature_names, signature.feature_dtypes, strict=True)
+    ]
+
+
+def output_types(signature: Signature, *, with_parameters: bool) -> list[dict[str, Any]]:
+    """``predict``, and ``predict_proba`` with its class labels for classifiers."""
+    outputs: list[dict[str, Any]] = [
+        {"name": PREDICT, "datatype": signature.label_datatype, "shape": [-1]}
+    ]
+    if signature.classes is not None:
+        proba: dict[str, Any] = {
+            "name": PREDICT_PROBA,
+            "datatype": "FP64",
+            "shape": [-1, len(signature.classes)],
+        }
+        if with_parameters:
+            proba["parameters"] = {"classes": list(signature.classes)}
+        outputs.append(proba)
+    return outputs
+
+
+def model_metadata(name: str, loaded: LoadedModel) -> dict[str, Any]:
+    """The full REST metadata document; gRPC drops the fields its messages cannot carry."""
+    return {
+        "name": name,
+        "versions": [loaded.version],
+        "platform": PLATFORM,
+        "inputs": input_types(loaded.signature),
+        "outputs": output_types(loaded.signature, with_parameters=True),
+        "parameters": model_parameters(loaded),
+    }
+
+
+def model_parameters(loaded: LoadedModel) -> dict[str, str]:
+    """Version, digest, lineage and acceptance verdicts, as scalar v2 parameters."""
+    parameters = {
+        "task": loaded.signature.task,
+        "sha256": loaded.artifact.sha256,
+        "source": loaded.artifact.source.raw,
+        "engine": loaded.engine_reason,
+    }
+    if loaded.artifact.generation is not None:
+        parameters["generation"] = str(loaded.artifact.generation)
+    if loaded.manifest is not None:
+        parameters.update({f"bundle_{k}": v for k, v in loaded.manifest.lineage().items()})
+    parameters.update({f"acceptance_{k}": v for k, v in loaded.acceptance.as_dict().items()})
+    return parameters

@@ -1,0 +1,257 @@
+"""Prometheus metrics per model and model version, correct with several uvicorn workers.
+
+KServe exports four latency histograms labelled by model name only. These add what operators and
+the canary analysis need: requests and errors by model, version, protocol and status; latency;
+in-flight requests; batch sizes; cache hits; a ``model_info`` gauge (version, digest, library
+versions); model load time; and the distribution of predictions (counts per predicted class, the
+top-class probability, a histogram for regression), which canary analysis compares between
+versions. With ``--workers`` above 1, ``__main__`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
+anything imports prometheus_client, and ``/metrics`` aggregates every worker's values.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import os
+import time
+from typing import Any
+
+import numpy as np
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from predictor.inference.signature import PREDICT, PREDICT_PROBA, Signature
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+PROBABILITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+REGRESSION_BUCKETS = (-1000.0, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+"""Read once at import: whether several worker processes share the metric files."""
+
+REQUESTS = Counter(
+    "predictor_requests",
+    "Inference requests by model, version, protocol (v1, v2, grpc) and status code.",
+    ["model", "version", "protocol", "status"],
+)
+LATENCY = Histogram(
+    "predictor_request_duration_seconds",
+    "Time from request to response, by model, version and protocol.",
+    ["model", "version", "protocol"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "predictor_in_flight_requests",
+    "Inference requests being served now.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+BATCH_ROWS = Histogram(
+    "predictor_batch_rows",
+    "Rows per call into the estimator.",
+    ["model", "version"],
+    buckets=BATCH_BUCKETS,
+)
+CACHE = Counter(
+    "predictor_cache_lookups",
+    "Prediction cache lookups by result (hit or miss).",
+    ["model", "version", "result"],
+)
+MODEL_INFO = Gauge(
+    "predictor_model_info",
+    "The model being served (always 1), with its version, digest and library versions.",
+    ["model", "version", "sha256", "engine", "sklearn", "numpy", "python"],
+    multiprocess_mode="max",
+)
+LOAD_SECONDS = Gauge(
+    "predictor_model_load_seconds",
+    "Seconds spent fetching, verifying, unpickling and accepting the model.",
+    ["model", "version"],
+    multiprocess_mode="max",
+)
+PREDICTED_CLASS = Counter(
+    "predictor_predictions",
+    "Predicted rows by class (classifiers; class is empty for regressors).",
+    ["model", "version", "class"],
+)
+TOP_PROBABILITY = Histogram(
+    "predictor_prediction_top_probability",
+    "Probability of the predicted class, for rows where probabilities were computed.",
+    ["model", "version"],
+    buckets=PROBABILITY_BUCKETS,
+)
+REGRESSION_VALUE = Histogram(
+    "predictor_prediction_value",
+    "Predicted values of regressors.",
+    ["model", "version"],
+    buckets=REGRESSION_BUCKETS,
+)
+
+
+@functools.cache
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)`` as a hot-path handle, remembered (``labels`` checks and locks).
+
+    Every label value on the request path comes from a bounded set (model, version, protocol,
+    status, class; unknown model names are folded into one), so the memo stays small.
+    """
+    child = metric.labels(*values)
+    if isinstance(metric, Histogram):
+        return HistogramHandle(child)
+    if isinstance(metric, Counter | Gauge):
+        return ValueHandle(child)
+    return child
+
+
+class ValueHandle:
+    """A labelled counter's or gauge's value, moved without prometheus_client's per-call checks.
+
+    Those checks (that the child has its labels, and for counters that the amount is not
+    negative) hold by construction here: ``labelled`` made the child with every label, and the
+    request path only counts up, or down what it counted up. The value is prometheus_client's
+    own (locked; shared through files with several workers), so exposition is unchanged.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, child: Any) -> None:
+        self._value = child._value
+
+    def inc(self, amount: float = 1) -> None:
+        """Add ``amount``."""
+        self._value.inc(amount)
+
+    def dec(self, amount: float = 1) -> None:
+        """Subtract ``amount`` (gauges)."""
+        self._value.inc(-amount)
+
+
+class HistogramHandle:
+    """A labelled histogram, observed as ``Histogram.observe`` does but without its bucket loop.
+
+    ``Histogram.observe`` walks the bounds in Python for the first one ``>= amount``; here a
+    bisection finds it (``searchsorted`` for many values at once), then the same bucket and sum
+    values are incremented, so what ``/metrics`` shows is the same.
+    """
+
+    __slots__ = ("_bounds", "_buckets", "_sum")
+
+    def __init__(self, child: Any) -> None:
+        self._bounds: list[float] = list(child._upper_bounds)
+        self._buckets: list[Any] = child._buckets
+        self._sum = child._sum
+
+    def observe(self, amount: float) -> None:
+        """Observe one value (a NaN counts in the sum and in no bucket, as in prometheus_client)."""
+        self._sum.inc(amount)
+        if amount == amount:  # not NaN
+            self._buckets[bisect.bisect_left(self._bounds, amount)].inc(1)
+
+    def observe_many(self, amounts: np.ndarray) -> None:
+        """Observe every value of ``amounts``: one update per bucket, not one call per value."""
+        values = np.asarray(amounts, dtype=np.float64).ravel()
+        self._sum.inc(float(np.add.reduce(values)))
+        slots = np.searchsorted(self._bounds, values)  # NaN sorts last: past the +Inf bucket
+        for index, count in enumerate(np.bincount(slots, minlength=len(self._bounds)).tolist()):
+            if count and index < len(self._buckets):
+                self._buckets[index].inc(count)
+
+
+def model_loaded(
+    name: str, version: str, *, sha256: str, runtime: dict[str, str], seconds: float, engine: str
+) -> None:
+    """Record which model this process serves, with which engine, and how long it took to load."""
+    MODEL_INFO.labels(
+        name, version, sha256, engine, runtime["scikit-learn"], runtime["numpy"], runtime["python"]
+    ).set(1)
+    LOAD_SECONDS.labels(name, version).set(seconds)
+
+
+def observe_request(name: str, version: str, protocol: str, status: str, seconds: float) -> None:
+    """Count one finished request and its latency."""
+    labelled(REQUESTS, name, version, protocol, status).inc()
+    labelled(LATENCY, name, version, protocol).observe(seconds)
+
+
+def observe_predictions(
+    name: str, version: str, signature: Signature, results: dict[str, np.ndarray], rows: int
+) -> None:
+    """Record the distribution of what the model predicted for one request."""
+    if signature.classes is None:
+        values = results.get(PREDICT)
+        if values is not None:
+            labelled(REGRESSION_VALUE, name, version).observe_many(values)
+            labelled(PREDICTED_CLASS, name, version, "").inc(rows)
+        return
+    proba = results.get(PREDICT_PROBA)
+    classes = signature.classes
+    if PREDICT in results:
+        labels = np.asarray(results[PREDICT])
+        counts = [int(np.count_nonzero(labels == label)) for label in classes]
+    elif proba is not None:
+        counts = np.bincount(np.argmax(proba, axis=1), minlength=len(classes)).tolist()
+    else:
+        return
+    for counter, count in zip(class_counters(name, version, classes), counts, strict=True):
+        if count:
+            counter.inc(count)
+    if proba is not None:
+        labelled(TOP_PROBABILITY, name, version).observe_many(np.max(proba, axis=1))
+
+
+@functools.cache
+def class_counters(name: str, version: str, classes: tuple[Any, ...]) -> tuple[ValueHandle, ...]:
+    """The ``predictor_predictions`` counter of each class, in ``classes`` order (remembered)."""
+    return tuple(labelled(PREDICTED_CLASS, name, version, str(label)) for label in classes)
+
+
+def observe_batch(name: str, version: str, rows: int) -> None:
+    """Record the rows of one call into the model (several requests when batched)."""
+    labelled(BATCH_ROWS, name, version).observe(rows)
+
+
+def observe_cache(name: str, version: str, hit: bool) -> None:
+    """Count one prediction-cache lookup."""
+    labelled(CACHE, name, version, "hit" if hit else "miss").inc()
+
+
+class InFlight:
+    """Context manager counting a request in flight and timing it."""
+
+    def __init__(self, name: str) -> None:
+        self._gauge = labelled(IN_FLIGHT, name)
+        self.started = 0.0
+
+    def __enter__(self) -> InFlight:
+        self._gauge.inc()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._gauge.dec()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the request started."""
+        return time.perf_counter() - self.started
+
+
+def exposition() -> bytes:
+    """Every metric in text format, aggregated over worker processes when there are several."""
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)

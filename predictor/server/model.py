@@ -1,0 +1,251 @@
+"""``SklearnModel``: the KServe model that serves one verified scikit-learn estimator.
+
+``load()`` fetches, verifies and unpickles (see ``loader``), runs the bundle's acceptance sets
+(``artifact.gate``), and only then sets ``ready``.
+``infer_v1`` and ``infer_v2_rest`` answer our REST routes on the event loop, ``infer_grpc``
+answers gRPC on gRPC's worker threads; both batch concurrent requests (see ``batching``).
+``predict`` is the KServe hook for any other KServe caller and runs the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+from typing import Any
+
+from kserve import Model
+from kserve.metrics import PREDICT_HIST_TIME
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.infer_type import InferRequest, InferResponse
+
+from predictor.artifact.bundle import runtime_versions
+from predictor.artifact.gate import Loader, load_accepted
+from predictor.artifact.loader import LoadedModel, load_model
+from predictor.errors import ModelNotReadyError
+from predictor.inference.batch import Batch, Results
+from predictor.inference.batching import Batcher, ThreadBatcher
+from predictor.inference.cache import PredictionCache
+from predictor.inference.estimator import run_estimator
+from predictor.protocol.v1 import decode_v1, encode_v1
+from predictor.protocol.v2 import decode_v2, encode_v2, encode_v2_json
+from predictor.protocol.v2_grpc import decode_grpc, encode_v2_grpc
+from predictor.server import metrics
+from predictor.server.admission import AdmissionLimit
+from predictor.server.metadata import input_types, model_metadata, output_types
+from predictor.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def wants_binary(request: InferRequest) -> bool:
+    """Whether any output of a REST request asked for the binary tensor extension."""
+    if request.use_binary_outputs:
+        return True
+    return any(o.binary_data for o in request.request_outputs or [])
+
+
+class SklearnModel(Model):  # type: ignore[misc]
+    """A scikit-learn estimator served over KServe's v1 and v2 protocols."""
+
+    def __init__(self, name: str, *, settings: Settings, loader: Loader = load_model) -> None:
+        super().__init__(name, return_response_headers=True)
+        self._settings = settings
+        self._loader = loader
+        self._loaded: LoadedModel | None = None
+        self._batcher: Batcher | None = None
+        self._thread_batcher: ThreadBatcher | None = None
+        self._cache = PredictionCache(settings.cache_size)
+        self._admission = AdmissionLimit(settings.max_in_flight)
+        self.draining = False
+        """Set on SIGTERM: readiness turns False while requests are still served."""
+
+    def load(self) -> bool:
+        """Fetch, verify, unpickle and accept the model; ready only when all of it passed.
+
+        Raises:
+            ArtifactError: the model must not serve; ``AcceptanceError`` when its own tests fail.
+        """
+        loaded = load_accepted(self._settings, loader=self._loader)
+        self._loaded = loaded
+        self._cache = PredictionCache(self._settings.cache_size)
+        # Picklable parts only: uvicorn workers receive the model pickled.
+        run = functools.partial(run_estimator, loaded.engine)
+        on_batch = functools.partial(metrics.observe_batch, self.name, loaded.version)
+        max_rows = self._settings.batch_max_rows
+        max_wait_s = self._settings.batch_max_wait_ms / 1000
+        self._batcher = Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch)
+        self._thread_batcher = ThreadBatcher(
+            run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch
+        )
+        metrics.model_loaded(
+            self.name,
+            loaded.version,
+            sha256=loaded.artifact.sha256,
+            runtime=runtime_versions(),
+            seconds=loaded.load_seconds,
+            engine=loaded.engine.name,
+        )
+        self.ready = True
+        return True
+
+    async def healthy(self) -> bool:
+        """Readiness as KServe asks it: loaded, and not draining before a shutdown."""
+        return bool(self.ready) and not self.draining
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The loaded model; raises ModelNotReadyError (503) before ``load()`` succeeded."""
+        if self._loaded is None:
+            raise ModelNotReadyError(self.name)
+        return self._loaded
+
+    @property
+    def version(self) -> str:
+        """The version every response reports as ``model_version``."""
+        return self.loaded.version
+
+    def admitted(self) -> contextlib.AbstractContextManager[None]:
+        """Count one request in flight, or refuse it at once when the limit is reached.
+
+        Raises:
+            OverloadedError: ``PREDICTOR_MAX_IN_FLIGHT`` requests are already being served.
+        """
+        return self._admission.admitted()
+
+    async def infer_v1(self, body: Any) -> dict[str, Any]:
+        """Answer a decoded v1 ``:predict`` body (batched with concurrent requests)."""
+        loaded = self.loaded
+        batch = decode_v1(body, loaded.signature, frame=loaded.engine.takes_frames)
+        results = await self._results(loaded, batch)
+        return encode_v1(results, batch.outputs, loaded.signature, loaded.version)
+
+    async def infer_v2(self, request: InferRequest) -> InferResponse:
+        """Answer a v2 InferRequest from REST or gRPC (batched with concurrent requests)."""
+        loaded, batch, results = await self._answer_v2(request)
+        return self._response(loaded, batch, results, request)
+
+    def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        """Answer a gRPC ModelInfer message on the calling thread (one of gRPC's workers).
+
+        Batched with the requests of the other gRPC threads; raw contents in, raw contents out,
+        as KServe does.
+        """
+        loaded = self.loaded
+        frame = loaded.engine.takes_frames
+        if message.raw_input_contents:
+            request = InferRequest.from_grpc(message)
+            batch = decode_v2(request, loaded.signature, frame=frame)
+            results = self._results_blocking(loaded, batch)
+            return self._response(loaded, batch, results, request).to_grpc()
+        batch = decode_grpc(message, loaded.signature, frame=frame)
+        return encode_v2_grpc(
+            self._results_blocking(loaded, batch),
+            batch.outputs,
+            loaded.signature,
+            model_name=self.name,
+            version=loaded.version,
+            request_id=message.id,
+        )
+
+    async def infer_v2_rest(
+        self, request: InferRequest
+    ) -> tuple[dict[str, Any] | bytes, int | None]:
+        """Answer a v2 REST request: a JSON document, or bytes and the JSON length if binary."""
+        if wants_binary(request):
+            body, json_length = (await self.infer_v2(request)).to_rest()
+            return body, json_length
+        loaded, batch, results = await self._answer_v2(request)
+        document = encode_v2_json(
+            results,
+            batch.outputs,
+            loaded.signature,
+            model_name=self.name,
+            version=loaded.version,
+            request_id=request.id,
+        )
+        return document, None
+
+    def _response(
+        self, loaded: LoadedModel, batch: Batch, results: Results, request: InferRequest
+    ) -> InferResponse:
+        """The v2 InferResponse for ``request`` (for binary outputs and KServe's callers)."""
+        return encode_v2(
+            results,
+            batch.outputs,
+            loaded.signature,
+            model_name=self.name,
+            version=loaded.version,
+            request=request,
+        )
+
+    async def _answer_v2(self, request: InferRequest) -> tuple[LoadedModel, Batch, Results]:
+        """Decode a v2 request and compute its outputs, ready for any of the v2 encoders."""
+        loaded = self.loaded
+        batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
+        return loaded, batch, await self._results(loaded, batch)
+
+    async def _results(self, loaded: LoadedModel, batch: Batch) -> Results:
+        key, results = self._cached(loaded, batch)
+        if results is None:
+            assert self._batcher is not None  # set by load(), with _loaded
+            started = time.perf_counter()
+            results = await self._batcher.submit(batch)
+            self._computed(loaded, batch, key, results, started)
+        return results
+
+    def _results_blocking(self, loaded: LoadedModel, batch: Batch) -> Results:
+        key, results = self._cached(loaded, batch)
+        if results is None:
+            assert self._thread_batcher is not None  # set by load(), with _loaded
+            started = time.perf_counter()
+            results = self._thread_batcher.submit(batch)
+            self._computed(loaded, batch, key, results, started)
+        return results
+
+    def _cached(self, loaded: LoadedModel, batch: Batch) -> tuple[Any, Results | None]:
+        """The cache key for ``batch`` (None if not cacheable) and its cached results, if any."""
+        key = self._cache.key(loaded.version, batch.outputs, batch.features)
+        if key is None:
+            return None, None
+        cached = self._cache.get(key)
+        metrics.observe_cache(self.name, loaded.version, hit=cached is not None)
+        return key, cached
+
+    def _computed(
+        self, loaded: LoadedModel, batch: Batch, key: Any, results: Results, started: float
+    ) -> None:
+        """Record freshly computed results: cache them, time them, count the predictions."""
+        # KServe's own predict histogram, so dashboards built on KServe's metrics keep working.
+        metrics.labelled(PREDICT_HIST_TIME, self.name).observe(time.perf_counter() - started)
+        if key is not None:
+            self._cache.put(key, results)
+        metrics.observe_predictions(
+            self.name, loaded.version, loaded.signature, results, batch.n_rows
+        )
+
+    async def predict(
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> dict[str, Any] | InferResponse:
+        """KServe's predict hook: a v1 dict or a v2 InferRequest in, the matching response out."""
+        if response_headers is not None:
+            response_headers["x-model-version"] = self.version
+        if isinstance(payload, InferRequest):
+            return await self.infer_v2(payload)
+        return await self.infer_v1(payload)
+
+    def metadata(self) -> dict[str, Any]:
+        """The v2 model metadata, with versions, platform and class labels."""
+        return model_metadata(self.name, self.loaded)
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """Input tensors for KServe's own metadata path."""
+        return input_types(self.loaded.signature)
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        """Output tensors for KServe's own metadata path."""
+        return output_types(self.loaded.signature, with_parameters=False)

@@ -1,0 +1,108 @@
+"""Our REST surface on KServe's FastAPI app, mounted ahead of KServe's own routes.
+
+Inference (v1 ``:predict``, v2 ``infer``) is answered by ``asgi.InferenceEndpoint`` before the
+router: parsed once with orjson (no pydantic on the hot path), JSON with or without a
+Content-Type, the binary tensor extension, the model version in every response (body and
+``x-model-version`` header), 413 for bodies over the limit without reading them whole. The
+routes here are the v2 model metadata (with versions, class labels and lineage), model readiness
+(versioned too), the repository load/unload (404 for unknown names), the home page and
+``/metrics``. Our errors, and anything unexpected, are answered by ``failures.rest_error``;
+KServe's own routes keep KServe's handlers for KServe's exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
+from kserve.model_repository import ModelRepository
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+from predictor.errors import ModelNotReadyError
+from predictor.server import metrics
+from predictor.server.asgi import (
+    JSON,
+    BodyLimitMiddleware,
+    InferenceEndpoint,
+    MetricsMiddleware,
+    json_response,
+    not_served,
+)
+from predictor.server.home import home_document, prefers_html, render_html
+from predictor.server.model import SklearnModel
+
+logger = logging.getLogger(__name__)
+
+
+def register_routes(
+    app: FastAPI,
+    registry: ModelRepository,
+    *,
+    max_body_bytes: int,
+    repository: ModelRepositoryExtension | None = None,
+) -> None:
+    """Mount our routes and the body limit on ``app``; call before KServe adds its own."""
+
+    def ours(name: str, version: str | None = None) -> SklearnModel:
+        model = registry.get_model(name)
+        if not isinstance(model, SklearnModel):
+            raise not_served(name)
+        if version is not None and version != model.version:
+            raise not_served(name, version, model.version)
+        return model
+
+    async def ready_v2(model_name: str, model_version: str | None = None) -> Response:
+        # KServe's own route answers 501 for any version; ours knows the one it serves.
+        model = ours(model_name, model_version)
+        if not await model.healthy():
+            raise ModelNotReadyError(model_name)
+        return Response(content=orjson.dumps({"name": model_name, "ready": True}), media_type=JSON)
+
+    async def repository_load(model_name: str) -> Response:
+        # KServe answers 503 "not ready" for a name it does not know; that is a 404.
+        ours(model_name)
+        if repository is not None:
+            await repository.load(model_name)
+        return Response(content=orjson.dumps({"name": model_name, "load": True}), media_type=JSON)
+
+    async def repository_unload(model_name: str) -> Response:
+        ours(model_name)
+        if repository is not None:
+            await repository.unload(model_name)
+        return Response(content=orjson.dumps({"name": model_name, "unload": True}), media_type=JSON)
+
+    async def metadata_v2(model_name: str, model_version: str | None = None) -> Response:
+        model = ours(model_name, model_version)
+        return json_response(model.metadata(), model.version)
+
+    async def home(request: Request) -> Response:
+        models = [m for m in registry.get_models().values() if isinstance(m, SklearnModel)]
+        document = home_document(models)
+        if prefers_html(request.headers.get("accept")):
+            return HTMLResponse(render_html(document))
+        return Response(content=orjson.dumps(document), media_type=JSON)
+
+    async def metrics_endpoint() -> Response:
+        return Response(content=metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
+    app.add_api_route("/", home, methods=["GET"])
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}", metadata_v2, methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}/ready", ready_v2, methods=["GET"])
+    app.add_api_route(
+        "/v2/models/{model_name}/versions/{model_version}/ready", ready_v2, methods=["GET"]
+    )
+    app.add_api_route("/v2/repository/models/{model_name}/load", repository_load, methods=["POST"])
+    app.add_api_route(
+        "/v2/repository/models/{model_name}/unload", repository_unload, methods=["POST"]
+    )
+    app.add_api_route(
+        "/v2/models/{model_name}/versions/{model_version}", metadata_v2, methods=["GET"]
+    )
+
+    # Innermost first: the endpoint, then the body limit around it, then metrics around both.
+    app.add_middleware(InferenceEndpoint, registry=registry, handlers=app.exception_handlers)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, registry=registry)

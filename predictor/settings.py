@@ -1,0 +1,98 @@
+"""Settings for the predictor: read once at start-up, validated, then passed explicitly.
+
+Server knobs (ports, workers, ``--model_name``) stay KServe's own CLI flags. The model knobs below
+come from ``PREDICTOR_*`` environment variables (what a manifest sets) or from the matching
+``--flag`` on the command line, which wins; the flags are made from this model
+(``predictor.cli.flags``), so a new setting is one field here. Nothing below the CLI reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from predictor.errors import ConfigError
+from predictor.validation import describe_errors
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Settings(BaseSettings):
+    """The predictor's own settings; each field is also ``PREDICTOR_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PREDICTOR_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
+
+    model_uri: str = Field(min_length=1)
+    """Where the model lives: gs://bucket/path, gs://bucket/prefix/, file:///abs/path or a path."""
+
+    model_sha256: str | None = None
+    """Hex sha256 the artifact must match before it is unpickled; unset means not pinned."""
+
+    download_dir: Path | None = None
+    """Where gs:// artifacts are downloaded; a fresh temporary folder when unset."""
+
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Request bodies above this size get 413 without being read whole."""
+
+    gcs_deadline_seconds: float = Field(default=120.0, gt=0)
+    """Total time budget for retrying transient GCS errors during one fetch."""
+
+    allow_version_skew: bool = False
+    """Serve a bundle saved with a different scikit-learn minor version (results may differ)."""
+
+    require_digest: bool = False
+    """Refuse any model whose digest the deployer did not pin (production setting)."""
+
+    fast_path: bool = True
+    """Serve with a compiled model when one exists and matches scikit-learn on probe rows."""
+
+    batch_max_rows: int = Field(default=64, ge=1)
+    """Most rows one model call may combine from concurrent requests (1 switches batching off)."""
+
+    batch_max_wait_ms: float = Field(default=0.0, ge=0)
+    """How long a lone request may wait for company; 0 batches only what already queued."""
+
+    cache_size: int = Field(default=0, ge=0)
+    """Entries in the prediction cache (by model version and exact input); 0 switches it off."""
+
+    max_in_flight: int = Field(default=256, ge=1)
+    """Inference requests served at once per process; more get 503 with Retry-After at once."""
+
+    shutdown_delay_seconds: float = Field(default=0.0, ge=0)
+    """On SIGTERM, report not-ready and keep serving this long before stopping (set it to a few
+    seconds in a cluster, below terminationGracePeriodSeconds, so no request is cut off)."""
+
+    access_log: bool = False
+    """Log one line per request (uvicorn's access log); off so that serving stays lean."""
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _check_sha256(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        value = value.strip().lower().removeprefix("sha256:")
+        if not _SHA256.match(value):
+            raise ValueError("expected 64 hex characters (a sha256 digest)")
+        return value
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """Build Settings from the environment, with non-None ``overrides`` (CLI flags) on top.
+
+    Raises:
+        ConfigError: a setting is missing or malformed; the message names it.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        raise ConfigError(
+            f"invalid settings ({describe_errors(e)}); see PREDICTOR_* in the README"
+        ) from e
