@@ -1,54 +1,33 @@
 """Model bundles: a folder (or gs:// prefix) with the artifact, ``model.json`` and acceptance sets.
 
-This module owns the manifest: its JSON Schema (``bundle_schema.json``, validated on read), the
+This module owns the manifest: its validation on read (against ``artifact.manifest``), the
 digests of every file it names, and the library-version compatibility rules. It never unpickles;
 ``loader`` calls these checks before ``joblib.load`` runs.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import platform
 from dataclasses import dataclass
-from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy
 import sklearn
+from pydantic import ValidationError
 
+from predictor.artifact.manifest import ManifestModel
 from predictor.artifact.storage import sha256_file
 from predictor.errors import DigestMismatchError, IncompatibleModelError, ManifestError
 from predictor.inference.signature import Signature
+from predictor.validation import describe_errors
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "model.json"
-
-
-@functools.cache
-def _validator() -> Any:
-    from jsonschema import Draft202012Validator, FormatChecker  # only bundles pay for this import
-
-    schema = json.loads(
-        resources.files(__package__ or "predictor.artifact")
-        .joinpath("bundle_schema.json")
-        .read_text()
-    )
-    formats = FormatChecker(formats=())
-    formats.checks("date-time", raises=ValueError)(_is_datetime)
-    return Draft202012Validator(schema, format_checker=formats)
-
-
-def _is_datetime(value: object) -> bool:
-    if not isinstance(value, str):
-        return True  # the schema's "type" reports non-strings
-    parsed = datetime.fromisoformat(value)
-    return parsed.tzinfo is not None and "T" in value
 
 
 @dataclass(frozen=True)
@@ -105,17 +84,17 @@ class Manifest:
 
 
 def parse_manifest(document: Any) -> Manifest:
-    """Validate a decoded ``model.json`` against the schema.
+    """Validate a decoded ``model.json`` against its model (``artifact.manifest``).
 
     Raises:
-        ManifestError: naming the first offending field.
+        ManifestError: naming every offending key and what it expected.
     """
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ManifestError(f"{MANIFEST} is invalid at {where}: {first.message}{more}")
+    if not isinstance(document, dict):
+        raise ManifestError(f"{MANIFEST} must hold a JSON object")
+    try:
+        ManifestModel.model_validate(document)
+    except ValidationError as e:
+        raise ManifestError(f"{MANIFEST} is invalid: {describe_errors(e)}") from e
     return Manifest(document)
 
 

@@ -91,11 +91,15 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
         )
 
     def configure_app(self, app: fastapi.FastAPI) -> None:
-        """Add middlewares, our routes, KServe's routes and KServe's error handlers to ``app``."""
-        self._add_middlewares(app)
+        """Add our routes, KServe's routes, the error handlers and the middlewares to ``app``.
+
+        The access-log middleware goes on last, outermost, so that it sees every request,
+        inference included (our inference middlewares are added with our routes).
+        """
         self._register_endpoints(app)
         self._add_exception_handlers(app)
         failures.install(app)  # after KServe's, so that ours replaces its catch-all
+        self._add_middlewares(app)
 
     def _add_middlewares(self, app: fastapi.FastAPI) -> None:
         # KServe adds a timing middleware that logs two INFO lines per request; we leave it out
