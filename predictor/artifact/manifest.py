@@ -109,7 +109,7 @@ class ManifestModel(_Strict):
     version: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")]
     created_at: Annotated[str, AfterValidator(_timestamp)]
     created_by: Annotated[str, StringConstraints(min_length=1)]
-    task: Literal["classification", "regression"]
+    task: Literal["classification", "regression", "clustering", "outlier_detection", "transform"]
     features: Annotated[list[Feature], Field(min_length=1)]
     classes: list[str | int | float | bool] | None = None
     hyperparameters: dict[str, Any] = Field(default_factory=dict)

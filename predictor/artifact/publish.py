@@ -100,7 +100,8 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
         "created_by": spec.created_by,
         "task": signature.task,
         "features": [
-            {"name": n, "dtype": "BYTES" if n in spec.string_features else "FP64"} for n in names
+            {"name": n, "dtype": "BYTES" if n in spec.string_features else dtype}
+            for n, dtype in zip(names, signature.feature_dtypes, strict=True)
         ],
         "classes": list(signature.classes) if signature.classes is not None else None,
         "hyperparameters": _json_safe_params(estimator),

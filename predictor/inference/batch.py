@@ -13,7 +13,7 @@ import numpy as np
 
 from predictor.errors import PayloadError, UnsupportedOutputError
 from predictor.inference.features import Features
-from predictor.inference.signature import PREDICT, PREDICT_PROBA, Signature
+from predictor.inference.signature import OUTPUT_METHODS, Signature
 
 Results = dict[str, np.ndarray]
 """Each requested output's values, by output name."""
@@ -32,18 +32,18 @@ def requested_outputs(names: Sequence[Any] | None, signature: Signature) -> tupl
     """Check the output names a caller asked for; ``predict`` when none were named.
 
     Raises:
-        UnsupportedOutputError: an unknown name, or ``predict_proba`` on a regressor.
+        UnsupportedOutputError: an unknown name, or an output this model does not give.
     """
     if names is None or len(names) == 0:
-        return (PREDICT,)
+        return signature.outputs[:1]
     chosen: list[str] = []
     for name in names:
         if not isinstance(name, str):
             raise PayloadError(f"output names must be strings, got {type(name).__name__}")
-        if name == PREDICT_PROBA and PREDICT_PROBA not in signature.outputs:
+        if name in OUTPUT_METHODS and name not in signature.outputs:
             raise UnsupportedOutputError(
-                "predict_proba is only available for classifiers; "
-                f"this model is a {signature.task} model (ask for 'predict')"
+                f"this {signature.task} model has no {name}; "
+                f"it gives: {', '.join(signature.outputs)}"
             )
         if name not in signature.outputs:
             raise UnsupportedOutputError(

@@ -35,6 +35,10 @@ class Engine(Protocol):
         """Labels and class probabilities together (computed once where the engine can)."""
         ...
 
+    def output(self, name: str, features: Any) -> Any:
+        """Any other output (``decision_function``, ``score_samples``, ``transform``)."""
+        ...
+
 
 @dataclass
 class SklearnEngine:
@@ -58,6 +62,10 @@ class SklearnEngine:
         Not every estimator's label is its most probable class (SVC's, for one).
         """
         return self.predict(features), self.predict_proba(features)
+
+    def output(self, name: str, features: Any) -> Any:
+        """The estimator's own method of that name."""
+        return getattr(self.estimator, name)(features)
 
 
 class CompiledEngine(ABC):
@@ -93,6 +101,16 @@ class CompiledEngine(ABC):
             return self.predict(x), self.predict_proba(x)
         proba = self._proba(x)
         return self._labels_given(x, proba), proba
+
+    def output(self, name: str, features: Any) -> Any:
+        """Outputs that are not compiled come from scikit-learn, given what it was fitted on."""
+        x = np.asarray(features, dtype=np.float64)
+        names = getattr(self.estimator, "feature_names_in_", None)
+        if names is not None:
+            import pandas as pd
+
+            return getattr(self.estimator, name)(pd.DataFrame(x, columns=list(names)))
+        return getattr(self.estimator, name)(x)
 
     def _labels(self, x: np.ndarray) -> np.ndarray:
         return self._labels_given(x, self._proba(x))

@@ -1,10 +1,11 @@
 """Run the estimator on a decoded batch, and tell the caller's faults from the model's.
 
-scikit-learn validates the data it is given and raises ``ValueError`` or ``TypeError`` when it
-cannot take it (an unknown category, a string where a number belongs): those are the caller's
-and become a ``PayloadError`` (400). Its messages quote the offending values, so quoted and
-bracketed parts are replaced before the message reaches anyone. Anything else is a fault of the
-model or of this server and propagates, to be answered 500 without its text.
+scikit-learn validates the data it is given and raises ``ValueError``, ``TypeError`` or
+``KeyError`` (a missing column) when it cannot take it: an unknown category, a string where a
+number belongs. Those are the caller's and become a ``PayloadError`` (400). Its messages quote
+the offending values, so quoted and bracketed parts are replaced before the message reaches
+anyone. Anything else is a fault of the model or of this server and propagates, to be answered
+500 without its text.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from predictor.errors import PayloadError
 from predictor.inference.batch import Results
 from predictor.inference.engines import Engine
 from predictor.inference.features import Features
-from predictor.inference.signature import PREDICT, PREDICT_PROBA
+from predictor.inference.signature import PREDICT, PREDICT_PROBA, dense
 
 _QUOTED = re.compile(r"""np\.\w+\((['"]).*?\1\)|(['"]).*?\2|\[[^\]]*\]|\{[^}]*\}""")
 MAX_REASON = 200
@@ -33,13 +34,17 @@ def run_estimator(engine: Engine, features: Features, outputs: tuple[str, ...]) 
     try:
         if PREDICT in outputs and PREDICT_PROBA in outputs:
             labels, proba = engine.predict_and_proba(features)
-            return {PREDICT: np.asarray(labels), PREDICT_PROBA: np.asarray(proba)}
+            results = {PREDICT: np.asarray(labels), PREDICT_PROBA: np.asarray(proba)}
         for name in outputs:
+            if name in results:
+                continue
             if name == PREDICT:
                 results[name] = np.asarray(engine.predict(features))
             elif name == PREDICT_PROBA:
                 results[name] = np.asarray(engine.predict_proba(features))
-    except (ValueError, TypeError) as e:
+            else:
+                results[name] = dense(engine.output(name, features))
+    except (ValueError, TypeError, KeyError) as e:
         raise PayloadError(f"the model rejected the input: {scrubbed(e)}") from e
     return results
 

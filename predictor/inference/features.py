@@ -22,6 +22,8 @@ Features = np.ndarray | pd.DataFrame
 
 def rows_to_features(rows: list[Any], signature: Signature, *, frame: bool = True) -> Features:
     """Turn rows (lists of values in feature order) into what the estimator takes."""
+    if signature.text:
+        return documents(rows)
     if signature.all_numeric:
         try:
             array = np.asarray(rows)
@@ -57,11 +59,37 @@ def _diagnose_rows(rows: list[Any], signature: Signature) -> np.ndarray:
     return np.asarray(matrix, dtype=dtype)
 
 
+def documents(rows: list[Any] | np.ndarray) -> np.ndarray:
+    """One document per row for a text model: a string, or a list holding one string.
+
+    Raises:
+        PayloadError: a row that is not a string, or an empty (or blank) one.
+    """
+    texts = np.empty(len(rows), dtype=object)
+    for i, row in enumerate(rows):
+        if isinstance(row, list | np.ndarray) and len(row) == 1:
+            row = row[0]
+        if isinstance(row, bytes):
+            row = row.decode("utf-8", errors="replace")
+        if not isinstance(row, str):
+            raise PayloadError(f"row {i}: expected a text (a string), got {json_type(row)}")
+        if not row.strip():
+            raise PayloadError(f"row {i}: the text is empty")
+        texts[i] = row
+    return texts
+
+
 def _cell(value: Any, kind: str, row: int, col: int, signature: Signature) -> Any:
     where = f"row {row}, feature {signature.feature_label(col)}"
     if kind == STRING:
         if isinstance(value, str):
             return value
+        if value is None and signature.takes_nan(col):
+            return math.nan  # how pandas marks a missing string (read_csv, for one)
+        if value is None:
+            raise PayloadError(
+                f"{where}: got a missing value (null); this model cannot take one there"
+            )
         raise PayloadError(f"{where}: expected a string, got {json_type(value)}")
     if value is None:
         return math.nan
@@ -103,7 +131,9 @@ def _check_finite(
     finite = np.isfinite(array)
     if np.logical_and.reduce(finite, axis=None):
         return
-    bad = np.isinf(array) if signature.allow_nan else ~finite
+    columns = feature_index if feature_index else range(array.shape[1])
+    takes = np.asarray([signature.takes_nan(j) for j in columns], dtype=bool)
+    bad = np.isinf(array) | (np.isnan(array) & ~takes)
     if not bad.any():
         return
     row, col = (int(x) for x in np.argwhere(bad)[0])
@@ -113,7 +143,7 @@ def _check_finite(
         raise PayloadError(f"row {row}, feature {label}: got infinity")
     raise PayloadError(
         f"row {row}, feature {label}: got a missing value (NaN/null); "
-        "this model cannot take missing values"
+        "this model cannot take one there"
     )
 
 

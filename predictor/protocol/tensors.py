@@ -14,8 +14,8 @@ import orjson
 
 from predictor.errors import PayloadError
 from predictor.inference.batch import Batch
-from predictor.inference.features import matrix_to_features
-from predictor.inference.signature import NUMERIC, PREDICT, PREDICT_PROBA, STRING, Signature
+from predictor.inference.features import documents, matrix_to_features
+from predictor.inference.signature import NUMERIC, PREDICT_PROBA, STRING, Signature
 
 
 def takes_columns(input_names: Sequence[str], signature: Signature) -> bool:
@@ -29,7 +29,12 @@ def takes_columns(input_names: Sequence[str], signature: Signature) -> bool:
 def decode_matrix(
     name: str, array: np.ndarray, signature: Signature, outputs: tuple[str, ...], frame: bool
 ) -> Batch:
-    """Decode the values of one v2 input tensor that holds every feature: ``[N, F]``."""
+    """Decode the values of one v2 input tensor that holds every feature: ``[N, F]``.
+
+    For a text model, the tensor holds one document per row: ``[N]`` (or ``[N, 1]``) BYTES.
+    """
+    if signature.text:
+        return decode_documents(name, array, outputs)
     if array.ndim == 1 and signature.n_features == 1:
         array = array.reshape(-1, 1)
     if array.ndim != 2:
@@ -41,6 +46,19 @@ def decode_matrix(
     return Batch(
         features=matrix_to_features(array, signature, frame), n_rows=array.shape[0], outputs=outputs
     )
+
+
+def decode_documents(name: str, array: np.ndarray, outputs: tuple[str, ...]) -> Batch:
+    """One BYTES tensor of documents, ``[N]`` or ``[N, 1]``, for a text model."""
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise PayloadError(f"input '{name}': expected shape [N] (one text per row)")
+    if array.dtype.kind != "O":
+        raise PayloadError(f"input '{name}': expected texts (datatype BYTES), got numbers")
+    if array.shape[0] == 0:
+        raise PayloadError(f"input '{name}' has no rows; send at least one")
+    return Batch(features=documents(array), n_rows=array.shape[0], outputs=outputs)
 
 
 def misfit(name: str, datatype: str, shape: Sequence[int]) -> PayloadError:
@@ -70,14 +88,15 @@ def output_values(name: str, values: np.ndarray, signature: Signature) -> tuple[
     """An output's v2 datatype, and its values as an array of that type."""
     if name == PREDICT_PROBA:
         return NUMERIC, np.ascontiguousarray(values, dtype=np.float64)
-    datatype = signature.label_datatype if name == PREDICT else NUMERIC
+    datatype = signature.output(name).datatype
     return datatype, labels_as(values, datatype)
 
 
 def labels_as(values: np.ndarray, datatype: str) -> np.ndarray:
     """Labels as an array of the v2 datatype they travel as."""
     if datatype == STRING:
-        return np.asarray([str(v) for v in values.tolist()], dtype=object)
+        texts = [str(v) for v in values.ravel().tolist()]
+        return np.asarray(texts, dtype=object).reshape(values.shape)
     if datatype == "INT64":
         return values.astype(np.int64, copy=False)
     if datatype == "BOOL":

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import sklearn
 
-from predictor.inference.signature import PREDICT, PREDICT_PROBA, Signature
+from predictor.inference.signature import PREDICT_PROBA, Signature
 
 if TYPE_CHECKING:
     from predictor.artifact.loader import LoadedModel
@@ -15,10 +15,13 @@ PLATFORM = f"sklearn_{sklearn.__version__}"
 
 
 def input_types(signature: Signature) -> list[dict[str, Any]]:
-    """One ``[-1, F]`` tensor, or one ``[-1]`` tensor per named feature."""
+    """One ``[-1, F]`` tensor, one ``[-1]`` tensor per named feature, or ``[-1]`` texts."""
+    if signature.text:
+        return [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
     if signature.feature_names is None:
         width = signature.n_features if signature.n_features is not None else -1
-        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, width]}]
+        datatype = "FP64" if signature.all_numeric else "BYTES"
+        return [{"name": "input-0", "datatype": datatype, "shape": [-1, width]}]
     return [
         {"name": name, "datatype": dtype, "shape": [-1]}
         for name, dtype in zip(signature.feature_names, signature.feature_dtypes, strict=True)
@@ -26,19 +29,18 @@ def input_types(signature: Signature) -> list[dict[str, Any]]:
 
 
 def output_types(signature: Signature, *, with_parameters: bool) -> list[dict[str, Any]]:
-    """``predict``, and ``predict_proba`` with its class labels for classifiers."""
-    outputs: list[dict[str, Any]] = [
-        {"name": PREDICT, "datatype": signature.label_datatype, "shape": [-1]}
-    ]
-    if signature.classes is not None:
-        proba: dict[str, Any] = {
-            "name": PREDICT_PROBA,
-            "datatype": "FP64",
-            "shape": [-1, len(signature.classes)],
+    """Every output the model gives, ``predict_proba`` with its class labels."""
+    outputs: list[dict[str, Any]] = []
+    for name in signature.outputs:
+        spec = signature.output(name)
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": spec.datatype,
+            "shape": [-1, *spec.row_shape],
         }
-        if with_parameters:
-            proba["parameters"] = {"classes": list(signature.classes)}
-        outputs.append(proba)
+        if name == PREDICT_PROBA and with_parameters and signature.classes is not None:
+            tensor["parameters"] = {"classes": list(signature.classes)}
+        outputs.append(tensor)
     return outputs
 
 

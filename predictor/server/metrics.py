@@ -188,12 +188,23 @@ def observe_request(name: str, version: str, protocol: str, status: str, seconds
 def observe_predictions(
     name: str, version: str, signature: Signature, results: dict[str, np.ndarray], rows: int
 ) -> None:
-    """Record the distribution of what the model predicted for one request."""
+    """Record the distribution of what the model predicted for one request.
+
+    By the estimator's task: classes (from labels or probabilities), regression values (every
+    output of a multi-output regressor), cluster or inlier/outlier labels; transformers record
+    nothing but the row count.
+    """
+    if signature.task in ("clustering", "outlier_detection") and PREDICT in results:
+        found, seen = np.unique(np.asarray(results[PREDICT]), return_counts=True)
+        for label, count in zip(found.tolist(), seen.tolist(), strict=True):
+            labelled(PREDICTED_CLASS, name, version, str(label)).inc(count)
+        return
     if signature.classes is None:
         values = results.get(PREDICT)
         if values is not None:
-            labelled(REGRESSION_VALUE, name, version).observe_many(values)
-            labelled(PREDICTED_CLASS, name, version, "").inc(rows)
+            flat = np.asarray(values, dtype=np.float64).ravel()
+            labelled(REGRESSION_VALUE, name, version).observe_many(flat)
+        labelled(PREDICTED_CLASS, name, version, "").inc(rows)
         return
     proba = results.get(PREDICT_PROBA)
     classes = signature.classes

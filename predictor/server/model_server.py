@@ -105,7 +105,7 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
         # KServe adds a timing middleware that logs two INFO lines per request; we leave it out
         # and keep only the optional access-log format.
         if self.access_log_format:
-            from asgi_logger import AccessLoggerMiddleware
+            from asgi_logger.middleware import AccessLoggerMiddleware
 
             logging.getLogger("uvicorn.access").handlers = []
             app.add_middleware(AccessLoggerMiddleware, format=self.access_log_format)

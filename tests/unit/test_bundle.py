@@ -60,7 +60,7 @@ def test_a_good_manifest_parses() -> None:
         (with_("version", KeyError), "invalid: version: required, missing"),
         (
             with_("task", "ranking"),
-            "invalid: task: input should be 'classification' or 'regression'",
+            "invalid: task: input should be 'classification', 'regression'",
         ),
         (with_("artifact.sha256", "xyz"), "invalid: artifact.sha256: string should match pattern"),
         (

@@ -214,7 +214,8 @@ def test_v2_several_tensors_for_a_model_without_feature_names() -> None:
 
 def test_predict_proba_on_a_regressor_is_refused_by_name() -> None:
     with pytest.raises(
-        UnsupportedOutputError, match="predict_proba is only available for classifiers"
+        UnsupportedOutputError,
+        match="this regression model has no predict_proba; it gives: predict",
     ):
         requested_outputs(["predict_proba"], UNNAMED_REGRESSOR)
 
@@ -223,6 +224,11 @@ def test_unknown_output_lists_what_the_model_gives() -> None:
     with pytest.raises(
         UnsupportedOutputError,
         match="unknown output name; this model gives: predict, predict_proba",
+    ):
+        requested_outputs(["explain"], NAMED)
+    with pytest.raises(
+        UnsupportedOutputError,
+        match="this classification model has no transform; it gives: predict, predict_proba",
     ):
         requested_outputs(["transform"], NAMED)
 

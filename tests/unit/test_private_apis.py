@@ -3,7 +3,8 @@
 Each reach lives in one module: KServe's server internals in ``predictor.server.model_server``
 and ``predictor.server.grpc_server`` (the KServe adapter), prometheus_client's metric children in
 ``predictor.server.metrics``, scikit-learn's gradient-boosting prior in
-``predictor.inference.trees``, google-cloud-storage's client credentials in
+``predictor.inference.trees`` and its column transformer's input indices in
+``predictor.inference.schema``, google-cloud-storage's client credentials in
 ``predictor.artifact.gcs``. When an upgrade moves one of them, these tests fail first, naming
 the library, its version and the name that moved.
 """
@@ -97,3 +98,18 @@ def test_google_cloud_storage_client_credentials() -> None:
     client = storage.Client.create_anonymous_client()
     require(client, ("_credentials",), "google-cloud-storage")
     assert isinstance(client._credentials, AnonymousCredentials)
+
+
+def test_sklearn_column_transformer_input_indices() -> None:
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = pd.DataFrame({"a": ["x", "y"], "b": [1.0, 2.0]})
+    fitted = ColumnTransformer([("cat", OneHotEncoder(), ["a"]), ("num", StandardScaler(), ["b"])])
+    fitted.fit(frame)
+    require(fitted, ("_transformer_to_input_indices",), "scikit-learn")
+    indices = {k: [int(i) for i in v] for k, v in fitted._transformer_to_input_indices.items()}
+    assert indices["cat"] == [0] and indices["num"] == [1], (
+        f"scikit-learn {version('scikit-learn')}: _transformer_to_input_indices is {indices}"
+    )

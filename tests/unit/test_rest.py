@@ -171,6 +171,7 @@ def test_v2_metadata_is_taken_from_the_estimator(demo_client: TestClient) -> Non
             "shape": [-1, 3],
             "parameters": {"classes": ["long", "medium", "short"]},
         },
+        {"name": "decision_function", "datatype": "FP64", "shape": [-1, 3]},
     ]
 
 
@@ -300,7 +301,7 @@ def test_predict_proba_on_a_regressor_is_a_400(regressor_client: TestClient) -> 
     )
     assert response.status_code == 400
     assert response.json() == {
-        "error": "predict_proba is only available for classifiers; this model is a regression model (ask for 'predict')"
+        "error": "this regression model has no predict_proba; it gives: predict"
     }
 
 

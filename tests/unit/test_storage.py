@@ -128,5 +128,7 @@ def test_a_corrupt_pickle_is_a_one_line_model_error(tmp_path: Path) -> None:
 def test_an_object_without_predict_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "m.joblib"
     joblib.dump({"not": "a model"}, path)
-    with pytest.raises(ModelFileError, match="holds a dict, which has no predict"):
+    with pytest.raises(
+        ModelFileError, match="holds a dict, which has neither predict\\(\\) nor transform\\(\\)"
+    ):
         load_model(Settings(model_uri=str(path)))
