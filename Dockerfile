@@ -8,6 +8,8 @@
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
+# Extras whose estimators the image should serve, comma-separated: xgboost, lightgbm, skorch.
+ARG EXTRAS=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -16,7 +18,10 @@ WORKDIR /build
 RUN python -m venv /opt/venv
 # Dependencies first, from the lock file, so that changing the source reuses this layer.
 COPY pyproject.toml requirements.lock ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > runtime-requirements.txt \
+RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = [e for e in sys.argv[1].split(',') if e]; \
+print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-dependencies'][e]]))" "$EXTRAS" \
+        > runtime-requirements.txt \
     && pip install --constraint requirements.lock --requirement runtime-requirements.txt
 COPY README.md ./
 COPY predictor ./predictor

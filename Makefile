@@ -13,6 +13,13 @@ DEMO_REGISTRY ?= demo/registry
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 PYTEST_ARGS ?=
+# Libraries whose estimators the predictor serves: `make test` installs them (the model zoo
+# tests serve their estimators). torch 2.13.0 is the version whose CPU build these machines hold.
+MODEL_EXTRAS ?= xgboost,lightgbm,skorch
+TORCH ?= torch==2.13.0
+EXTRAS_STAMP := $(VENV)/.extras
+# The same for the image (make docker-base EXTRAS=xgboost,lightgbm); none by default.
+EXTRAS ?=
 
 # Images. The version comes from pyproject.toml; CONTAINER_REGISTRY has no default on purpose.
 DOCKER ?= docker
@@ -37,7 +44,7 @@ INTERVAL ?= 2m
 ANALYSIS ?= analysis.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo-model demo-bundles serve test check fmt lock clean publish validate \
+.PHONY: help venv model-extras demo-model demo-bundles serve test check fmt lock clean publish validate \
 	docker-base docker-model docker-demo manifests deploy-minikube canary-minikube deploy-gke \
 	canary-gke undeploy-minikube undeploy-gke e2e require-registry test-tools canary-start \
 	canary-status canary-promote canary-rollback canary-auto bench
@@ -53,6 +60,12 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $@
 
 venv: $(STAMP) ## Create .venv and install the project with its locked dependencies
+
+$(EXTRAS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock '$(TORCH)' -e '.[$(MODEL_EXTRAS)]'
+	@touch $@
+
+model-extras: $(EXTRAS_STAMP) ## Install the xgboost, lightgbm and skorch extras into .venv
 
 $(DEMO_DIR)/model.joblib: $(STAMP) predictor/demo.py
 	$(PY) scripts/make_demo_model.py --out $(DEMO_DIR)
@@ -76,7 +89,7 @@ validate: $(STAMP) ## Run every load-time check on a bundle without serving: URI
 	@test -n "$(URI)" || { echo "usage: make validate URI=gs://bucket/registry/taxi/1.0.0/"; exit 2; }
 	$(PY) -m predictor validate $(URI)
 
-test: $(STAMP) test-tools ## Run the whole test suite
+test: $(STAMP) $(EXTRAS_STAMP) test-tools ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-tools: ## Install the system tools the tests use (Prometheus, from Debian) when missing
@@ -105,7 +118,7 @@ canary-auto: $(STAMP) ## Progressive rollout with analysis [ANALYSIS=analysis.ya
 	$(PY) scripts/canary.py auto $(NAME) --namespace $(NAMESPACE) --analysis $(ANALYSIS) \
 		--steps $(STEPS) --interval $(INTERVAL)
 
-check: $(STAMP) ## Lint, format check, type check and the import contracts
+check: $(STAMP) $(EXTRAS_STAMP) ## Lint, format check, type check and the import contracts
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -123,8 +136,8 @@ require-registry:
 		echo "CONTAINER_REGISTRY is not set; e.g. make docker-base CONTAINER_REGISTRY=europe-west1-docker.pkg.dev/my-project/models" >&2; \
 		exit 2; }
 
-docker-base: require-registry ## Build and push $(CONTAINER_REGISTRY)/kserve-sklearn-predictor:<version>
-	$(DOCKER) build --target runtime --tag $(IMAGE) .
+docker-base: require-registry ## Build and push $(CONTAINER_REGISTRY)/kserve-sklearn-predictor:<version> [EXTRAS=xgboost,lightgbm]
+	$(DOCKER) build --target runtime --build-arg EXTRAS=$(EXTRAS) --tag $(IMAGE) .
 	$(DOCKER) push $(IMAGE)
 
 docker-model: $(STAMP) ## Bake a validated bundle into an image: MODEL_URI=gs://... [MODEL_TAG=1.4.0] [CONTAINER_REGISTRY=...]

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from predictor.errors import ConfigError
@@ -29,8 +29,12 @@ class Settings(BaseSettings):
         env_prefix="PREDICTOR_", extra="ignore", frozen=True, use_attribute_docstrings=True
     )
 
-    model_uri: str = Field(min_length=1)
+    model_uri: str | None = Field(default=None, min_length=1)
     """Where the model lives: gs://bucket/path, gs://bucket/prefix/, file:///abs/path or a path."""
+
+    model_dir: Path | None = None
+    """The folder KServe's storage initializer filled from storageUri (KServe's runtime flag,
+    ``--model_dir=/mnt/models``); used when no model URI is given."""
 
     model_sha256: str | None = None
     """Hex sha256 the artifact must match before it is unpickled; unset means not pinned."""
@@ -71,6 +75,17 @@ class Settings(BaseSettings):
 
     access_log: bool = False
     """Log one line per request (uvicorn's access log); off so that serving stays lean."""
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Settings:
+        if self.model_uri is None and self.model_dir is None:
+            raise ValueError("model_uri or model_dir: required, missing")
+        return self
+
+    @property
+    def model_location(self) -> str:
+        """The URI to load: ``model_uri``, else the ``model_dir`` folder."""
+        return self.model_uri if self.model_uri is not None else str(self.model_dir)
 
     @field_validator("model_sha256")
     @classmethod

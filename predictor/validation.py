@@ -13,8 +13,10 @@ def describe_errors(error: ValidationError) -> str:
     """``key: expected ...`` for each problem, separated by semicolons."""
     problems = []
     for item in error.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in item["loc"]) or "the document"
-        if item["type"] == "extra_forbidden":
+        where = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "value_error" and not where:
+            problems.append(str(item.get("ctx", {}).get("error", item["msg"])))
+        elif item["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key")
         elif item["type"] == "missing":
             problems.append(f"{where}: required, missing")

@@ -114,23 +114,40 @@ class ServerFactory:
         name: str = "model",
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        argv: Sequence[str] | None = None,
     ) -> RunningServer:
-        """Start a process without waiting for it."""
+        """Start a process without waiting for it.
+
+        ``argv``: the whole command line instead of ours, ``{http_port}`` and ``{grpc_port}``
+        in it filled with the free ports found here.
+        """
         http_port, grpc_port = free_port(), free_port()
         log_path = self.tmp_path / f"server-{len(self.running)}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "predictor",
-            "--model_name",
-            name,
-            "--http_port",
-            str(http_port),
-            "--grpc_port",
-            str(grpc_port),
-            *(["--model_uri", model_uri] if model_uri is not None else []),
-            *args,
-        ]
+        given = (
+            [
+                a.replace("{http_port}", str(http_port)).replace("{grpc_port}", str(grpc_port))
+                for a in argv
+            ]
+            if argv is not None
+            else None
+        )
+        command = (
+            [sys.executable, "-m", "predictor", *given]
+            if given is not None
+            else [
+                sys.executable,
+                "-m",
+                "predictor",
+                "--model_name",
+                name,
+                "--http_port",
+                str(http_port),
+                "--grpc_port",
+                str(grpc_port),
+                *(["--model_uri", model_uri] if model_uri is not None else []),
+                *args,
+            ]
+        )
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
         full_env.update(env or {})
         with log_path.open("wb") as log:

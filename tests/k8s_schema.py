@@ -68,7 +68,12 @@ def check(value: Any, type_name: str, path: str = "") -> list[str]:
 
 def check_object(document: dict[str, Any]) -> list[str]:
     """Check one rendered Kubernetes object by its kind."""
-    kinds = {"InferenceService": "V1beta1InferenceService", "ServiceAccount": "V1ServiceAccount"}
+    kinds = {
+        "InferenceService": "V1beta1InferenceService",
+        "ServiceAccount": "V1ServiceAccount",
+        "ServingRuntime": "V1alpha1ServingRuntime",
+        "ClusterServingRuntime": "V1alpha1ClusterServingRuntime",
+    }
     kind = document.get("kind", "")
     if kind not in kinds:
         return [f"{kind}: no SDK class to check it with"]

@@ -62,6 +62,11 @@ class Manifest:
         return {f["name"]: f["dtype"] for f in self.document["features"]}
 
     @property
+    def code(self) -> list[dict[str, str]]:
+        """The Python modules the pickle needs (``code/<module>.py``, with digests)."""
+        return list(self.document.get("code") or [])
+
+    @property
     def acceptance(self) -> dict[str, Any]:
         """The acceptance section (``e2e`` and/or ``confidence``), possibly empty."""
         return dict(self.document.get("acceptance") or {})

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -22,6 +24,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 
 from predictor.artifact.acceptance import AcceptanceReport, AcceptanceSets, read_acceptance_sets
 from predictor.artifact.bundle import (
+    MANIFEST,
     Manifest,
     bundle_file,
     check_compatibility,
@@ -30,6 +33,7 @@ from predictor.artifact.bundle import (
     runtime_versions,
 )
 from predictor.artifact.storage import (
+    MODEL_SUFFIXES,
     FetchedModel,
     fetch,
     find_model_file,
@@ -67,16 +71,18 @@ class LoadedModel:
 
 
 def load_model(settings: Settings) -> LoadedModel:
-    """Fetch, verify and unpickle the model (or bundle) named by ``settings.model_uri``.
+    """Fetch, verify and unpickle the model (or bundle) at ``settings.model_location``.
 
     Raises:
         ArtifactError: any reason the model must not serve; the subclass and message say which.
     """
     started = time.monotonic()
-    uri = parse_model_uri(settings.model_uri)
+    uri = parse_model_uri(settings.model_location)
     fetched = fetch(
         uri, download_dir=settings.download_dir, deadline_s=settings.gcs_deadline_seconds
     )
+    if fetched.target.is_dir():
+        fetched = replace(fetched, target=model_folder(fetched.target))
     manifest = read_manifest(fetched.target) if fetched.target.is_dir() else None
     sets = AcceptanceSets()
     if manifest is None:
@@ -100,6 +106,7 @@ def load_model(settings: Settings) -> LoadedModel:
         ):
             logger.warning("version skew: %s", skew)
         sets = read_acceptance_sets(fetched.target, manifest)
+        install_code(fetched.target, manifest)
     estimator = unpickle(artifact, allow_version_skew=settings.allow_version_skew)
     signature = signature_of(
         estimator, feature_dtypes=manifest.feature_dtypes if manifest is not None else None
@@ -179,12 +186,60 @@ def verify_digest(artifact: FetchedModel, expected: str | None) -> None:
     logger.info("sha256 verified: %s", expected)
 
 
+def model_folder(folder: Path) -> Path:
+    """The folder that holds the model: ``folder``, or the one version a registry folder holds.
+
+    KServe's storage initializer copies what ``storageUri`` names into ``/mnt/models``: a bundle,
+    a bare model file, or a registry prefix whose one model has one version
+    (``<name>/<version>/``). A folder with neither a manifest nor a model file, and exactly one
+    subfolder, is followed down (a few levels at most).
+    """
+    current = folder
+    for _ in range(3):
+        entries = [p for p in current.iterdir() if not p.name.startswith(".")]
+        if any(
+            p.is_file() and (p.name == MANIFEST or p.name.endswith(MODEL_SUFFIXES)) for p in entries
+        ):
+            return current
+        subfolders = [p for p in entries if p.is_dir()]
+        if len(subfolders) != 1:
+            return current  # find_model_file says what is (not) there
+        current = subfolders[0]
+    return current
+
+
+def install_code(root: Path, manifest: Manifest) -> None:
+    """Make the bundle's own modules importable, each checked against its digest first.
+
+    They are trusted exactly as much as the pickle, which names them: a module whose digest
+    differs from the manifest's is refused before anything is imported.
+
+    Raises:
+        DigestMismatchError: a module's sha256 is not the one the manifest records.
+        ManifestError: a module the manifest names is missing.
+    """
+    if not manifest.code:
+        return
+    for entry in manifest.code:
+        bundle_file(root, entry["path"], entry["sha256"], "code")
+    folder = str((root / "code").resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    logger.info("bundle code: %s", ", ".join(e["path"] for e in manifest.code))
+
+
 def unpickle(artifact: FetchedModel, *, allow_version_skew: bool) -> Any:
     """Load the model file with joblib, turning every failure into a one-line ArtifactError."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InconsistentVersionWarning)
         try:
             estimator = joblib.load(artifact.model_file)
+        except ModuleNotFoundError as e:
+            raise ModelFileError(
+                f"{artifact.model_file.name} needs the Python module {e.name!r}, which is not "
+                "installed here: install it in the image, or ship it in the bundle "
+                "(publish --code FILE.py)"
+            ) from e
         except (
             pickle.UnpicklingError,
             EOFError,

@@ -76,6 +76,13 @@ class Runtime(BaseModel):
     numpy: str
 
 
+class CodeFile(_Strict):
+    """A Python module the pickle needs, shipped in the bundle's ``code/`` folder."""
+
+    path: Annotated[str, StringConstraints(pattern=r"^code/[A-Za-z_][A-Za-z0-9_]*\.py$")]
+    sha256: SHA256
+
+
 class EndToEnd(_Strict):
     """Rows and the answers the model must give for them."""
 
@@ -119,3 +126,4 @@ class ManifestModel(_Strict):
     runtime: Runtime
     metrics: dict[str, float] = Field(default_factory=dict)
     acceptance: Acceptance = Field(default_factory=Acceptance)
+    code: list[CodeFile] = Field(default_factory=list)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +54,8 @@ class BundleSpec:
     training_data_version: str | None = None
     feature_extractor_version: str | None = None
     string_features: tuple[str, ...] = ()
+    code_files: tuple[Path, ...] = ()
+    """Python modules the pickle needs (custom transformers, functions), shipped in ``code/``."""
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -69,6 +72,7 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
         raise PublishError("--confidence needs --metric (and usually --min and/or --max)")
     folder = staging / "bundle"
     (folder / "acceptance").mkdir(parents=True)
+    code = _stage_code(spec.code_files, folder)
     artifact = folder / spec.model_file.name
     shutil.copyfile(spec.model_file, artifact)
     bare = load_model(_staging_settings(artifact))
@@ -118,6 +122,7 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
         "runtime": runtime_versions(),
         "metrics": spec.metrics,
         "acceptance": acceptance,
+        "code": code,
     }
     parse_manifest(document)
     (folder / MANIFEST).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -213,6 +218,22 @@ def _staging_settings(path: Path) -> Settings:
     return Settings(
         model_uri=str(path), model_sha256=None, require_digest=False, allow_version_skew=False
     )
+
+
+def _stage_code(files: tuple[Path, ...], folder: Path) -> list[dict[str, str]]:
+    """Copy the modules into ``code/`` and make them importable for the checks that follow."""
+    if not files:
+        return []
+    (folder / "code").mkdir()
+    entries = []
+    for source in files:
+        if source.suffix != ".py" or not source.stem.isidentifier() or not source.is_file():
+            raise PublishError(f"--code {source}: expected an existing module file, name.py")
+        target = folder / "code" / source.name
+        shutil.copyfile(source, target)
+        entries.append({"path": f"code/{source.name}", "sha256": sha256_file(target)})
+    sys.path.insert(0, str(folder / "code"))
+    return entries
 
 
 def _write_set(folder: Path, filename: str, data: dict[str, Any]) -> dict[str, str]:

@@ -100,6 +100,13 @@ def publish(argv: Sequence[str]) -> int:
         "--string-features", default="", help="comma-separated features that are strings"
     )
     parser.add_argument(
+        "--code",
+        type=Path,
+        action="append",
+        default=[],
+        help="a Python module the pickle needs (repeat for several); shipped in the bundle",
+    )
+    parser.add_argument(
         "--metrics", type=Path, help='evaluation metrics to record: {"accuracy": 0.93, ...}'
     )
     args = parser.parse_args(argv)
@@ -127,6 +134,7 @@ def publish(argv: Sequence[str]) -> int:
         training_data_version=args.training_data_version,
         feature_extractor_version=args.feature_extractor_version,
         string_features=tuple(f for f in args.string_features.split(",") if f),
+        code_files=tuple(args.code),
         metrics=recorded,
         **({"created_by": args.created_by} if args.created_by else {}),
     )

@@ -16,6 +16,7 @@ from unittest import mock
 
 import httpx
 import joblib
+import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -284,3 +285,63 @@ def test_validate_copies_only_an_accepted_bundle(bundle: Path, tmp_path: Path) -
     )
     assert bad.returncode == 1
     assert not refused_target.exists()
+
+
+CUSTOM_MODULE = """
+import numpy as np
+
+
+def doubled(x):
+    return np.asarray(x, dtype=float) * 2.0
+"""
+
+
+def test_custom_code_travels_with_the_bundle(
+    tmp_path: Path, server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "zoo_custom.py").write_text(CUSTOM_MODULE)
+    monkeypatch.syspath_prepend(str(source))
+    custom = importlib.import_module("zoo_custom")
+    x = np.random.default_rng(1).normal(size=(80, 3))
+    y = (x[:, 0] > 0).astype(int)
+    model = make_pipeline(FunctionTransformer(custom.doubled), LogisticRegression()).fit(x, y)
+    bare = tmp_path / "model.joblib"
+    joblib.dump(model, bare)
+    monkeypatch.delitem(sys.modules, "zoo_custom")
+
+    refused = server.run_to_exit(str(bare), name="custom")
+    assert refused.process.returncode == 2
+    assert (
+        "model.joblib needs the Python module 'zoo_custom', which is not installed here"
+        in refused.log()
+    )
+    assert "Traceback" not in refused.log()
+
+    spec = BundleSpec(
+        model_file=bare, name="custom", version="1.0.0", code_files=(source / "zoo_custom.py",)
+    )
+    uri = publish(spec, str(tmp_path / "registry"))
+    bundle = Path(uri)
+    manifest = json.loads((bundle / "model.json").read_text())
+    assert manifest["code"] == [
+        {"path": "code/zoo_custom.py", "sha256": sha256_file(bundle / "code" / "zoo_custom.py")}
+    ]
+    running = server.start(uri, name="custom")
+    answer = httpx.post(
+        f"{running.url}/v1/models/custom:predict", json={"instances": x[:4].tolist()}
+    )
+    assert answer.json()["predictions"] == model.predict(x[:4]).tolist()
+    running.stop()
+
+    (bundle / "code" / "zoo_custom.py").write_text(CUSTOM_MODULE + "\nimport os\n")
+    tampered = server.run_to_exit(uri, name="custom")
+    assert tampered.process.returncode == 1
+    assert "code code/zoo_custom.py: sha256 is" in tampered.log()

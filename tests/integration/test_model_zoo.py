@@ -137,7 +137,43 @@ CASES = [
     Case("isolation-forest", fitted(IsolationForest(n_estimators=20, random_state=0), X), X[:5]),
     Case("kmeans", fitted(KMeans(n_clusters=3, n_init=2, random_state=0), X), X[:5]),
     Case("pca", fitted(PCA(n_components=2), X), X[:5]),
+    Case("xgboost", lambda: xgboost_classifier().fit(X_NAN, Y_NUM), X_NAN[:8]),
+    Case("lightgbm", lambda: lightgbm_classifier().fit(X, Y_THREE), X[:5]),
+    Case(
+        "skorch",
+        lambda: skorch_classifier().fit(X.astype(np.float32), Y_NUM),
+        X[:5].astype(np.float32),
+    ),
 ]
+
+
+def xgboost_classifier() -> Any:
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1)
+
+
+def lightgbm_classifier() -> Any:
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(n_estimators=10, num_leaves=7, n_jobs=1, verbose=-1)
+
+
+def skorch_classifier() -> Any:
+    import torch
+    from skorch import NeuralNetClassifier
+
+    from tests.torch_modules import TinyNet
+
+    torch.manual_seed(0)
+    return NeuralNetClassifier(
+        TinyNet,
+        max_epochs=5,
+        lr=0.1,
+        criterion=torch.nn.CrossEntropyLoss,
+        train_split=None,
+        verbose=0,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -187,3 +187,45 @@ def test_every_yaml_in_manifests_parses_and_says_where_to_change(tmp_path: Path)
     for overlay in ("gke", "gke-canary"):
         text = (REPO_ROOT / "manifests/overlays" / overlay / "kustomization.yaml").read_text()
         assert "CHANGE ME" in text
+
+
+RUNTIMES = {
+    "manifests/runtimes/cluster": "ClusterServingRuntime",
+    "manifests/runtimes/namespaced": "ServingRuntime",
+}
+
+
+def runtime_args(path: str = "manifests/runtimes/cluster") -> list[str]:
+    """The predictor's arguments in the shipped runtime (what KServe runs, {{.Name}} unfilled)."""
+    (runtime,) = render(path)
+    (container,) = runtime["spec"]["containers"]
+    return [str(a) for a in container["args"]]
+
+
+@pytest.mark.parametrize(("path", "kind"), RUNTIMES.items())
+def test_the_runtime_is_a_drop_in_for_kserve_sklearnserver(path: str, kind: str) -> None:
+    (runtime,) = render(path)
+    assert check_object(runtime) == []
+    assert (runtime["kind"], runtime["metadata"]["name"]) == (kind, "kserve-sklearn-predictor")
+    spec = runtime["spec"]
+    assert spec["supportedModelFormats"] == [
+        {"name": "sklearn", "version": "1", "autoSelect": False, "priority": 2}
+    ]
+    assert spec["protocolVersions"] == ["v1", "v2", "grpc-v2"]
+    assert spec["annotations"] == {
+        "prometheus.kserve.io/port": "8080",
+        "prometheus.kserve.io/path": "/metrics",
+    }
+    (container,) = spec["containers"]
+    assert container["name"] == "kserve-container"
+    assert container["image"] == "kserve-sklearn-predictor:0.1.0"
+    assert runtime_args(path) == [
+        "--model_name={{.Name}}",
+        "--model_dir=/mnt/models",
+        "--http_port=8080",
+        "--grpc_port=8081",
+    ]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}

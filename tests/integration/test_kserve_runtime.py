@@ -1,0 +1,86 @@
+"""The predictor as KServe runs it from the shipped ServingRuntime, on what the storage
+initializer leaves in the model folder.
+
+The command line is the runtime's own ``args`` (rendered with ``kubectl kustomize``), with
+``{{.Name}}`` filled in as KServe fills it, ``/mnt/models`` pointing at a folder laid out as
+KServe's storage initializer lays it out, and the two port numbers swapped for free ones.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+from predictor.artifact.publish import BundleSpec, publish
+from predictor.artifact.storage import sha256_file
+from tests.helpers import ServerFactory, infer_request
+from tests.unit.test_manifests import runtime_args
+
+ROW = [1.0, 200.0, 2.0]
+
+
+def kserve_argv(name: str, model_dir: Path) -> list[str]:
+    argv = []
+    for arg in runtime_args():
+        arg = arg.replace("{{.Name}}", name).replace("=/mnt/models", f"={model_dir}")
+        arg = arg.replace("--http_port=8080", "--http_port={http_port}")
+        argv.append(arg.replace("--grpc_port=8081", "--grpc_port={grpc_port}"))
+    return argv
+
+
+@pytest.fixture
+def layouts(tmp_path: Path, demo_model_dir: Path) -> dict[str, Path]:
+    """/mnt/models as the storage initializer leaves it for three kinds of storageUri."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(demo_model_dir / "model.joblib", bare / "model.joblib")
+    registry = Path(
+        publish(BundleSpec(demo_model_dir / "model.joblib", "taxi", "1.0.0"), str(tmp_path / "r"))
+    )
+    bundle = tmp_path / "bundle"
+    shutil.copytree(registry, bundle)
+    prefix = tmp_path / "prefix"
+    shutil.copytree(registry, prefix / "taxi" / "1.0.0")
+    return {"bare": bare, "bundle": bundle, "registry-prefix": prefix}
+
+
+@pytest.mark.parametrize("layout", ["bare", "bundle", "registry-prefix"])
+def test_the_runtime_args_serve_what_the_storage_initializer_left(
+    server: ServerFactory, layouts: dict[str, Path], layout: str
+) -> None:
+    running = server.start(None, argv=kserve_argv("taxi", layouts[layout]), timeout=60)
+    v1 = httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [ROW]})
+    assert v1.status_code == 200, v1.text
+    expected_version = (
+        "1.0.0" if layout != "bare" else sha256_file(layouts["bare"] / "model.joblib")[:12]
+    )
+    assert v1.json()["model_version"] == expected_version
+    v2 = httpx.post(
+        f"{running.url}/v2/models/taxi/infer",
+        json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": ROW}]},
+    )
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["outputs"][0]["data"] == v1.json()["predictions"]
+    with grpc.insecure_channel(running.grpc_target) as channel:
+        reply = GRPCInferenceServiceStub(channel).ModelInfer(
+            infer_request("taxi", [ROW]), timeout=30
+        )
+    assert [b.decode() for b in reply.outputs[0].contents.bytes_contents] == v1.json()[
+        "predictions"
+    ]
+    assert reply.model_version == expected_version
+
+
+def test_the_digest_pin_is_checked_on_the_local_copy(
+    server: ServerFactory, layouts: dict[str, Path]
+) -> None:
+    refused = server.run_to_exit(
+        None, argv=kserve_argv("taxi", layouts["bare"]), env={"PREDICTOR_MODEL_SHA256": "b" * 64}
+    )
+    assert refused.process.returncode == 1
+    assert f"but the deployer pinned {'b' * 64}; refusing to unpickle it" in refused.log()
