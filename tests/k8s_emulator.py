@@ -295,11 +295,36 @@ class FakeKServe:
 
 
 def _model_uri(predictor: dict[str, Any]) -> str:
+    """The model a predictor runs, in any of the three styles (as KServe would find it)."""
+    storage_uri = (predictor.get("model") or {}).get("storageUri")
+    if storage_uri:
+        return str(storage_uri)
     for container in predictor.get("containers") or []:
         for variable in container.get("env") or []:
-            if variable.get("name") == "PREDICTOR_MODEL_URI":
+            if variable.get("name") in ("STORAGE_URI", "PREDICTOR_MODEL_URI"):
                 return str(variable.get("value"))
     return ""
+
+
+STYLES = ("storage-uri", "container-storage-uri", "container-predictor-uri")
+"""How an InferenceService names its model: model.storageUri, or a container's env."""
+
+
+def with_style(document: dict[str, Any], style: str) -> dict[str, Any]:
+    """``document`` (built in the container-predictor-uri style) in another style."""
+    predictor = document["spec"]["predictor"]
+    uri = _model_uri(predictor)
+    if style == "storage-uri":
+        del predictor["containers"]
+        predictor["model"] = {
+            "modelFormat": {"name": "sklearn"},
+            "runtime": "kserve-sklearn-predictor",
+            "storageUri": uri,
+        }
+    elif style == "container-storage-uri":
+        env = predictor["containers"][0]["env"]
+        env[0] = {"name": "STORAGE_URI", "value": uri}
+    return document
 
 
 def knative_isvc(

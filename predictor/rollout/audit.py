@@ -16,6 +16,7 @@ FROM_VERSION = PREFIX + "from-version"
 TO_VERSION = PREFIX + "to-version"
 REASON = PREFIX + "reason"
 STABLE_URI = PREFIX + "stable-model-uri"
+STABLE_SHA256 = PREFIX + "stable-model-sha256"
 
 
 def audit_annotations(

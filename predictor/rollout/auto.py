@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from predictor.rollout.analysis import FAIL, PASS, AnalysisConfig, MetricSource, decide, snapshot
-from predictor.rollout.audit import version_from_uri
 from predictor.rollout.controller import Rollout
 from predictor.rollout.errors import (
     CanaryImpossibleError,
@@ -21,7 +20,8 @@ from predictor.rollout.errors import (
     RolloutFailedError,
     StepTimeoutError,
 )
-from predictor.rollout.status import canary_percent_requested, model_uris
+from predictor.rollout.status import canary_percent_requested, model_refs
+from predictor.rollout.versions import resolve, served_versions
 
 
 @dataclass(frozen=True)
@@ -56,20 +56,7 @@ def run_auto(
         raise CanaryImpossibleError(
             f"{rollout.ref} has no canary taking traffic; run `start` first"
         )
-    stable_uri, canary_uri = model_uris(isvc)
-    stable_version = config.stable_version or version_from_uri(stable_uri)
-    canary_version = config.canary_version or version_from_uri(canary_uri)
-    if not stable_version or not canary_version:
-        raise RolloutError(
-            "cannot tell the stable and canary model versions from their URIs; "
-            "set stable_version and canary_version in the analysis file"
-        )
-    comparison = Comparison(
-        model=config.model or rollout.name,
-        stable_version=stable_version,
-        canary_version=canary_version,
-        window=config.window or f"{max(int(interval_s), 1)}s",
-    )
+    comparison: Comparison | None = None
     for step in sorted(set(steps)):
         if step >= 100:
             break
@@ -83,10 +70,46 @@ def run_auto(
             rollout.rollback(str(e))
             raise RolloutFailedError(f"rolled back: {e}") from e
         current = step
+        # Learned once both sides serve (a canary that never became ready needs no metrics).
+        comparison = comparison or _comparison(rollout, config, metrics, interval_s)
         _analyse(rollout, step, interval_s, config, metrics, comparison)
     rollout.promote()
     rollout.wait_for(None, timeout=step_timeout)
-    rollout.out(f"{rollout.ref}: promoted {canary_version}")
+    rollout.out(f"{rollout.ref}: promoted {comparison.canary_version if comparison else 'canary'}")
+
+
+def _comparison(
+    rollout: Rollout, config: AnalysisConfig, metrics: MetricSource, interval_s: float
+) -> Comparison:
+    """What to compare: the versions each side serves, as the pods report them (``versions``).
+
+    Raises:
+        RolloutError: the versions cannot be told apart (nothing was changed for it).
+    """
+    model = config.model or rollout.name
+    stable_ref, canary_ref = model_refs(rollout.read())
+    for attempt in range(config.max_inconclusive + 1):
+        # The pods' reports reach Prometheus a scrape after they start: wait as for any data.
+        learned = resolve(stable_ref, canary_ref, served_versions(metrics, model))
+        stable_version = config.stable_version or learned[0]
+        canary_version = config.canary_version or learned[1]
+        if stable_version and canary_version:
+            break
+        if attempt < config.max_inconclusive:
+            rollout.sleep(interval_s)
+    if not stable_version or not canary_version:
+        raise RolloutError(
+            "cannot tell the stable and canary model versions from the predictors' metrics "
+            "(predictor_model_info) or their URIs; pin PREDICTOR_MODEL_SHA256 on both, or set "
+            "stable_version and canary_version in the analysis file"
+        )
+    rollout.out(f"{rollout.ref}: comparing {canary_version} (canary) with {stable_version}")
+    return Comparison(
+        model=model,
+        stable_version=stable_version,
+        canary_version=canary_version,
+        window=config.window or f"{max(int(interval_s), 1)}s",
+    )
 
 
 def _analyse(

@@ -2,7 +2,8 @@
 
 Each patch carries the ``resourceVersion`` it was decided on, so the API server refuses it (409)
 if the InferenceService changed in between, and the audit annotations. Lists (containers, env,
-``spec.canary``) are sent whole, because a JSON merge patch replaces lists. In a merge patch
+``spec.canary``) are sent whole, because a JSON merge patch replaces lists. The model is
+replaced where the InferenceService keeps it (``model_ref``). In a merge patch
 ``None`` deletes a field: that is how a Knative canary is promoted.
 """
 
@@ -13,16 +14,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from predictor.rollout.audit import STABLE_URI
+from predictor.rollout import model_ref
+from predictor.rollout.audit import STABLE_SHA256, STABLE_URI
 from predictor.rollout.errors import CanaryImpossibleError
-from predictor.rollout.status import (
-    KNATIVE,
-    MODEL_URI_ENV,
-    SHA_ENV,
-    canary_percent_requested,
-    container_env,
-    deployment_mode,
-)
+from predictor.rollout.status import KNATIVE, canary_percent_requested, deployment_mode
 
 CANARY_FORBIDDEN = (
     "maxReplicas",
@@ -40,33 +35,6 @@ def _meta(isvc: dict[str, Any], annotations: Mapping[str, str | None]) -> dict[s
         "resourceVersion": isvc["metadata"].get("resourceVersion"),
         "annotations": dict(annotations),
     }
-
-
-def _with_model(
-    predictor: dict[str, Any], model_uri: str, sha256: str | None
-) -> list[dict[str, Any]]:
-    """The predictor's containers with the model URI (and pinned digest) replaced."""
-    containers = copy.deepcopy(predictor.get("containers") or [])
-    if not containers:
-        raise CanaryImpossibleError(
-            "the predictor has no containers; expected our kserve-container"
-        )
-    index = next((i for i, c in enumerate(containers) if c.get("name") == "kserve-container"), 0)
-    env = [
-        e
-        for e in containers[index].get("env") or []
-        if e.get("name") not in (MODEL_URI_ENV, SHA_ENV)
-    ]
-    pinned = SHA_ENV in container_env(predictor)
-    if pinned and sha256 is None:
-        raise CanaryImpossibleError(
-            f"the stable predictor pins {SHA_ENV}; pass --model-sha256 with the new model's digest"
-        )
-    env.insert(0, {"name": MODEL_URI_ENV, "value": model_uri})
-    if sha256 is not None:
-        env.insert(1, {"name": SHA_ENV, "value": sha256})
-    containers[index]["env"] = env
-    return containers
 
 
 def canary_name(isvc_name: str, version: str | None, taken: set[str]) -> str:
@@ -99,16 +67,18 @@ def start_patch(
             "a canary is already in progress; promote or roll it back first"
         )
     predictor = isvc["spec"]["predictor"]
-    stable_uri = container_env(predictor).get(MODEL_URI_ENV)
+    stable = model_ref.require(predictor)
+    stable_uri = stable.uri
+    recorded = {STABLE_URI: stable_uri, STABLE_SHA256: stable.sha256}
     if stable_uri == model_uri:
         raise CanaryImpossibleError(f"the stable predictor already serves {model_uri}")
     if deployment_mode(isvc) == KNATIVE:
         return {
-            "metadata": _meta(isvc, {**annotations, STABLE_URI: stable_uri}),
+            "metadata": _meta(isvc, {**annotations, **recorded}),
             "spec": {
                 "predictor": {
                     "canaryTrafficPercent": percent,
-                    "containers": _with_model(predictor, model_uri, sha256),
+                    **model_ref.with_model(predictor, model_uri, sha256),
                 }
             },
         }
@@ -119,13 +89,13 @@ def start_patch(
         if k not in CANARY_FORBIDDEN and k != "name"
     }
     canary["name"] = canary_name(isvc["metadata"]["name"], version, {stable_name})
-    canary["containers"] = _with_model(predictor, model_uri, sha256)
+    canary.update(model_ref.with_model(predictor, model_uri, sha256))
     if int(predictor.get("minReplicas") or 0) >= 1:
         canary["minReplicas"] = 1
     else:
         canary.pop("minReplicas", None)
     return {
-        "metadata": _meta(isvc, {**annotations, STABLE_URI: stable_uri}),
+        "metadata": _meta(isvc, {**annotations, **recorded}),
         "spec": {
             "predictor": {"name": stable_name},
             "canary": [{"predictor": canary, "trafficPercent": percent}],
@@ -149,7 +119,7 @@ def percent_patch(
 
 def promote_patch(isvc: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:
     """Send all traffic to the canary and make it the stable predictor."""
-    done: dict[str, str | None] = {**annotations, STABLE_URI: None}
+    done: dict[str, str | None] = {**annotations, STABLE_URI: None, STABLE_SHA256: None}
     if deployment_mode(isvc) == KNATIVE:
         return {
             "metadata": _meta(isvc, done),
@@ -159,10 +129,7 @@ def promote_patch(isvc: dict[str, Any], annotations: dict[str, str]) -> dict[str
     return {
         "metadata": _meta(isvc, done),
         "spec": {
-            "predictor": {
-                "name": canary["name"],
-                "containers": copy.deepcopy(canary["containers"]),
-            },
+            "predictor": {"name": canary["name"], **model_ref.served_fields(canary)},
             "canary": None,
         },
     }
@@ -175,4 +142,5 @@ def rollback_patch(isvc: dict[str, Any], annotations: dict[str, str]) -> dict[st
             "metadata": _meta(isvc, annotations),
             "spec": {"predictor": {"canaryTrafficPercent": 0}},
         }
-    return {"metadata": _meta(isvc, {**annotations, STABLE_URI: None}), "spec": {"canary": None}}
+    cleared = {**annotations, STABLE_URI: None, STABLE_SHA256: None}
+    return {"metadata": _meta(isvc, cleared), "spec": {"canary": None}}

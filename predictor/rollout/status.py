@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from predictor.rollout.audit import STABLE_URI, version_from_uri
+from predictor.rollout import model_ref
+from predictor.rollout.audit import STABLE_SHA256, STABLE_URI, version_from_uri
 from predictor.rollout.errors import CanaryImpossibleError
 
 KNATIVE = "knative"
 STANDARD = "standard"
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-MODEL_URI_ENV = "PREDICTOR_MODEL_URI"
-SHA_ENV = "PREDICTOR_MODEL_SHA256"
 
 
 @dataclass(frozen=True)
@@ -168,14 +167,6 @@ def _why(found: dict[str, Any]) -> str:
     return f"{found.get('reason', '')} {found.get('message', '')}".strip() or "no reason given"
 
 
-def container_env(predictor: dict[str, Any]) -> dict[str, str]:
-    """The env of a predictor's ``kserve-container`` (or its first container)."""
-    containers = predictor.get("containers") or []
-    chosen = next((c for c in containers if c.get("name") == "kserve-container"), None)
-    chosen = chosen or (containers[0] if containers else {})
-    return {e["name"]: str(e.get("value", "")) for e in chosen.get("env") or [] if "name" in e}
-
-
 def model_uris(isvc: dict[str, Any]) -> tuple[str | None, str | None]:
     """The (stable, canary) model URIs from the spec; canary is None when there is none.
 
@@ -183,15 +174,39 @@ def model_uris(isvc: dict[str, Any]) -> tuple[str | None, str | None]:
     the canary started (annotation), or the spec's when no canary is in progress.
     """
     spec = isvc.get("spec") or {}
-    current = container_env(spec.get("predictor") or {}).get(MODEL_URI_ENV)
+    current = _uri(spec.get("predictor") or {})
     if deployment_mode(isvc) == STANDARD:
         canaries = spec.get("canary") or []
-        canary = container_env(canaries[0]["predictor"]).get(MODEL_URI_ENV) if canaries else None
+        canary = _uri(canaries[0].get("predictor") or {}) if canaries else None
         return current, canary
     if canary_percent_requested(isvc) is None:
         return current, None
     annotations = (isvc.get("metadata") or {}).get("annotations") or {}
     return annotations.get(STABLE_URI), current
+
+
+def model_refs(isvc: dict[str, Any]) -> tuple[model_ref.ModelRef | None, model_ref.ModelRef | None]:
+    """The (stable, canary) model references with their digest pins, read as ``model_uris``."""
+    spec = isvc.get("spec") or {}
+    current = model_ref.find(spec.get("predictor") or {})
+    if deployment_mode(isvc) == STANDARD:
+        canaries = spec.get("canary") or []
+        return current, model_ref.find(canaries[0].get("predictor") or {}) if canaries else None
+    if canary_percent_requested(isvc) is None:
+        return current, None
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    stable_uri = annotations.get(STABLE_URI)
+    stable = (
+        model_ref.ModelRef("annotation", stable_uri, annotations.get(STABLE_SHA256))
+        if stable_uri
+        else None
+    )
+    return stable, current
+
+
+def _uri(predictor: dict[str, Any]) -> str | None:
+    found = model_ref.find(predictor)
+    return found.uri if found is not None else None
 
 
 def describe(isvc: dict[str, Any], ref: str) -> str:

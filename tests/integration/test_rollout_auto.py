@@ -25,6 +25,7 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from predictor.artifact.publish import BundleSpec, publish
+from predictor.artifact.storage import sha256_file
 from predictor.demo import make_trips, publish_demo_bundles
 from predictor.rollout.analysis import AnalysisConfig
 from predictor.rollout.auto import run_auto
@@ -52,6 +53,8 @@ def prometheus_binary() -> str:
 class Fleet:
     registry: Path
     servers: dict[str, RunningServer]  # by model URI
+    uris: dict[str, str]  # by version: folders whose names say nothing of the version
+    digests: dict[str, str]  # by version: the model file's sha256, as pinned in the spec
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +73,20 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def fleet(server: ServerFactory, registry: Path) -> Fleet:
-    servers = {}
-    for version in ("1.0.0", "1.1.0", "2.0.0"):
-        uri = f"{registry}/taxi/{version}/"
+def fleet(server: ServerFactory, registry: Path, tmp_path: Path) -> Fleet:
+    """Three predictors, each serving a bundle copied to a folder named for its role only.
+
+    ``auto`` must learn the versions from what the pods report (``predictor_model_info``),
+    matched by the digests the InferenceService pins, not from the URIs.
+    """
+    servers, uris, digests = {}, {}, {}
+    for role, version in (("stable", "1.0.0"), ("retrained", "1.1.0"), ("drifted", "2.0.0")):
+        folder = tmp_path / "served" / role
+        shutil.copytree(registry / "taxi" / version, folder)
+        uri = f"{folder}/"
         servers[uri] = server.start(uri, name="taxi")
-    return Fleet(registry, servers)
+        uris[version], digests[version] = uri, sha256_file(folder / "model.joblib")
+    return Fleet(registry, servers, uris, digests)
 
 
 @pytest.fixture
@@ -158,7 +169,11 @@ class Gateway(threading.Thread):
 
 def drive(fleet: Fleet, canary_version: str) -> tuple[Rollout, Emulator, list[str]]:
     emulator = Emulator()
-    emulator.put(ISVC, "ml", "taxi", knative_isvc(uri=f"{fleet.registry}/taxi/1.0.0/"))
+    document = knative_isvc(uri=fleet.uris["1.0.0"])
+    document["spec"]["predictor"]["containers"][0]["env"].append(
+        {"name": "PREDICTOR_MODEL_SHA256", "value": fleet.digests["1.0.0"]}
+    )
+    emulator.put(ISVC, "ml", "taxi", document)
     kserve = FakeKServe(emulator, "ml", "taxi")
     kserve.reconcile()
     said: list[str] = []
@@ -176,7 +191,9 @@ def drive(fleet: Fleet, canary_version: str) -> tuple[Rollout, Emulator, list[st
         sleep=sleep,
         poll_seconds=0.2,
     )
-    rollout.start(model_uri=f"{fleet.registry}/taxi/{canary_version}/", percent=20)
+    rollout.start(
+        model_uri=fleet.uris[canary_version], sha256=fleet.digests[canary_version], percent=20
+    )
     return rollout, emulator, said
 
 
@@ -232,6 +249,7 @@ def test_auto_promotes_a_healthy_canary(fleet: Fleet, prometheus: str) -> None:
     verdicts = [line for line in run.said if ": step " in line]
     assert any(line.startswith("ml/taxi: step 20%: PASS") for line in verdicts), run.said
     assert any(line.startswith("ml/taxi: step 50%: PASS") for line in verdicts), run.said
+    assert "ml/taxi: comparing 1.1.0 (canary) with 1.0.0" in run.said  # learned from the pods
     assert run.said[-1] == "ml/taxi: promoted 1.1.0"
     assert "canaryTrafficPercent" not in run.isvc["spec"]["predictor"]
     assert run.sent > 100

@@ -21,7 +21,17 @@ from predictor.rollout.cli import run
 from predictor.rollout.controller import Rollout
 from predictor.rollout.errors import CanaryImpossibleError, StepTimeoutError
 from predictor.rollout.kube import InferenceServices
-from tests.k8s_emulator import CRD, ISVC, Emulator, FakeKServe, crd, knative_isvc, standard_isvc
+from tests.k8s_emulator import (
+    CRD,
+    ISVC,
+    STYLES,
+    Emulator,
+    FakeKServe,
+    crd,
+    knative_isvc,
+    standard_isvc,
+    with_style,
+)
 
 NEW = "gs://models/registry/taxi/1.1.0/"
 
@@ -278,3 +288,63 @@ def test_auto_rolls_back_a_canary_that_never_becomes_ready(
     last = patches_sent(emulator)[-1].data
     assert last["spec"] == {"predictor": {"canaryTrafficPercent": 0}}
     assert "model failed its acceptance checks" in last["metadata"]["annotations"][REASON]
+
+
+def model_of(predictor: dict[str, Any], style: str) -> str:
+    if style == "storage-uri":
+        assert "containers" not in predictor
+        return str(predictor["model"]["storageUri"])
+    (container,) = predictor["containers"]
+    names = [e["name"] for e in container["env"]]
+    wanted = "STORAGE_URI" if style == "container-storage-uri" else "PREDICTOR_MODEL_URI"
+    other = "PREDICTOR_MODEL_URI" if wanted == "STORAGE_URI" else "STORAGE_URI"
+    assert other not in names  # replaced in place; no second reference beside it
+    return next(str(e["value"]) for e in container["env"] if e["name"] == wanted)
+
+
+@pytest.mark.parametrize("mode", ["knative", "standard"])
+@pytest.mark.parametrize("style", STYLES)
+def test_every_style_runs_start_set_status_promote_and_rollback(
+    emulator: Emulator, mode: str, style: str
+) -> None:
+    document = knative_isvc() if mode == "knative" else standard_isvc()
+    emulator.put(ISVC, "ml", "taxi", with_style(document, style))
+    emulator.put(CRD, None, "inferenceservices.serving.kserve.io", crd(with_canary=True))
+    kserve = FakeKServe(emulator, "ml", "taxi")
+    kserve.reconcile()
+    driver = rollout(emulator, kserve)
+    driver.start(model_uri=NEW, percent=10)
+    sent = patches_sent(emulator)[-1].data["spec"]
+    changed = sent["predictor"] if mode == "knative" else sent["canary"][0]["predictor"]
+    assert model_of(changed, style) == NEW
+    driver.wait_for(10, timeout=30)
+    driver.set_percent(50)
+    driver.wait_for(50, timeout=30)
+    table = driver.status_table()
+    assert "gs://models/registry/taxi/1.0.0/" in table and NEW in table
+    driver.promote()
+    promoted = driver.wait_for(None, timeout=30)
+    assert model_of(promoted["spec"]["predictor"], style) == NEW
+    newest = "gs://models/registry/taxi/1.2.0/"
+    driver.start(model_uri=newest, percent=10)
+    driver.wait_for(10, timeout=30)
+    driver.rollback()
+    back = driver.wait_for(0, timeout=30)
+    stable = back["spec"]["predictor"]
+    if mode == "standard":
+        assert "canary" not in back["spec"] and model_of(stable, style) == NEW
+
+
+def test_an_isvc_that_names_no_model_is_refused_saying_where_it_looked(
+    emulator: Emulator,
+) -> None:
+    document = knative_isvc()
+    document["spec"]["predictor"]["containers"][0]["env"] = []
+    emulator.put(ISVC, "ml", "taxi", document)
+    with pytest.raises(CanaryImpossibleError) as refused:
+        rollout(emulator).start(model_uri=NEW, percent=10)
+    assert str(refused.value) == (
+        "the predictor names no model; looked in spec.predictor.model.storageUri, "
+        "or a container's STORAGE_URI or PREDICTOR_MODEL_URI"
+    )
+    assert patches_sent(emulator) == []

@@ -83,6 +83,7 @@ def test_grpc_health_and_metadata(stub: GRPCInferenceServiceStub, demo: RunningS
     assert [(o.name, list(o.shape)) for o in metadata.outputs] == [
         ("predict", [-1]),
         ("predict_proba", [-1, 3]),
+        ("decision_function", [-1, 3]),
     ]
 
 

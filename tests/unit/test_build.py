@@ -122,7 +122,7 @@ def test_docker_base_refuses_without_a_registry() -> None:
 def test_docker_base_builds_and_pushes_the_pyproject_version() -> None:
     result = make("-n", "docker-base", "CONTAINER_REGISTRY=europe-west1-docker.pkg.dev/p/models")
     image = "europe-west1-docker.pkg.dev/p/models/kserve-sklearn-predictor:0.1.0"
-    assert f"docker build --target runtime --tag {image} ." in result.stdout
+    assert f"docker build --target runtime --build-arg EXTRAS= --tag {image} ." in result.stdout
     assert f"docker push {image}" in result.stdout
 
 

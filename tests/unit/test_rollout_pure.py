@@ -20,7 +20,7 @@ from predictor.rollout.analysis import (
     population_stability_index,
     snapshot,
 )
-from predictor.rollout.audit import STABLE_URI, version_from_uri
+from predictor.rollout.audit import STABLE_SHA256, STABLE_URI, version_from_uri
 from predictor.rollout.errors import CanaryImpossibleError, RolloutError
 from predictor.rollout.status import (
     KNATIVE,
@@ -125,7 +125,11 @@ def test_knative_start_patch_sets_model_and_percent_in_one_patch() -> None:
     )
     assert body["metadata"] == {
         "resourceVersion": "7",
-        "annotations": {"a": "b", STABLE_URI: "gs://models/registry/taxi/1.0.0/"},
+        "annotations": {
+            "a": "b",
+            STABLE_URI: "gs://models/registry/taxi/1.0.0/",
+            STABLE_SHA256: None,  # the stable pins no digest
+        },
     }
     predictor = body["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 10
