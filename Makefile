@@ -34,6 +34,8 @@ MODEL_TAG ?= $(VERSION)
 MODEL_URI ?=
 MODEL_BUILD_DIR := build/model
 OVERLAYS := minikube minikube-canary gke gke-canary
+MANIFEST_DIRS := $(addprefix manifests/overlays/,$(OVERLAYS)) manifests/runtimes/cluster \
+	manifests/runtimes/namespaced manifests/alternatives/custom-container
 
 # Canary rollouts (scripts/canary.py).
 NAME ?= taxi
@@ -156,9 +158,9 @@ docker-demo: demo-bundles ## Build the image with both demo bundles baked in and
 	$(MINIKUBE) image load $(MODEL_IMAGE_NAME):demo
 
 manifests: $(STAMP) ## Render every overlay with kubectl kustomize (a syntax check; nothing is applied)
-	@for overlay in $(OVERLAYS); do \
-		echo "--- manifests/overlays/$$overlay"; \
-		$(BIN)/kubectl kustomize manifests/overlays/$$overlay > /dev/null || exit 1; \
+	@for dir in $(MANIFEST_DIRS); do \
+		echo "--- $$dir"; \
+		$(BIN)/kubectl kustomize $$dir > /dev/null || exit 1; \
 	done
 
 deploy-minikube: ## Deploy the demo (baked image) to the current minikube context

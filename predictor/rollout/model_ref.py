@@ -1,9 +1,11 @@
 """Where a predictor keeps its model, in every InferenceService style; pure functions.
 
-Three styles are found, in this order:
+These places are looked at, in this order:
 
 - ``spec.predictor.model.storageUri``: KServe's own way in (a ServingRuntime; KServe's storage
   initializer downloads the URI); the digest pin is ``PREDICTOR_MODEL_SHA256`` in ``model.env``;
+- ``PREDICTOR_MODEL_URI`` in ``model.env``: the runtime, with a model the image carries or the
+  predictor fetches itself;
 - a container's ``STORAGE_URI``: KServe's storage initializer for a custom container;
 - a container's ``PREDICTOR_MODEL_URI``: the predictor fetches the model itself.
 
@@ -23,7 +25,10 @@ MODEL_URI_ENV = "PREDICTOR_MODEL_URI"
 STORAGE_URI_ENV = "STORAGE_URI"
 SHA_ENV = "PREDICTOR_MODEL_SHA256"
 CONTAINER = "kserve-container"
-LOOKED = "spec.predictor.model.storageUri, or a container's STORAGE_URI or PREDICTOR_MODEL_URI"
+LOOKED = (
+    "spec.predictor.model.storageUri, model.env PREDICTOR_MODEL_URI, "
+    "or a container's STORAGE_URI or PREDICTOR_MODEL_URI"
+)
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class ModelRef:
     """The model reference of one predictor: where it is, and its value."""
 
     where: str
-    """``model.storageUri``, ``env STORAGE_URI`` or ``env PREDICTOR_MODEL_URI``."""
+    """``model.storageUri``, ``model.env PREDICTOR_MODEL_URI``, ``env STORAGE_URI`` or
+    ``env PREDICTOR_MODEL_URI`` (a container's)."""
     uri: str
     sha256: str | None
 
@@ -41,6 +47,9 @@ def find(predictor: dict[str, Any]) -> ModelRef | None:
     model = predictor.get("model") or {}
     if model.get("storageUri"):
         return ModelRef("model.storageUri", str(model["storageUri"]), _env(model).get(SHA_ENV))
+    if _env(model).get(MODEL_URI_ENV):
+        pins = _env(model)
+        return ModelRef(f"model.env {MODEL_URI_ENV}", pins[MODEL_URI_ENV], pins.get(SHA_ENV))
     env = _env(_container(predictor) or {})
     for name in (STORAGE_URI_ENV, MODEL_URI_ENV):
         if env.get(name):
@@ -74,10 +83,15 @@ def with_model(predictor: dict[str, Any], uri: str, sha256: str | None) -> dict[
         raise CanaryImpossibleError(
             f"the stable predictor pins {SHA_ENV}; pass --model-sha256 with the new model's digest"
         )
-    if ref.where == "model.storageUri":
+    if ref.where.startswith("model."):
         model = copy.deepcopy(predictor["model"])
-        model["storageUri"] = uri
-        model["env"] = _pinned(model.get("env") or [], sha256)
+        env = model.get("env") or []
+        if ref.where == "model.storageUri":
+            model["storageUri"] = uri
+        else:
+            env = [e for e in env if e.get("name") != MODEL_URI_ENV]
+            env.insert(0, {"name": MODEL_URI_ENV, "value": uri})
+        model["env"] = _pinned(env, sha256)
         if not model["env"]:
             del model["env"]
         return {"model": model}

@@ -345,6 +345,6 @@ def test_an_isvc_that_names_no_model_is_refused_saying_where_it_looked(
         rollout(emulator).start(model_uri=NEW, percent=10)
     assert str(refused.value) == (
         "the predictor names no model; looked in spec.predictor.model.storageUri, "
-        "or a container's STORAGE_URI or PREDICTOR_MODEL_URI"
+        "model.env PREDICTOR_MODEL_URI, or a container's STORAGE_URI or PREDICTOR_MODEL_URI"
     )
     assert patches_sent(emulator) == []

@@ -58,10 +58,25 @@ def env(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container.get("env", [])}
 
 
-@pytest.mark.parametrize("path", ["manifests/base", *(f"manifests/overlays/{o}" for o in OVERLAYS)])
+def runtime_of(path: str) -> dict[str, Any]:
+    (found,) = [d for d in render(path) if d["kind"] in ("ServingRuntime", "ClusterServingRuntime")]
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "manifests/base",
+        *(f"manifests/overlays/{o}" for o in OVERLAYS),
+        "manifests/alternatives/custom-container",
+    ],
+)
 def test_every_object_fits_the_sdk_schema(path: str) -> None:
     documents = render(path)
-    assert {d["kind"] for d in documents} == {"InferenceService", "ServiceAccount"}
+    kinds = {"InferenceService", "ServiceAccount"}
+    if "alternatives" not in path:
+        kinds.add("ServingRuntime")  # the runtime comes with the service
+    assert {d["kind"] for d in documents} == kinds
     for document in documents:
         assert check_object(document) == []
 
@@ -71,37 +86,41 @@ def test_the_schema_check_catches_misspelt_and_mistyped_fields() -> None:
     broken = yaml.safe_load(yaml.safe_dump(document))
     broken["spec"]["predictor"]["canaryTraficPercent"] = 10
     broken["spec"]["predictor"]["minReplicas"] = "2"
-    broken["spec"]["predictor"]["containers"][0]["env"][0]["valeu"] = "x"
+    broken["spec"]["predictor"]["model"]["env"][0]["valeu"] = "x"
+    broken["spec"]["predictor"]["model"]["storageUrl"] = "gs://x/"
     assert sorted(check(broken, "V1beta1InferenceService", "isvc")) == [
         "isvc.spec.predictor.canaryTraficPercent: unknown field for V1beta1PredictorSpec",
-        "isvc.spec.predictor.containers[0].env[0].valeu: unknown field for V1EnvVar",
         "isvc.spec.predictor.minReplicas: expected an integer, got '2'",
+        "isvc.spec.predictor.model.env[0].valeu: unknown field for V1EnvVar",
+        "isvc.spec.predictor.model.storageUrl: unknown field for V1beta1ModelSpec",
     ]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_containers_are_locked_down_and_sized(overlay: str) -> None:
-    for predictor in predictors(isvc(f"manifests/overlays/{overlay}")):
+def test_models_are_served_by_the_locked_down_runtime_and_sized(overlay: str) -> None:
+    path = f"manifests/overlays/{overlay}"
+    runtime = runtime_of(path)
+    (container,) = runtime["spec"]["containers"]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 1000
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    image = container["image"]
+    assert ":" in image.split("/")[-1] or "@sha256:" in image
+    assert not image.endswith(":latest")
+    for predictor in predictors(isvc(path)):
         assert predictor["serviceAccountName"] == "predictor"
-        (container,) = predictor["containers"]
-        assert container["name"] == "kserve-container"
-        security = container["securityContext"]
-        assert security["runAsNonRoot"] is True
-        assert security["runAsUser"] == 1000
-        assert security["readOnlyRootFilesystem"] is True
-        assert security["allowPrivilegeEscalation"] is False
-        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert "containers" not in predictor
+        model = predictor["model"]
+        assert model["modelFormat"] == {"name": "sklearn"}
+        assert model["runtime"] == runtime["metadata"]["name"] == "kserve-sklearn-predictor"
+        assert model.get("storageUri") or env(model)["PREDICTOR_MODEL_URI"]
         for kind in ("requests", "limits"):
-            assert set(container["resources"][kind]) == {"cpu", "memory"}
-        image = container["image"]
-        assert ":" in image.split("/")[-1] or "@sha256:" in image
-        assert not image.endswith(":latest")
-        assert env(container)["PREDICTOR_MODEL_URI"]
-        mounts = {m["mountPath"] for m in container["volumeMounts"]}
-        assert {"/mnt/models", "/tmp"} <= mounts
-        assert "--model_name=taxi" in container["args"]
+            assert set(model["resources"][kind]) == {"cpu", "memory"}
         grace = predictor.get("terminationGracePeriodSeconds", 30)  # Kubernetes' default
-        assert float(env(container).get("PREDICTOR_SHUTDOWN_DELAY_SECONDS", "0")) < grace / 2
+        assert float(env(model).get("PREDICTOR_SHUTDOWN_DELAY_SECONDS", "0")) < grace / 2
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -122,19 +141,21 @@ def test_stable_overlays_set_no_canary(overlay: str) -> None:
 def test_minikube_runs_the_baked_demo_in_knative_mode() -> None:
     document = isvc("manifests/overlays/minikube")
     assert document["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
-    (container,) = document["spec"]["predictor"]["containers"]
+    (container,) = runtime_of("manifests/overlays/minikube")["spec"]["containers"]
     assert container["image"] == "kserve-sklearn-predictor-model:demo"
     assert container["imagePullPolicy"] == "IfNotPresent"
-    assert env(container)["PREDICTOR_MODEL_URI"] == "file:///opt/model/taxi/1.0.0/"
+    model = document["spec"]["predictor"]["model"]
+    assert "storageUri" not in model  # nothing to download: the bundles are in the image
+    assert env(model)["PREDICTOR_MODEL_URI"] == "file:///opt/model/taxi/1.0.0/"
 
 
 def test_minikube_canary_sends_ten_percent_to_the_new_model() -> None:
     stable = isvc("manifests/overlays/minikube")
     canary = isvc("manifests/overlays/minikube-canary")
     assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 10
-    new_uri = env(canary["spec"]["predictor"]["containers"][0])["PREDICTOR_MODEL_URI"]
+    new_uri = env(canary["spec"]["predictor"]["model"])["PREDICTOR_MODEL_URI"]
     assert new_uri == "file:///opt/model/taxi/1.1.0/"
-    assert new_uri != env(stable["spec"]["predictor"]["containers"][0])["PREDICTOR_MODEL_URI"]
+    assert new_uri != env(stable["spec"]["predictor"]["model"])["PREDICTOR_MODEL_URI"]
     assert canary["metadata"]["annotations"] == stable["metadata"]["annotations"]
 
 
@@ -147,12 +168,12 @@ def test_gke_pins_image_model_and_identity() -> None:
     assert account["automountServiceAccountToken"] is False
     document = isvc("manifests/overlays/gke")
     assert document["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
-    (container,) = document["spec"]["predictor"]["containers"]
-    variables = env(container)
-    assert variables["PREDICTOR_MODEL_URI"].startswith("gs://")
-    assert "#" in variables["PREDICTOR_MODEL_URI"]  # pinned GCS generation
+    model = document["spec"]["predictor"]["model"]
+    assert model["storageUri"].startswith("gs://") and "#" not in model["storageUri"]
+    variables = env(model)
     assert len(variables["PREDICTOR_MODEL_SHA256"]) == 64
     assert variables["PREDICTOR_REQUIRE_DIGEST"] == "true"
+    (container,) = runtime_of("manifests/overlays/gke")["spec"]["containers"]
     assert container["image"].endswith("/kserve-sklearn-predictor:0.1.0")
     assert document["spec"]["predictor"]["securityContext"]["runAsNonRoot"] is True
 
@@ -165,18 +186,24 @@ def test_gke_canary_is_a_standard_mode_canary_of_another_model() -> None:
     assert 0 <= canary["trafficPercent"] <= 100
     assert canary["trafficPercent"] == 10
     assert canary["predictor"]["name"] != spec["predictor"]["name"]
-    stable_container = spec["predictor"]["containers"][0]
-    canary_container = canary["predictor"]["containers"][0]
-    assert canary_container["image"] == stable_container["image"]
+    stable_model, canary_model = spec["predictor"]["model"], canary["predictor"]["model"]
+    assert canary_model["runtime"] == stable_model["runtime"]
+    assert canary_model["storageUri"] != stable_model["storageUri"]
     assert (
-        env(canary_container)["PREDICTOR_MODEL_URI"] != env(stable_container)["PREDICTOR_MODEL_URI"]
-    )
-    assert (
-        env(canary_container)["PREDICTOR_MODEL_SHA256"]
-        != env(stable_container)["PREDICTOR_MODEL_SHA256"]
+        env(canary_model)["PREDICTOR_MODEL_SHA256"] != env(stable_model)["PREDICTOR_MODEL_SHA256"]
     )
     assert "maxReplicas" not in canary["predictor"]
     assert canary["predictor"]["minReplicas"] <= spec["predictor"]["minReplicas"]
+    assert runtime_of("manifests/overlays/gke-canary") == runtime_of("manifests/overlays/gke")
+
+
+def test_the_custom_container_alternative_fetches_its_own_model() -> None:
+    document = isvc("manifests/alternatives/custom-container")
+    (container,) = document["spec"]["predictor"]["containers"]
+    assert container["name"] == "kserve-container"
+    assert env(container)["PREDICTOR_MODEL_URI"].startswith("gs://")
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "--model_name=taxi" in container["args"]
 
 
 def test_every_yaml_in_manifests_parses_and_says_where_to_change(tmp_path: Path) -> None:

@@ -66,3 +66,22 @@ def test_versions_come_from_the_pods_by_pinned_digest_then_by_elimination() -> N
     ) == ("1.0.0", "1.1.0")  # nothing reported yet: the URIs, as a last resort
     bare = ModelRef("model.storageUri", "gs://m/models/model.joblib", SHA_NEW)
     assert resolve(stable, bare, {}) == (None, SHA_NEW[:12])
+
+
+def test_a_runtime_model_named_in_its_env_is_changed_there() -> None:
+    predictor = {
+        "model": {
+            "runtime": "kserve-sklearn-predictor",
+            "env": [
+                {"name": "PREDICTOR_MODEL_URI", "value": "file:///opt/model/taxi/1.0.0/"},
+                {"name": "PREDICTOR_SHUTDOWN_DELAY_SECONDS", "value": "5"},
+            ],
+        }
+    }
+    assert find(predictor) == ModelRef(
+        "model.env PREDICTOR_MODEL_URI", "file:///opt/model/taxi/1.0.0/", None
+    )
+    assert with_model(predictor, "file:///opt/model/taxi/1.1.0/", None)["model"]["env"] == [
+        {"name": "PREDICTOR_MODEL_URI", "value": "file:///opt/model/taxi/1.1.0/"},
+        {"name": "PREDICTOR_SHUTDOWN_DELAY_SECONDS", "value": "5"},
+    ]
