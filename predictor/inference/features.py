@@ -115,6 +115,8 @@ def matrix_to_features(array: np.ndarray, signature: Signature, frame: bool = Tr
         raise PayloadError("expected numbers for every feature, got strings")
     else:
         _check_finite_columns(array, signature)
+    if signature.float32:
+        array = array.astype(np.float32)
     if signature.feature_names is None or (not frame and signature.all_numeric):
         return array
     table = pd.DataFrame(array, columns=list(signature.feature_names))

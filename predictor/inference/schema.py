@@ -89,6 +89,19 @@ def _is_text(values: np.ndarray) -> bool:
     return values.dtype.kind in "OUS" and any(isinstance(v, str) for v in values.tolist())
 
 
+def takes_float32(estimator: Any) -> bool:
+    """Whether the model is a network whose weights are 32-bit floats (skorch's ``module_``).
+
+    Such a model refuses 64-bit input, and usually cannot say how many features it takes.
+    """
+    module = getattr(input_steps(estimator)[-1], "module_", None)
+    parameters = getattr(module, "parameters", None)
+    if not callable(parameters):
+        return False
+    first = next(iter(parameters()), None)
+    return str(getattr(first, "dtype", "")) == "torch.float32"
+
+
 def example_value(estimator: Any, column: int, is_string: bool) -> Any:
     """A value the model surely takes in ``column``: a known category, else 0 or ``"a"``."""
     head = input_steps(estimator)[-1]

@@ -22,6 +22,7 @@ from predictor.inference.schema import (
     missing_value_support,
     probe_frame,
     string_columns,
+    takes_float32,
     takes_text,
 )
 
@@ -72,6 +73,8 @@ class Signature:
     """Per feature, whether a missing value there is taken (asked of the model at load)."""
     available: tuple[OutputSpec, ...] = ()
     """The outputs the estimator gives; empty means ``predict`` (and ``predict_proba``)."""
+    float32: bool = False
+    """The model takes 32-bit floats only (a PyTorch network behind skorch, for one)."""
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -152,6 +155,7 @@ def signature_of(estimator: Any, *, feature_dtypes: dict[str, str] | None = None
         label_datatype=label_datatype,
         allow_nan=_allows_nan(estimator),
         text=text,
+        float32=not text and not strings and takes_float32(estimator),
     )
     if width is None:
         return replace(base, available=_declared_outputs(base, methods))
@@ -159,6 +163,10 @@ def signature_of(estimator: Any, *, feature_dtypes: dict[str, str] | None = None
     if text:
         example = ["a"]
     available = _asked_outputs(estimator, base, methods, example, strings)
+    if available is None and base.all_numeric:
+        narrow = replace(base, float32=True)
+        available = _asked_outputs(estimator, narrow, methods, example, strings)
+        base = narrow if available is not None else base
     if available is None:
         logger.info("the model did not answer an example row; its outputs are taken as declared")
         return replace(base, available=_declared_outputs(base, methods))
@@ -187,11 +195,12 @@ def _asked_outputs(
     estimator: Any, base: Signature, methods: list[str], example: list[Any], strings: set[int]
 ) -> tuple[OutputSpec, ...] | None:
     """Each output's datatype and row shape, from the model's answer to ``example``."""
-    features = (
-        np.asarray(example, dtype=object)
-        if base.text
-        else probe_frame([example], base.feature_names, strings)
-    )
+    if base.text:
+        features: Any = np.asarray(example, dtype=object)
+    elif base.float32:
+        features = np.asarray([example], dtype=np.float32)
+    else:
+        features = probe_frame([example], base.feature_names, strings)
     specs = []
     for method in methods:
         try:
