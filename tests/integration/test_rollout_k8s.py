@@ -348,3 +348,67 @@ def test_an_isvc_that_names_no_model_is_refused_saying_where_it_looked(
         "model.env PREDICTOR_MODEL_URI, or a container's STORAGE_URI or PREDICTOR_MODEL_URI"
     )
     assert patches_sent(emulator) == []
+
+
+class HealthyPods:
+    """Prometheus' answers for two healthy versions: what their pods report, recorded.
+
+    Versions are reported with the digests the service pins, so ``auto`` learns them from here;
+    the query text is checked for the version it selects.
+    """
+
+    def __init__(self, digests: dict[str, str]) -> None:
+        self.digests = digests
+        self.asked: list[str] = []
+
+    def query(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        self.asked.append(promql)
+        if "predictor_model_info" in promql:
+            return [({"version": v, "sha256": s}, 1.0) for v, s in self.digests.items()]
+        if "histogram_quantile" in promql:
+            return [({}, 0.004)]
+        if "status=~" in promql:
+            return [({}, 0.0)]
+        if "predictor_requests_total" in promql:
+            return [({}, 600.0)]
+        if "predictor_predictions_total" in promql:
+            return [({"class": "long"}, 300.0), ({"class": "short"}, 300.0)]
+        return []
+
+
+@pytest.mark.parametrize("mode", ["knative", "standard"])
+@pytest.mark.parametrize("style", STYLES)
+def test_auto_promotes_in_every_style_with_versions_from_the_pods(
+    emulator: Emulator, mode: str, style: str
+) -> None:
+    from predictor.rollout.analysis import AnalysisConfig
+    from predictor.rollout.auto import run_auto
+
+    old, new = "a" * 64, "b" * 64
+    document = with_style(knative_isvc() if mode == "knative" else standard_isvc(), style)
+    pins = (
+        document["spec"]["predictor"].get("model") or document["spec"]["predictor"]["containers"][0]
+    )
+    pins.setdefault("env", []).append({"name": "PREDICTOR_MODEL_SHA256", "value": old})
+    emulator.put(ISVC, "ml", "taxi", document)
+    emulator.put(CRD, None, "inferenceservices.serving.kserve.io", crd(with_canary=True))
+    kserve = FakeKServe(emulator, "ml", "taxi")
+    kserve.reconcile()
+    said: list[str] = []
+    driver = rollout(emulator, kserve)
+    driver.out = said.append
+    driver.start(model_uri="gs://models/served/candidate/", sha256=new, percent=10)
+    pods = HealthyPods({"1.0.0": old, "1.1.0": new})
+    run_auto(
+        driver,
+        steps=[10, 50, 100],
+        interval_s=1,
+        config=AnalysisConfig(prometheus="http://127.0.0.1:9", min_requests=10),
+        metrics=pods,
+        step_timeout=30,
+    )
+    assert "ml/taxi: comparing 1.1.0 (canary) with 1.0.0" in said
+    assert said[-1] == "ml/taxi: promoted 1.1.0"
+    assert any('version="1.1.0"' in q for q in pods.asked)
+    promoted = emulator.get(ISVC, "ml", "taxi")["spec"]["predictor"]
+    assert model_of(promoted, style) == "gs://models/served/candidate/"

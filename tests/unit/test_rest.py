@@ -414,3 +414,36 @@ def test_an_estimator_that_breaks_is_a_clean_500_with_the_request_id(
     assert unnamed.status_code == 500
     rid = unnamed.headers["x-request-id"]
     assert unnamed.json()["error"].endswith(f"under request id {rid}") and len(rid) == 36
+
+
+def test_a_client_gone_mid_body_gets_no_answer_and_is_not_counted(demo_model_dir: Path) -> None:
+    import asyncio
+
+    from predictor.server import metrics
+
+    app = served_app(f"file://{demo_model_dir}", name="gone", max_body_bytes=4096)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/models/gone:predict",
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    messages: Iterator[dict[str, object]] = iter(
+        [
+            {"type": "http.request", "body": b'{"instances": [[1, 2', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent == []  # nobody is listening: no 500, no answer at all
+    exposition = metrics.exposition().decode()
+    assert 'predictor_requests_total{model="gone"' not in exposition
