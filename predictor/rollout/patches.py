@@ -90,6 +90,9 @@ def start_patch(
     }
     canary["name"] = canary_name(isvc["metadata"]["name"], version, {stable_name})
     canary.update(model_ref.with_model(predictor, model_uri, sha256))
+    if "model" in canary:
+        # KServe's CRD requires a name on a canary's model, as on a container.
+        canary["model"].setdefault("name", model_ref.CONTAINER)
     if int(predictor.get("minReplicas") or 0) >= 1:
         canary["minReplicas"] = 1
     else:

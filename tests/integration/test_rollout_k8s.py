@@ -317,6 +317,8 @@ def test_every_style_runs_start_set_status_promote_and_rollback(
     sent = patches_sent(emulator)[-1].data["spec"]
     changed = sent["predictor"] if mode == "knative" else sent["canary"][0]["predictor"]
     assert model_of(changed, style) == NEW
+    if mode == "standard" and style == "storage-uri":
+        assert changed["model"]["name"] == "kserve-container"  # KServe's CRD requires it there
     driver.wait_for(10, timeout=30)
     driver.set_percent(50)
     driver.wait_for(50, timeout=30)
