@@ -150,10 +150,18 @@ def missing_value_support(
     """Per feature, whether ``predict`` takes a missing value there; None if it cannot be asked.
 
     The example row must be one the model takes; each probe replaces one of its values with
-    NaN, which is how pandas marks a missing value in a column of numbers or of strings.
+    NaN, which is how pandas marks a missing value in a column of numbers or of strings. A row
+    of NaN is asked first: a model that takes it takes a missing value anywhere, and a single
+    estimator that refuses it refuses one everywhere; only a composite (a pipeline, a column
+    transformer) is then asked feature by feature.
     """
     if len(example) > MAX_PROBED_FEATURES:
         return None
+    width = len(example)
+    if _answers(estimator, probe_frame([[math.nan] * width], names, strings)):
+        return (True,) * width  # one question answers them all
+    if not hasattr(estimator, "steps") and not hasattr(estimator, "transformers_"):
+        return (False,) * width  # a single estimator takes missing values everywhere or nowhere
     answers = []
     for j in range(len(example)):
         row = list(example)
