@@ -9,6 +9,7 @@ manifest may override the feature dtypes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from dataclasses import dataclass, replace
@@ -76,14 +77,14 @@ class Signature:
     float32: bool = False
     """The model takes 32-bit floats only (a PyTorch network behind skorch, for one)."""
 
-    @property
+    @functools.cached_property
     def outputs(self) -> tuple[str, ...]:
-        """The output names a caller may request, the default first."""
+        """The output names a caller may request, the default first (read once per model)."""
         if self.available:
             return tuple(o.name for o in self.available)
         return (PREDICT, PREDICT_PROBA) if self.classes is not None else (PREDICT,)
 
-    @property
+    @functools.cached_property
     def all_numeric(self) -> bool:
         """True when every feature is a number (the fast, pandas-free decoding path)."""
         return not self.text and all(d == NUMERIC for d in self.feature_dtypes)
