@@ -54,19 +54,11 @@ def takes_text(estimator: Any) -> bool:
 def string_columns(estimator: Any, width: int | None) -> set[int]:
     """Indices of the input columns the model was fitted on as strings."""
     head = input_steps(estimator)[-1]
-    transformers = getattr(head, "transformers_", None)
-    if transformers is None:
-        return {j for j in range(width or 0) if _column_takes_strings(head, j)}
-    by_name: dict[str, list[int]] = getattr(head, "_transformer_to_input_indices", {})
-    found: set[int] = set()
-    for name, transformer, _ in transformers:
-        if transformer in ("drop", "passthrough"):
-            continue
-        indices = list(by_name.get(name, []))
-        for position, column in enumerate(indices):
-            if _column_takes_strings(transformer, position):
-                found.add(int(column))
-    return found
+    return {
+        j
+        for j in range(width or 0)
+        if any(_column_takes_strings(owner, at) for owner, at in _owners(head, j))
+    }
 
 
 def _column_takes_strings(transformer: Any, position: int) -> bool:
@@ -116,6 +108,10 @@ def example_value(estimator: Any, column: int, is_string: bool) -> Any:
 
 
 def _owners(head: Any, column: int) -> list[tuple[Any, int]]:
+    """The transformers that read input ``column``, each with the column's position in its input.
+
+    The one reach into ``ColumnTransformer``'s private map of transformer to input columns.
+    """
     transformers = getattr(head, "transformers_", None)
     if transformers is None:
         return [(head, column)]
