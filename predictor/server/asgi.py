@@ -34,6 +34,14 @@ from predictor.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
 )
+from predictor.protocol.events import (
+    BINARY,
+    STRUCTURED,
+    binary_headers,
+    request_event,
+    response_attributes,
+    structured_body,
+)
 from predictor.protocol.v2_rest import JSON_LENGTH_HEADER, parse_infer_body, parse_json
 from predictor.server import metrics
 from predictor.server.failures import error_response
@@ -41,6 +49,7 @@ from predictor.server.model import SklearnModel
 
 VERSION_HEADER = "x-model-version"
 JSON = "application/json"
+OCTETS = "application/octet-stream"
 Handler = Callable[[Request, Any], Any]
 """A Starlette exception handler: ``(request, exc)`` to a Response (or an awaitable of one)."""
 
@@ -131,18 +140,35 @@ class InferenceEndpoint:
         self, model: SklearnModel, name: str, protocol: str, scope: Scope, receive: Receive
     ) -> Response:
         body = await read_body(receive)
+        headers = scope.get("headers", ())
+        event = request_event(headers, body)
+        if event is not None and event.data is not None:
+            body = event.data
         if protocol == "v1":
-            return json_response(await model.infer_v1(parse_json(body)), model.version)
-        json_length = header(scope, JSON_LENGTH_HEADER.encode())
-        request = parse_infer_body(body, json_length=json_length, model_name=name)
-        result, split = await model.infer_v2_rest(request)
-        if isinstance(result, bytes):
-            return Response(
-                content=result,
-                media_type="application/octet-stream",
-                headers={VERSION_HEADER: model.version, JSON_LENGTH_HEADER: str(split)},
-            )
-        return json_response(result, model.version)
+            answer: Any = await model.infer_v1(parse_json(body))
+            split = None
+        else:
+            json_length = header(scope, JSON_LENGTH_HEADER.encode())
+            request = parse_infer_body(body, json_length=json_length, model_name=name)
+            answer, split = await model.infer_v2_rest(request)
+        extra = {VERSION_HEADER: model.version}
+        if isinstance(answer, bytes):
+            extra[JSON_LENGTH_HEADER] = str(split)
+            content, media_type = answer, OCTETS
+        else:
+            content = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+            media_type = JSON
+        if event is None:
+            return Response(content=content, media_type=media_type, headers=extra)
+        attributes = response_attributes(name)
+        if event.mode == BINARY:
+            extra.update(binary_headers(attributes))
+            return Response(content=content, media_type=media_type, headers=extra)
+        return Response(
+            content=structured_body(attributes, answer, media_type),
+            media_type=STRUCTURED,
+            headers=extra,
+        )
 
 
 async def read_body(receive: Receive) -> bytes:
