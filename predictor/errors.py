@@ -19,6 +19,8 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     ├── OverloadedError            503  RESOURCE_EXHAUSTED (Retry-After)
     ├── ConfigError                                        2
     ├── PortInUseError                                     2
+    ├── ScoringError                                       2
+    ├── TooManyRefusedRowsError                                   1
     └── ArtifactError                                      2
         ├── UnsupportedURIError, StorageError (StorageAuthError, StorageNotFoundError),
         │   ModelFileError, ManifestError
@@ -133,6 +135,16 @@ class ConfigError(PredictorError):
 
 class PortInUseError(PredictorError):
     """A port the server must listen on cannot be bound; raised before anything is served."""
+
+
+class ScoringError(PredictorError):
+    """A batch scoring run cannot be done: its input, output or resume state is not usable."""
+
+
+class TooManyRefusedRowsError(PredictorError):
+    """A batch scoring run finished with more unscorable rows than ``--max_errors`` allows."""
+
+    exit_code = EXIT_REFUSED
 
 
 class ArtifactError(PredictorError):

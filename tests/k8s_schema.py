@@ -73,6 +73,8 @@ def check_object(document: dict[str, Any]) -> list[str]:
         "ServiceAccount": "V1ServiceAccount",
         "ServingRuntime": "V1alpha1ServingRuntime",
         "ClusterServingRuntime": "V1alpha1ClusterServingRuntime",
+        "Job": "V1Job",
+        "CronJob": "V1CronJob",
     }
     kind = document.get("kind", "")
     if kind not in kinds:

@@ -9,8 +9,10 @@ are renamed only when complete and verified by the client's checksum.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +53,70 @@ class GCSFetcher:
         Returns:
             The generation of each downloaded object, by its path relative to ``dest``.
         """
+        with self._classified(uri) as client:
+            if uri.is_prefix:
+                return self._download_prefix(client, uri, dest)
+            return self._download_object(client, uri, dest)
+
+    def download_object(self, uri: ModelURI, dest: Path) -> int:
+        """Download the one object ``uri`` names, whatever its name, into ``dest``.
+
+        Returns:
+            The object's generation.
+        """
+        with self._classified(uri) as client:
+            return next(iter(self._download_object(client, uri, dest).values()))
+
+    def list_names(self, bucket: str, prefix: str) -> list[str]:
+        """The names of the objects under ``gs://bucket/prefix``, in name order."""
+        uri = ModelURI(raw=f"gs://{bucket}/{prefix}", scheme="gs", bucket=bucket, path=prefix)
+        with self._classified(uri) as client:
+            listing = client.list_blobs(
+                bucket, prefix=prefix, retry=self._retry, timeout=self._timeout
+            )
+            return sorted(b.name for b in listing if not b.name.endswith("/"))
+
+    def upload_new(self, path: Path, bucket: str, name: str) -> int | None:
+        """Upload a file as a new object; returns its generation, or None if the name exists.
+
+        The write is create-only (``ifGenerationMatch=0``), so an object is never overwritten.
+        """
+        from google.api_core import exceptions as gexc
+
+        uri = ModelURI(raw=f"gs://{bucket}/{name}", scheme="gs", bucket=bucket, path=name)
+        with self._classified(uri) as client:
+            blob = client.bucket(bucket).blob(name)
+            try:
+                blob.upload_from_filename(
+                    str(path), if_generation_match=0, retry=self._retry, timeout=self._timeout
+                )
+            except gexc.PreconditionFailed:
+                return None
+            return int(blob.generation)
+
+    def delete(self, bucket: str, names: list[str]) -> None:
+        """Delete objects (those already gone are not an error)."""
+        from google.api_core import exceptions as gexc
+
+        uri = ModelURI(raw=f"gs://{bucket}/", scheme="gs", bucket=bucket)
+        with self._classified(uri) as client:
+            for name in names:
+                try:
+                    client.bucket(bucket).blob(name).delete(retry=self._retry)
+                except gexc.NotFound:
+                    pass
+
+    @contextlib.contextmanager
+    def _classified(self, uri: ModelURI) -> Iterator[Any]:
+        """A client, and every failure while using it turned into one ``StorageError``."""
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exc
         from google.cloud.storage.exceptions import DataCorruption
 
+        client = None
         try:
             client = self._client()
-            if uri.is_prefix:
-                return self._download_prefix(client, uri, dest)
-            return self._download_object(client, uri, dest)
+            yield client
         except gexc.NotFound as e:
             raise self._not_found(client, uri) from e
         except (gexc.Unauthorized, auth_exc.RefreshError, auth_exc.InvalidOperation) as e:

@@ -1,4 +1,6 @@
-"""What ``python -m predictor`` runs: serve a model, or ``validate`` / ``publish`` a bundle.
+"""What ``python -m predictor`` runs: serving, or one of the offline commands.
+
+The offline commands are ``validate`` and ``publish`` (a bundle) and ``score`` (files of rows).
 
 Serving (the default): every KServe ModelServer flag works as in KServe (``--http_port``,
 ``--grpc_port``, ``--workers``, ``--model_name``, ...); our settings come from ``PREDICTOR_*``
@@ -6,7 +8,8 @@ environment variables or the matching flags. A model that cannot be served ends 
 one line on stderr and the error's exit code: 1 when it was refused by its checks (digest, version
 skew, acceptance), 2 when it could not be served at all. It never becomes ready.
 
-``validate`` and ``publish`` are in ``predictor.cli.offline``; they import no server.
+``validate`` and ``publish`` are in ``predictor.cli.offline``, ``score`` in ``predictor.cli.score``;
+they import no server.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from predictor import __version__
 from predictor.cli.flags import add_settings_flags, settings_from
 from predictor.cli.offline import publish, validate
+from predictor.cli.score import score
 from predictor.errors import PortInUseError, PredictorError
 
 logger = logging.getLogger("predictor")
@@ -109,12 +113,12 @@ def refuse_to_serve(model_name: str, error: PredictorError, *, logged: bool = Tr
     return error.exit_code
 
 
-COMMANDS = {"validate": validate, "publish": publish}
+COMMANDS = {"validate": validate, "publish": publish, "score": score}
 """The offline commands; anything else serves."""
 
 
 def main(argv: Sequence[str]) -> int:
-    """Entry point: ``validate``, ``publish``, or serving (the default).
+    """Entry point: ``validate``, ``publish``, ``score``, or serving (the default).
 
     ``predictor.__main__`` has already switched the cyclic garbage collector off for start-up;
     serving turns it back on before it serves, the other commands at once.

@@ -1,7 +1,8 @@
 """CloudEvents over HTTP, both modes, as KServe answers them; pure functions.
 
-- **Binary mode**: the event's attributes are ``ce-*`` headers, ``ce-specversion`` among them, and
-  the body is its data (here a v1 or v2 request). The answer is the prediction with ``ce-*`` headers of its own.
+- **Binary mode**: the event's attributes are ``ce-*`` headers, ``ce-specversion`` among them,
+  and the body is its data (here a v1 or v2 request). The answer is the prediction with ``ce-*``
+  headers of its own.
 - **Structured mode**: the body is the whole event, ``Content-Type: application/cloudevents+json``,
   with the request as its ``data``. The answer is a structured event whose ``data`` is the
   prediction (stock KServe answers 500 here).

@@ -23,7 +23,9 @@ NAME = "taxi"
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> Iterator[RunningServer]:
+def running(
+    tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path
+) -> Iterator[RunningServer]:
     factory = ServerFactory(tmp_path_factory.mktemp("ce"))
     yield factory.start(str(demo_model_dir / "model.joblib"), name=NAME)
     factory.stop_all()

@@ -1,0 +1,243 @@
+"""Where batch scoring reads and writes: local paths, or gs:// through the GCS adapter.
+
+Inputs are one file, a folder or prefix (every CSV, Parquet and JSON Lines file in it), or a
+glob (``data/*.csv``, ``gs://bucket/day=*/part-*.parquet``). Outputs are written as parts, each
+recorded once it is complete (a local file renamed into place, or a create-only upload), then
+joined. A rerun asks the destination which parts it holds and skips them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from typing_extensions import override
+
+from predictor.artifact.gcs import GCSFetcher
+from predictor.artifact.storage import ModelURI
+from predictor.errors import ScoringError
+from predictor.scoring.tables import FORMATS
+
+GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file: its name for the output, and where it is."""
+
+    name: str
+    """The file's name; the output of a folder run keeps it (``day1.csv`` to ``day1.csv``)."""
+    location: str
+    """A local path or ``gs://bucket/object``."""
+
+
+def split_gs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/path`` as (bucket, path)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "gs" or not parsed.netloc:
+        raise ScoringError("expected gs://bucket/path")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def list_inputs(spec: str, gcs: GCSFetcher | None) -> list[InputFile]:
+    """The input files a path, folder, prefix or glob names, in name order.
+
+    Raises:
+        ScoringError: it names no file in a format we read.
+    """
+    if spec.startswith("gs://"):
+        if gcs is None:
+            raise ScoringError("gs:// input needs the GCS adapter")
+        bucket, path = split_gs(spec)
+        pattern = path if any(c in path for c in GLOB_CHARS) else None
+        prefix = path.split("*")[0].split("?")[0].split("[")[0] if pattern else path
+        names = gcs.list_names(bucket, prefix)
+        if pattern is not None:
+            names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        elif not path.endswith(FORMATS):
+            names = [n for n in names if "/" not in n[len(prefix.rstrip("/")) + 1 :]]
+        else:
+            names = [n for n in names if n == path]
+        found = [InputFile(Path(n).name, f"gs://{bucket}/{n}") for n in names]
+    else:
+        local = Path(spec).expanduser()
+        if any(c in spec for c in GLOB_CHARS):
+            paths = [Path(p) for p in sorted(glob.glob(str(local)))]
+        elif local.is_dir():
+            paths = sorted(p for p in local.iterdir() if p.is_file())
+        else:
+            paths = [local] if local.exists() else []
+        found = [InputFile(p.name, str(p)) for p in paths]
+    found = [f for f in found if f.name.lower().endswith(FORMATS) and not f.name.startswith(".")]
+    if not found:
+        raise ScoringError(
+            f"no input files: {spec} names no {', '.join(FORMATS)} file (a file, a folder or "
+            "prefix, or a glob)"
+        )
+    names = [f.name for f in found]
+    if len(set(names)) != len(names):
+        raise ScoringError("two input files have the same name; score them in separate runs")
+    return found
+
+
+def local_copy(item: InputFile, work: Path, gcs: GCSFetcher | None) -> Path:
+    """A local path to read ``item`` from (downloaded into ``work`` when it is on GCS)."""
+    if not item.location.startswith("gs://"):
+        return Path(item.location)
+    assert gcs is not None
+    bucket, name = split_gs(item.location)
+    folder = work / "input"
+    folder.mkdir(parents=True, exist_ok=True)
+    gcs.download_object(ModelURI(raw=item.location, scheme="gs", bucket=bucket, path=name), folder)
+    return folder / Path(name).name
+
+
+class Destination(Protocol):
+    """Where finished parts and joined outputs are recorded."""
+
+    def has(self, name: str) -> bool:
+        """Whether the joined output ``name`` exists already."""
+        ...
+
+    def parts(self, group: str) -> set[str]:
+        """The names of the finished parts of ``group``."""
+        ...
+
+    def part_folder(self, group: str, work: Path) -> Path:
+        """The local folder to write the parts of ``group`` in (``work`` is this run's own)."""
+        ...
+
+    def put_part(self, group: str, path: Path) -> None:
+        """Record a finished part (a local file)."""
+        ...
+
+    def get_parts(self, group: str, names: list[str], into: Path) -> list[Path]:
+        """Local copies of parts, in the order given."""
+        ...
+
+    def put(self, path: Path, name: str) -> str:
+        """Record a joined output under ``name``; returns where it went."""
+        ...
+
+    def drop_parts(self, group: str) -> None:
+        """Forget the parts of ``group`` once their output is recorded."""
+        ...
+
+
+PARTS = "_parts"
+
+
+class LocalFolder(Destination):
+    """A local folder; parts live in ``<folder>/_parts/<group>/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    @override
+    def has(self, name: str) -> bool:
+        return (self.root / name).exists()
+
+    @override
+    def parts(self, group: str) -> set[str]:
+        folder = self.root / PARTS / group
+        if not folder.is_dir():
+            return set()
+        return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+
+    @override
+    def part_folder(self, group: str, work: Path) -> Path:
+        folder = self.root / PARTS / group
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @override
+    def put_part(self, group: str, path: Path) -> None:
+        pass  # written in place, by rename
+
+    @override
+    def get_parts(self, group: str, names: list[str], into: Path) -> list[Path]:
+        return [self.root / PARTS / group / n for n in names]
+
+    @override
+    def put(self, path: Path, name: str) -> str:
+        target = self.root / name
+        if path != target:
+            path.replace(target)
+        return str(target)
+
+    @override
+    def drop_parts(self, group: str) -> None:
+        shutil.rmtree(self.root / PARTS / group, ignore_errors=True)
+        try:
+            (self.root / PARTS).rmdir()
+        except OSError:
+            pass  # other groups still have parts
+
+
+class GCSPrefix(Destination):
+    """A ``gs://bucket/prefix/``; parts are objects under ``<prefix>/_parts/<group>/``."""
+
+    def __init__(self, uri: str, gcs: GCSFetcher) -> None:
+        self.bucket, path = split_gs(uri)
+        self.prefix = path.rstrip("/") + "/" if path else ""
+        self.gcs = gcs
+
+    def _name(self, *parts: str) -> str:
+        return self.prefix + "/".join(parts)
+
+    @override
+    def has(self, name: str) -> bool:
+        return self._name(name) in self.gcs.list_names(self.bucket, self._name(name))
+
+    @override
+    def parts(self, group: str) -> set[str]:
+        folder = self._name(PARTS, group) + "/"
+        return {n[len(folder) :] for n in self.gcs.list_names(self.bucket, folder)}
+
+    @override
+    def part_folder(self, group: str, work: Path) -> Path:
+        folder = work / PARTS / group
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @override
+    def put_part(self, group: str, path: Path) -> None:
+        # Create-only: a part another run recorded first is that run's identical work.
+        self.gcs.upload_new(path, self.bucket, self._name(PARTS, group, path.name))
+
+    @override
+    def get_parts(self, group: str, names: list[str], into: Path) -> list[Path]:
+        folder = into / PARTS / group
+        folder.mkdir(parents=True, exist_ok=True)
+        local = []
+        for name in names:
+            target = folder / name
+            if not target.exists():
+                object_name = self._name(PARTS, group, name)
+                uri = ModelURI(
+                    raw=f"gs://{self.bucket}/{object_name}",
+                    scheme="gs",
+                    bucket=self.bucket,
+                    path=object_name,
+                )
+                self.gcs.download_object(uri, folder)
+            local.append(target)
+        return local
+
+    @override
+    def put(self, path: Path, name: str) -> str:
+        uri = f"gs://{self.bucket}/{self._name(name)}"
+        if self.gcs.upload_new(path, self.bucket, self._name(name)) is None:
+            raise ScoringError(f"{uri} exists already; outputs are never overwritten")
+        return uri
+
+    @override
+    def drop_parts(self, group: str) -> None:
+        folder = self._name(PARTS, group) + "/"
+        self.gcs.delete(self.bucket, self.gcs.list_names(self.bucket, folder))

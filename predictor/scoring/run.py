@@ -1,0 +1,367 @@
+"""A batch scoring run: load and accept the model, score every input file in parts, join them.
+
+Each file is read in chunks of ``chunk_rows`` rows; each chunk is scored (``chunks``) and
+written as a part whose name records the run's fingerprint (model digest, chunk size, outputs,
+id column, format), the chunk's number and its counts of scored and refused rows. A part is
+recorded only once complete, so a run that is killed loses at most the parts in hand, and a
+rerun with the same settings skips the parts it finds. When every part of a file is in, they
+are joined into the output (and the refused rows into ``<name>.errors.<ext>``), and the parts
+are dropped.
+
+With ``workers`` above 1, chunks are scored in that many processes, each loading the model
+with every check. At most two chunks per worker are in hand at once, so memory stays flat
+whatever the input's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import re
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from predictor.artifact.gate import load_accepted
+from predictor.artifact.gcs import GCSFetcher
+from predictor.artifact.loader import LoadedModel
+from predictor.errors import ScoringError, TooManyRefusedRowsError
+from predictor.inference.batch import requested_outputs
+from predictor.inference.signature import STRING, Signature
+from predictor.scoring.chunks import Columns, Score, input_columns, score_chunk, scorer
+from predictor.scoring.places import (
+    Destination,
+    GCSPrefix,
+    InputFile,
+    LocalFolder,
+    list_inputs,
+    local_copy,
+    split_gs,
+)
+from predictor.scoring.tables import FORMATS, concatenate, read_chunks, table_format, write_table
+from predictor.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """What to score, where to, and how."""
+
+    input: str
+    output: str
+    outputs: tuple[str, ...] = ()
+    id_column: str | None = None
+    max_errors: int = 0
+    workers: int = 1
+    chunk_rows: int = 50_000
+    shard: tuple[int, int] = (0, 1)
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """How one input file went."""
+
+    name: str
+    rows: int
+    errors: int
+    seconds: float
+    output: str
+    errors_output: str | None = None
+    resumed_parts: int = 0
+
+
+@dataclass
+class RunResult:
+    """How the whole run went."""
+
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Rows scored, over every file."""
+        return sum(f.rows for f in self.files)
+
+    @property
+    def errors(self) -> int:
+        """Rows refused, over every file."""
+        return sum(f.errors for f in self.files)
+
+
+Report = Callable[[str], None]
+
+
+def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
+    """Score ``job.input`` into ``job.output``; returns what was done.
+
+    Raises:
+        ArtifactError: the model cannot be loaded, or was refused by its checks.
+        ScoringError: an input or output cannot be used.
+        TooManyRefusedRowsError: more rows than ``job.max_errors`` could not be scored (everything
+            else was written).
+    """
+    loaded = load_accepted(settings)
+    outputs = requested_outputs(list(job.outputs) or None, loaded.signature)
+    gcs = GCSFetcher(deadline_s=settings.gcs_deadline_seconds)
+    index, count = job.shard
+    inputs = [f for k, f in enumerate(list_inputs(job.input, gcs)) if k % count == index]
+    single = job.output.lower().endswith(FORMATS)
+    if single and count > 1:
+        raise ScoringError("a sharded run writes a folder or prefix, not one file (--output)")
+    destination, output_name = _destination(job.output, single, gcs)
+    result = RunResult()
+    with tempfile.TemporaryDirectory(prefix="predictor-score-") as tmp:
+        work = Path(tmp)
+        with _executor(job.workers, settings, outputs, loaded) as executor:
+            for item in inputs:
+                fmt = table_format(output_name) if single else table_format(item.name)
+                if not single and destination.has(item.name):
+                    report(f"{item.name}: already scored in {job.output}; skipped")
+                    continue
+                plan = _Plan(job, loaded, outputs, fmt, destination, item, work, gcs)
+                result.files.append(plan.score(executor, report, joined=not single))
+        if single:
+            result = _join_all(result, destination, output_name, work, report)
+    if result.errors > job.max_errors:
+        where = ", ".join(f.errors_output for f in result.files if f.errors_output)
+        raise TooManyRefusedRowsError(
+            f"{result.errors} row(s) could not be scored, more than --max_errors "
+            f"{job.max_errors}; their ids and reasons are in {where}"
+        )
+    return result
+
+
+def _destination(output: str, single: bool, gcs: GCSFetcher) -> tuple[Destination, str]:
+    if output.startswith("gs://"):
+        bucket, path = split_gs(output)
+        folder, _, name = path.rpartition("/") if single else (path, "", "")
+        return GCSPrefix(f"gs://{bucket}/{folder}", gcs), name
+    target = Path(output).expanduser()
+    return (LocalFolder(target.parent), target.name) if single else (LocalFolder(target), "")
+
+
+def fingerprint(loaded: LoadedModel, job: ScoreJob, outputs: tuple[str, ...], fmt: str) -> str:
+    """What makes parts of two runs interchangeable: same model, chunks, outputs, ids, format."""
+    text = "|".join((loaded.artifact.sha256, str(job.chunk_rows), ",".join(outputs), fmt))
+    return hashlib.sha256(f"{text}|{job.id_column}".encode()).hexdigest()[:12]
+
+
+@dataclass
+class _Plan:
+    job: ScoreJob
+    loaded: LoadedModel
+    outputs: tuple[str, ...]
+    fmt: str
+    destination: Destination
+    item: InputFile
+    work: Path
+    gcs: GCSFetcher
+
+    def score(self, executor: Executor, report: Report, *, joined: bool) -> FileResult:
+        started = time.monotonic()
+        stamp = fingerprint(self.loaded, self.job, self.outputs, self.fmt)
+        done = {n for n in self.destination.parts(self.item.name) if _PART.match(n)}
+        done = {n for n in done if n.startswith(stamp)}
+        done_chunks = {int(_PART.match(n).group(2)) for n in done}  # type: ignore[union-attr]
+        folder = self.destination.part_folder(self.item.name, self.work)
+        path = local_copy(self.item, self.work, self.gcs)
+        pending: deque[Future[list[Path]]] = deque()
+        bar = tqdm(desc=self.item.name, unit=" rows", disable=not self.job.progress)
+        columns: Columns | None = None
+        first_row = 0
+        for number, chunk in enumerate(read_chunks(path, self.job.chunk_rows, _texts(self))):
+            if columns is None:
+                columns = input_columns(
+                    list(chunk.columns), self.loaded.signature, self.job.id_column
+                )
+            if number not in done_chunks:
+                part = folder / f"{stamp}-{number:06d}"
+                pending.append(
+                    executor.submit(
+                        score_part, chunk, columns, first_row, part, self.fmt, self.outputs
+                    )
+                )
+            first_row += len(chunk)
+            while pending and (len(pending) >= 2 * max(1, self.job.workers) or pending[0].done()):
+                self._record(pending.popleft().result(), bar)
+        while pending:
+            self._record(pending.popleft().result(), bar)
+        bar.close()
+        if self.item.location.startswith("gs://"):
+            path.unlink(missing_ok=True)
+        names = sorted(n for n in self.destination.parts(self.item.name) if n.startswith(stamp))
+        result = _counted(self.item.name, names, time.monotonic() - started, len(done_chunks))
+        if joined:
+            result = _join(
+                result, self.destination, [(self.item.name, names)], self.item.name, self.work
+            )
+            report(_summary(result))
+        return result
+
+    def _record(self, written: list[Path], bar: tqdm[Any]) -> None:
+        for path in written:
+            self.destination.put_part(self.item.name, path)
+        match = _PART.match(written[-1].name)
+        if match:
+            bar.update(int(match.group(3)) + int(match.group(4)))
+
+
+_PART = re.compile(r"^([0-9a-f]{12})-(\d{6})-(\d+)-(\d+)\.(?!errors)")
+"""A finished part: fingerprint, chunk number, rows scored, rows refused."""
+
+
+def _texts(plan: _Plan) -> list[str]:
+    signature: Signature = plan.loaded.signature
+    names = signature.feature_names or ()
+    return [n for n, kind in zip(names, signature.feature_dtypes, strict=False) if kind == STRING]
+
+
+def _counted(name: str, names: list[str], seconds: float, resumed: int) -> FileResult:
+    rows = errors = 0
+    for part in names:
+        match = _PART.match(part)
+        if match:
+            rows += int(match.group(3))
+            errors += int(match.group(4))
+    return FileResult(name, rows, errors, seconds, "", resumed_parts=resumed)
+
+
+def _join(
+    result: FileResult,
+    destination: Destination,
+    groups: list[tuple[str, list[str]]],
+    output_name: str,
+    work: Path,
+) -> FileResult:
+    """Join the parts of ``groups`` into ``output_name`` (and its errors file); drop the parts."""
+    fmt = table_format(output_name)
+    parts: list[Path] = []
+    errors: list[Path] = []
+    for group, names in groups:
+        local = destination.get_parts(group, names, work)
+        parts += [p for p in local if _PART.match(p.name)]
+        errors += [p for p in local if ".errors." in p.name]
+    joined = work / output_name
+    concatenate(parts, joined)
+    where = destination.put(joined, output_name)
+    errors_where = None
+    if errors:
+        errors_name = output_name[: -len(fmt)] + ".errors" + fmt
+        concatenate(errors, work / errors_name)
+        errors_where = destination.put(work / errors_name, errors_name)
+    for group, _ in groups:
+        destination.drop_parts(group)
+    return FileResult(
+        result.name,
+        result.rows,
+        result.errors,
+        result.seconds,
+        where,
+        errors_where,
+        result.resumed_parts,
+    )
+
+
+def _join_all(
+    result: RunResult, destination: Destination, name: str, work: Path, report: Report
+) -> RunResult:
+    groups = [(f.name, sorted(n for n in destination.parts(f.name))) for f in result.files]
+    total = FileResult(
+        name,
+        result.rows,
+        result.errors,
+        sum(f.seconds for f in result.files),
+        "",
+        resumed_parts=sum(f.resumed_parts for f in result.files),
+    )
+    joined = _join(total, destination, groups, name, work)
+    report(_summary(joined))
+    return RunResult([joined])
+
+
+def _summary(result: FileResult) -> str:
+    rate = result.rows / result.seconds if result.seconds > 0 else 0.0
+    text = (
+        f"{result.name}: {result.rows} rows scored, {result.errors} refused, "
+        f"{result.seconds:.1f}s ({rate:,.0f} rows/s) -> {result.output}"
+    )
+    if result.errors_output:
+        text += f"; refused rows in {result.errors_output}"
+    if result.resumed_parts:
+        text += f"; {result.resumed_parts} part(s) kept from an earlier run"
+    return text
+
+
+# --- scoring a part, in this process or in a worker ------------------------------------------
+
+_WORKER: tuple[Score, Signature] | None = None
+
+
+def _start_worker(settings: Settings, outputs: tuple[str, ...]) -> None:
+    global _WORKER
+    loaded = load_accepted(settings)
+    _WORKER = (scorer(loaded.engine, loaded.signature, outputs), loaded.signature)
+
+
+def score_part(
+    chunk: pd.DataFrame,
+    columns: Columns,
+    first_row: int,
+    part: Path,
+    fmt: str,
+    outputs: tuple[str, ...],
+) -> list[Path]:
+    """Score one chunk and write its part (refused rows first, then the part, which records it)."""
+    assert _WORKER is not None, "the worker was not started"
+    score, signature = _WORKER
+    scored = score_chunk(chunk, columns, signature, outputs, score, first_row)
+    written = []
+    if len(scored.errors):
+        errors_path = part.with_name(f"{part.name}.errors{fmt}")
+        write_table(scored.errors, errors_path)
+        written.append(errors_path)
+    final = part.with_name(f"{part.name}-{len(scored.table)}-{len(scored.errors)}{fmt}")
+    write_table(scored.table, final)
+    written.append(final)
+    return written
+
+
+class _Inline(Executor):
+    """Runs each task at once, in this process (``--workers 1``)."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: Future[object] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:
+            future.set_exception(e)
+        return future
+
+
+@contextmanager
+def _executor(
+    workers: int, settings: Settings, outputs: tuple[str, ...], loaded: LoadedModel
+) -> Iterator[Executor]:
+    global _WORKER
+    if workers <= 1:
+        _WORKER = (scorer(loaded.engine, loaded.signature, outputs), loaded.signature)
+        yield _Inline()
+        return
+    # forkserver, not fork: the model has run in this process, and a forked OpenMP runtime can
+    # hang in the child.
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(settings, outputs)
+    ) as pool:
+        yield pool
