@@ -3,7 +3,8 @@
 ``baseline`` is a plain kserve.Model (bench/baseline.py); ``predictor`` is ours, serving a bundle
 with a pinned digest and an acceptance set, so its cold start includes every check;
 ``mlserver`` and ``mlserver-batch`` are MLServer's sklearn runtime, without and with adaptive
-batching, when MLServer is installed in bench/.venv-mlserver.
+batching, when MLServer is installed in bench/.venv-mlserver. ``predictor@REF`` is ours as of
+git commit REF (for A/B runs, ``bench/ab.py``).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> S
             str(paths[model]),
         ]
         command += ["--http_port", str(http), "--grpc_port", str(grpc)]
-    elif kind == "predictor":
+    elif kind == "predictor" or kind.startswith("predictor@"):
         bundle = paths[f"{model}-bundle"]
         digest = json.loads((bundle / "model.json").read_text())["artifact"]["sha256"]
         env["PREDICTOR_MODEL_SHA256"] = digest
@@ -185,7 +186,7 @@ def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> S
     started = time.perf_counter()
     process = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, *command],
-        cwd=ROOT,
+        cwd=source_of(kind, work),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -205,6 +206,25 @@ def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> S
         time.sleep(0.02)
     process.kill()
     raise RuntimeError(f"{kind} did not become ready")
+
+
+def source_of(kind: str, work: Path) -> Path:
+    """Where the server's code comes from: this checkout, or for ``predictor@REF`` that commit.
+
+    ``python -m`` puts the working folder first on the import path, so a copy of the commit's
+    tree (``git archive``) runs with this virtualenv's dependencies.
+    """
+    if "@" not in kind:
+        return ROOT
+    ref = kind.split("@", 1)[1]
+    tree = work / f"src-{ref}"
+    if not tree.exists():
+        tree.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", ref], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
 
 
 def cold_start(kind: str, model: str, paths: dict[str, Path], work: Path) -> float:

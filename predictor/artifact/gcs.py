@@ -10,6 +10,7 @@ are renamed only when complete and verified by the client's checksum.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -26,13 +27,20 @@ class GCSFetcher:
     """Thin adapter over google-cloud-storage that turns its errors into ``StorageError``."""
 
     def __init__(self, *, deadline_s: float) -> None:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        self._retry = DEFAULT_RETRY.with_delay(initial=0.25, maximum=8.0).with_timeout(deadline_s)
         self._deadline_s = deadline_s
         # One slow call must not outlast the whole budget: each call gets at most the deadline.
         self._timeout = min(60.0, deadline_s)
         self._anonymous = False
+
+    @functools.cached_property
+    def _retry(self) -> Any:
+        """Retry transient errors with backoff, within the deadline.
+
+        Built on first use, so that GCS's client is imported only by runs that use GCS.
+        """
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_delay(initial=0.25, maximum=8.0).with_timeout(self._deadline_s)
 
     def _client(self) -> Any:
         from google.auth.credentials import AnonymousCredentials

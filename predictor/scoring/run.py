@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 from tqdm import tqdm
 
 from predictor.artifact.gate import load_accepted
@@ -37,7 +37,7 @@ from predictor.artifact.gcs import GCSFetcher
 from predictor.artifact.loader import LoadedModel
 from predictor.errors import ScoringError, TooManyRefusedRowsError
 from predictor.inference.batch import requested_outputs
-from predictor.inference.signature import STRING, Signature
+from predictor.inference.signature import NUMERIC, Signature
 from predictor.scoring.chunks import Columns, Score, input_columns, score_chunk, scorer
 from predictor.scoring.places import (
     Destination,
@@ -48,7 +48,14 @@ from predictor.scoring.places import (
     local_copy,
     split_gs,
 )
-from predictor.scoring.tables import FORMATS, concatenate, read_chunks, table_format, write_table
+from predictor.scoring.tables import (
+    FORMATS,
+    concatenate,
+    read_tables,
+    table_format,
+    to_frame,
+    write_table,
+)
 from predictor.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -179,20 +186,22 @@ class _Plan:
         pending: deque[Future[list[Path]]] = deque()
         bar = tqdm(desc=self.item.name, unit=" rows", disable=not self.job.progress)
         columns: Columns | None = None
+        numbers: tuple[str, ...] = ()
         first_row = 0
-        for number, chunk in enumerate(read_chunks(path, self.job.chunk_rows, _texts(self))):
+        for number, table in enumerate(read_tables(path, self.job.chunk_rows)):
             if columns is None:
                 columns = input_columns(
-                    list(chunk.columns), self.loaded.signature, self.job.id_column
+                    table.column_names, self.loaded.signature, self.job.id_column
                 )
+                numbers = number_columns(columns, self.loaded.signature)
             if number not in done_chunks:
                 part = folder / f"{stamp}-{number:06d}"
                 pending.append(
                     executor.submit(
-                        score_part, chunk, columns, first_row, part, self.fmt, self.outputs
+                        score_part, table, numbers, columns, first_row, part, self.fmt, self.outputs
                     )
                 )
-            first_row += len(chunk)
+            first_row += table.num_rows
             while pending and (len(pending) >= 2 * max(1, self.job.workers) or pending[0].done()):
                 self._record(pending.popleft().result(), bar)
         while pending:
@@ -221,10 +230,16 @@ _PART = re.compile(r"^([0-9a-f]{12})-(\d{6})-(\d+)-(\d+)\.(?!errors)")
 """A finished part: fingerprint, chunk number, rows scored, rows refused."""
 
 
-def _texts(plan: _Plan) -> list[str]:
-    signature: Signature = plan.loaded.signature
-    names = signature.feature_names or ()
-    return [n for n, kind in zip(names, signature.feature_dtypes, strict=False) if kind == STRING]
+def number_columns(columns: Columns, signature: Signature) -> tuple[str, ...]:
+    """The input columns the model takes numbers from."""
+    if signature.text:
+        return ()
+    kinds = signature.feature_dtypes
+    return tuple(
+        name
+        for j, name in enumerate(columns.features)
+        if (kinds[j] if j < len(kinds) else NUMERIC) == NUMERIC
+    )
 
 
 def _counted(name: str, names: list[str], seconds: float, resumed: int) -> FileResult:
@@ -315,7 +330,8 @@ def _start_worker(settings: Settings, outputs: tuple[str, ...]) -> None:
 
 
 def score_part(
-    chunk: pd.DataFrame,
+    table: pa.Table,
+    numbers: tuple[str, ...],
     columns: Columns,
     first_row: int,
     part: Path,
@@ -325,6 +341,7 @@ def score_part(
     """Score one chunk and write its part (refused rows first, then the part, which records it)."""
     assert _WORKER is not None, "the worker was not started"
     score, signature = _WORKER
+    chunk = to_frame(table, numbers)
     scored = score_chunk(chunk, columns, signature, outputs, score, first_row)
     written = []
     if len(scored.errors):

@@ -1,20 +1,23 @@
 """Reading and writing the tables batch scoring takes and gives: CSV, Parquet, JSON Lines.
 
-The format is chosen by the file's extension. Reading streams chunks of at most ``chunk_rows``
-rows (the same boundaries on every run, so a resumed run finds the parts it wrote). Writing is
+The format is chosen by the file's extension. Reading streams tables of ``chunk_rows`` rows
+(the same boundaries on every run, so a resumed run finds the parts it wrote), with Arrow's
+readers. Writing is
 atomic: a table appears under its name only once complete, which is how a finished part is
 recorded.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -38,12 +41,13 @@ def table_format(name: str) -> str:
     )
 
 
-def read_chunks(
-    path: Path, chunk_rows: int, text_columns: Sequence[str] = ()
-) -> Iterator[pd.DataFrame]:
-    """The rows of ``path`` in chunks of at most ``chunk_rows`` rows.
+def read_tables(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
+    """The rows of ``path`` in tables of ``chunk_rows`` rows (the last one fewer).
 
-    ``text_columns`` are read as text whatever they look like (a category "7" stays "7").
+    CSV cells are read as text (CSV has no types; ``to_frame`` reads the numbers), with the
+    usual markers of a missing value (empty, ``NA``, ``null``, ``NaN``, ...) read as missing.
+    Parquet keeps its types. JSON Lines values keep theirs, or become text in a column that
+    mixes kinds.
 
     Raises:
         ScoringError: the file cannot be read as its format.
@@ -51,16 +55,69 @@ def read_chunks(
     fmt = table_format(path.name)
     try:
         if fmt == ".csv":
-            dtypes: dict[Hashable, type[str]] = dict.fromkeys(text_columns, str)
-            yield from pd.read_csv(path, chunksize=chunk_rows, dtype=dtypes, low_memory=False)
+            batches: Iterator[pa.RecordBatch] = _csv_batches(path)
         elif fmt == ".parquet":
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-                yield batch.to_pandas()
+            batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
         else:
-            yield from pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+            batches = _jsonl_batches(path, chunk_rows)
+        yield from _rechunk(batches, chunk_rows)
     except (ValueError, OSError, pa.ArrowException) as e:
         reason = " ".join(str(e).split())[:200]
         raise ScoringError(f"cannot read {path.name} as {fmt[1:]}: {reason}") from e
+
+
+def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    with path.open(newline="") as f:
+        header = next(csv.reader(f), [])
+    text = pa_csv.ConvertOptions(
+        column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True
+    )
+    reader = pa_csv.open_csv(path, read_options=_READ, convert_options=text)
+    yield from reader
+
+
+_READ = pa_csv.ReadOptions(block_size=1 << 22)
+
+
+def _jsonl_batches(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    for frame in pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False):
+        yield from _arrow(frame).to_batches()
+
+
+def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly ``rows`` rows (the last one fewer) from batches of any size."""
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        held.append(batch)
+        count += batch.num_rows
+        while count >= rows:
+            table = pa.Table.from_batches(held)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            held, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(held)
+
+
+def to_frame(table: pa.Table, numbers: Collection[str]) -> pd.DataFrame:
+    """A table as a DataFrame, with the text of each column in ``numbers`` read as numbers.
+
+    A column whose every cell reads as a number becomes float64; one with a cell that does
+    not stays text, for the caller to say which rows are wrong.
+    """
+    columns = {}
+    for name in numbers:
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                columns[name] = pc.cast(column, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # a cell that is no number: left as text
+    for name, column in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,13 @@ from predictor.errors import ScoringError
 from predictor.inference.fastpath import SklearnEngine
 from predictor.inference.signature import signature_of
 from predictor.scoring.chunks import input_columns, output_columns, score_chunk, scorer
-from predictor.scoring.tables import concatenate, read_chunks, table_format, write_table
+from predictor.scoring.tables import (
+    concatenate,
+    read_tables,
+    table_format,
+    to_frame,
+    write_table,
+)
 
 FEATURES = ["a", "b", "c"]
 
@@ -109,7 +117,7 @@ def test_output_columns_are_named_after_classes_or_positions(model: LogisticRegr
 
 
 @pytest.mark.parametrize("fmt", [".csv", ".parquet", ".jsonl"])
-def test_parts_written_and_joined_read_back_as_one_table(tmp_path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+def test_parts_written_and_joined_read_back_as_one_table(tmp_path: Path, fmt: str) -> None:
     frames = [
         pd.DataFrame({"id": [1, 2], "predict": ["x", "y"]}),
         pd.DataFrame({"id": [], "predict": []}),
@@ -120,7 +128,8 @@ def test_parts_written_and_joined_read_back_as_one_table(tmp_path, fmt: str) -> 
         parts.append(tmp_path / f"p{i}{fmt}")
         write_table(frame, parts[-1])
     concatenate(parts, tmp_path / f"all{fmt}")
-    (joined,) = list(read_chunks(tmp_path / f"all{fmt}", 100))
+    (table,) = list(read_tables(tmp_path / f"all{fmt}", 100))
+    joined = to_frame(table, ["id"])
     assert joined["id"].tolist() == [1, 2, 3]
     assert joined["predict"].tolist() == ["x", "y", "z"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
@@ -129,3 +138,18 @@ def test_parts_written_and_joined_read_back_as_one_table(tmp_path, fmt: str) -> 
 def test_unknown_formats_are_refused_by_name() -> None:
     with pytest.raises(ScoringError, match="expected a name ending in .csv, .parquet, .jsonl"):
         table_format("rows.xlsx")
+
+
+def test_csv_is_read_in_exact_chunks_and_numbers_are_read_where_the_model_takes_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("id,a,b\n" + "".join(f"{i},{i}.5,x{i}\n" for i in range(10)) + "10,oops,\n")
+    tables = list(read_tables(path, 4))
+    assert [t.num_rows for t in tables] == [4, 4, 3]
+    first = to_frame(tables[0], ["a"])
+    assert first["a"].dtype == np.float64 and first["a"].tolist() == [0.5, 1.5, 2.5, 3.5]
+    assert first["id"].tolist() == ["0", "1", "2", "3"]  # text unless the model takes a number
+    last = to_frame(tables[2], ["a"])
+    assert last["a"].tolist() == ["8.5", "9.5", "oops"]  # a cell that is no number: left as text
+    assert last["b"].tolist()[-1] is None  # an empty cell is missing

@@ -1,0 +1,63 @@
+"""A/B of two versions of the predictor: the same cells, the two servers taking turns on core 0.
+
+    python bench/ab.py --old REF [--new predictor] [--models lr] [--rounds 5] [--duration 3]
+
+``--old`` is a git commit (served from a copy of its tree, ``predictor@REF``); ``--new`` is
+``predictor`` (this checkout) or another ``predictor@REF``. Both run at once, idle but for the
+one under load, and alternate per sample; the table shows each one's median and new/old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from run import measure_cell
+from servers import make_models, start_server
+
+CELLS = [(p, rows, 32) for p in ("v1", "v2", "grpc") for rows in (1, 64)] + [("v2", 1, 1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--old", required=True, help="git commit of the old version")
+    parser.add_argument("--new", default="predictor", help="predictor or predictor@REF")
+    parser.add_argument("--models", default="lr")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=3.0)
+    args = parser.parse_args()
+    for tool in ("taskset", "wrk", "h2load", "git"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (make bench installs wrk and h2load)")
+    old, new = f"predictor@{args.old}", args.new
+    print("| model | proto | rows | c | old req/s | new req/s | new/old |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
+        work = Path(tmp)
+        paths = make_models(work / "models")
+        for model in args.models.split(","):
+            running = [start_server(kind, model, paths, work) for kind in (old, new)]
+            try:
+                for spec in CELLS:
+                    cells = {
+                        c.server: c
+                        for c in measure_cell(running, spec, args.duration, args.rounds, work)
+                    }
+                    a, b = cells[old], cells[new]
+                    print(
+                        f"| {model} | {spec[0]} | {spec[1]} | {spec[2]} | {a.rps:,.0f} | "
+                        f"{b.rps:,.0f} | {b.rps / a.rps:.3f} |",
+                        flush=True,
+                    )
+            finally:
+                for server in running:
+                    server.stop()
+
+
+if __name__ == "__main__":
+    main()
