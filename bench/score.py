@@ -78,8 +78,12 @@ def score(model: Path, csv: Path, out: Path, workers: int, pin: bool = True) -> 
     return time.perf_counter() - started
 
 
-def rss_during(model: Path, csv: Path, out: Path) -> tuple[float, float]:
-    """Median and peak RSS (MB) of a ``score`` run on ``csv``, sampled every 0.1 s while it runs."""
+def rss_during(model: Path, csv: Path, out: Path) -> tuple[float, float, list[float]]:
+    """RSS (MB) of a ``score`` run on ``csv``, sampled every 0.1 s while it runs.
+
+    Returns the median of the second half of the run (start-up behind it), the peak, and the
+    samples at a fifth, two fifths, ... of the run (a trend that rises would show a leak).
+    """
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "predictor", "score", "--model_uri", str(model)]
     command += ["--input", str(csv), "--output", str(out), "--id_column", "id"]
@@ -98,7 +102,8 @@ def rss_during(model: Path, csv: Path, out: Path) -> tuple[float, float]:
     if process.returncode != 0:
         raise RuntimeError(f"score exited {process.returncode}")
     settled = samples[len(samples) // 2 :]  # the second half: start-up is behind it
-    return statistics.median(settled), max(samples)
+    trend = [samples[len(samples) * k // 5] for k in range(1, 5)]
+    return statistics.median(settled), max(samples), trend
 
 
 def main() -> None:
@@ -112,9 +117,10 @@ def main() -> None:
     print(
         "| model | rows | one-shot rows/s (read+predict / process) | score rows/s (process, "
         "1 worker) | score / one-shot (read+predict / process) | score rows/s (2 workers) "
-        "| RSS MB, median of the run's second half (rows / 4x rows) | peak RSS MB (rows / 4x) |"
+        "| RSS MB, median of the run's second half (rows / 4x rows) | peak RSS MB (rows / 4x) "
+        "| RSS MB at 1/5 .. 4/5 of the 4x run |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
         work = Path(tmp)
         paths = make_models(work / "models")
@@ -134,14 +140,15 @@ def main() -> None:
                 score(model_file, csv, work / "out.csv", workers=2, pin=False)
                 for _ in range(args.rounds)
             )
-            rss, peak = rss_during(model_file, csv, work / "out.csv")
-            rss_big, peak_big = rss_during(model_file, big, work / "out.csv")
+            rss, peak, _ = rss_during(model_file, csv, work / "out.csv")
+            rss_big, peak_big, trend = rss_during(model_file, big, work / "out.csv")
             shot, whole = statistics.median(shots), statistics.median(wholes)
             ours = statistics.median(scores)
             print(
                 f"| {model} | {args.rows:,} | {args.rows / shot:,.0f} / {args.rows / whole:,.0f} "
                 f"| {args.rows / ours:,.0f} | {shot / ours:.2f} / {whole / ours:.2f} "
-                f"| {args.rows / two:,.0f} | {rss:.0f} / {rss_big:.0f} | {peak:.0f} / {peak_big:.0f} |",
+                f"| {args.rows / two:,.0f} | {rss:.0f} / {rss_big:.0f} | {peak:.0f} / {peak_big:.0f} "
+                f"| {' '.join(f'{r:.0f}' for r in trend)} |",
                 flush=True,
             )
 

@@ -1,7 +1,8 @@
 """Compiled fast path: predict without scikit-learn's per-call overhead, verified before use.
 
 For linear models and tree ensembles (decision trees, random forests, extra trees, gradient
-boosting) the fitted parameters are packed into numpy arrays once, and prediction avoids
+boosting), alone or last in a ``Pipeline`` (``pipelines``), the fitted parameters are packed into
+numpy arrays once, and prediction avoids
 scikit-learn's per-call overhead (see ``engines`` and ``trees`` for how each kind is evaluated;
 small and large batches take different paths, and both are verified). A compiled
 model is only used after it has answered a set of probe rows exactly as scikit-learn does (labels
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from predictor.inference.engines import CompiledEngine, Engine, LinearEngine, SklearnEngine
+from predictor.inference.engines import Engine, LinearEngine, SklearnEngine
+from predictor.inference.pipelines import compile_pipeline, is_pipeline
 from predictor.inference.trees import BoostingEngine, TreeEngine, tree_structures
 
 logger = logging.getLogger(__name__)
@@ -46,8 +48,13 @@ TREES = {("sklearn.tree", n) for n in ("DecisionTreeClassifier", "DecisionTreeRe
 BOOSTING = {("sklearn.ensemble", "GradientBoostingClassifier")}
 
 
-def compile_estimator(estimator: Any) -> CompiledEngine | None:
-    """A compiled model for the estimator's exact type, or None when there is none."""
+def compile_estimator(estimator: Any) -> Engine | None:
+    """A compiled model for the estimator's exact type, or None when there is none.
+
+    A ``Pipeline`` is compiled when its last step is (``predictor.inference.pipelines``).
+    """
+    if is_pipeline(estimator):
+        return compile_pipeline(estimator, compile_estimator)
     kind = type(estimator)
     key = (".".join(kind.__module__.split(".")[:2]), kind.__name__)
     if key in LINEAR:
@@ -67,7 +74,7 @@ def choose_engine(
     *,
     enabled: bool,
     is_classifier: bool,
-    compile_with: Callable[[Any], CompiledEngine | None] | None = None,
+    compile_with: Callable[[Any], Engine | None] | None = None,
 ) -> tuple[Engine, str]:
     """The engine to serve with, and why: compiled when it matches scikit-learn on ``probes``.
 
@@ -89,10 +96,10 @@ def choose_engine(
 
 
 def verify(
-    compiled: CompiledEngine, reference: SklearnEngine, probes: Any, *, is_classifier: bool
+    compiled: Engine, reference: SklearnEngine, probes: Any, *, is_classifier: bool
 ) -> str | None:
     """Where the compiled model differs from scikit-learn on ``probes``; None when it does not."""
-    rows = np.asarray(probes, dtype=np.float64)
+    rows = probes if compiled.takes_frames else np.asarray(probes, dtype=np.float64)
     # a few rows at a time take another code path than many rows at once: check both
     chunks = [rows[i : i + 8] for i in range(0, len(rows), 8)]
     try:

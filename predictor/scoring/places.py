@@ -85,16 +85,24 @@ def list_inputs(spec: str, gcs: GCSFetcher | None) -> list[InputFile]:
     return found
 
 
-def local_copy(item: InputFile, work: Path, gcs: GCSFetcher | None) -> Path:
-    """A local path to read ``item`` from (downloaded into ``work`` when it is on GCS)."""
+def local_copy(item: InputFile, work: Path, gcs: GCSFetcher | None) -> tuple[Path, str]:
+    """A local path to read ``item`` from, and what tells its content from another's.
+
+    A GCS object is downloaded into ``work``; its generation tells it apart. A local file is
+    told apart by its size and modification time.
+    """
     if not item.location.startswith("gs://"):
-        return Path(item.location)
+        path = Path(item.location)
+        stat = path.stat()
+        return path, f"{stat.st_size}:{stat.st_mtime_ns}"
     assert gcs is not None
     bucket, name = split_gs(item.location)
     folder = work / "input"
     folder.mkdir(parents=True, exist_ok=True)
-    gcs.download_object(ModelURI(raw=item.location, scheme="gs", bucket=bucket, path=name), folder)
-    return folder / Path(name).name
+    generation = gcs.download_object(
+        ModelURI(raw=item.location, scheme="gs", bucket=bucket, path=name), folder
+    )
+    return folder / Path(name).name, str(generation)
 
 
 class Destination(Protocol):

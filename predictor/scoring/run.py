@@ -128,6 +128,9 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
         raise ScoringError("a sharded run writes a folder or prefix, not one file (--output)")
     destination, output_name = _destination(job.output, single, gcs)
     result = RunResult()
+    if single and destination.has(output_name):
+        report(f"{job.output} exists already; nothing to do (outputs are never overwritten)")
+        return result
     with tempfile.TemporaryDirectory(prefix="predictor-score-") as tmp:
         work = Path(tmp)
         with _executor(job.workers, settings, outputs, loaded) as executor:
@@ -137,8 +140,10 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
                     report(f"{item.name}: already scored in {job.output}; skipped")
                     continue
                 plan = _Plan(job, loaded, outputs, fmt, destination, item, work, gcs)
-                result.files.append(plan.score(executor, report, joined=not single))
-        if single:
+                scored = plan.score(executor, report, joined=not single)
+                if scored is not None:
+                    result.files.append(scored)
+        if single and result.files:
             result = _join_all(result, destination, output_name, work, report)
     if result.errors > job.max_errors:
         where = ", ".join(f.errors_output for f in result.files if f.errors_output)
@@ -158,10 +163,15 @@ def _destination(output: str, single: bool, gcs: GCSFetcher) -> tuple[Destinatio
     return (LocalFolder(target.parent), target.name) if single else (LocalFolder(target), "")
 
 
-def fingerprint(loaded: LoadedModel, job: ScoreJob, outputs: tuple[str, ...], fmt: str) -> str:
-    """What makes parts of two runs interchangeable: same model, chunks, outputs, ids, format."""
-    text = "|".join((loaded.artifact.sha256, str(job.chunk_rows), ",".join(outputs), fmt))
-    return hashlib.sha256(f"{text}|{job.id_column}".encode()).hexdigest()[:12]
+def fingerprint(
+    loaded: LoadedModel, job: ScoreJob, outputs: tuple[str, ...], fmt: str, content: str
+) -> str:
+    """What makes parts of two runs interchangeable.
+
+    The same model, input content, chunk size, outputs, id column and format.
+    """
+    text = "|".join((loaded.artifact.sha256, content, str(job.chunk_rows), ",".join(outputs)))
+    return hashlib.sha256(f"{text}|{fmt}|{job.id_column}".encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -175,14 +185,15 @@ class _Plan:
     work: Path
     gcs: GCSFetcher
 
-    def score(self, executor: Executor, report: Report, *, joined: bool) -> FileResult:
+    def score(self, executor: Executor, report: Report, *, joined: bool) -> FileResult | None:
+        """Score the file into parts, and join them when ``joined``; None when it has no rows."""
         started = time.monotonic()
-        stamp = fingerprint(self.loaded, self.job, self.outputs, self.fmt)
+        path, content = local_copy(self.item, self.work, self.gcs)
+        stamp = fingerprint(self.loaded, self.job, self.outputs, self.fmt, content)
         done = {n for n in self.destination.parts(self.item.name) if _PART.match(n)}
         done = {n for n in done if n.startswith(stamp)}
         done_chunks = {int(_PART.match(n).group(2)) for n in done}  # type: ignore[union-attr]
         folder = self.destination.part_folder(self.item.name, self.work)
-        path = local_copy(self.item, self.work, self.gcs)
         pending: deque[Future[list[Path]]] = deque()
         bar = tqdm(desc=self.item.name, unit=" rows", disable=not self.job.progress)
         columns: Columns | None = None
@@ -209,6 +220,9 @@ class _Plan:
         bar.close()
         if self.item.location.startswith("gs://"):
             path.unlink(missing_ok=True)
+        if columns is None:
+            report(f"{self.item.name}: no rows; nothing written")
+            return None
         names = sorted(n for n in self.destination.parts(self.item.name) if n.startswith(stamp))
         result = _counted(self.item.name, names, time.monotonic() - started, len(done_chunks))
         if joined:

@@ -26,6 +26,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from predictor.scoring.run import ScoreJob, run
+from predictor.settings import Settings
 from tests.gcs import GCSBucket
 from tests.helpers import REPO_ROOT
 
@@ -292,3 +294,26 @@ def test_what_cannot_be_run_ends_with_one_line_and_exit_2(
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("predictor score: ") and message in lines[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_a_file_without_rows_is_reported_and_an_existing_output_is_left_alone(
+    tmp_path: Path, linear: tuple[Path, LogisticRegression]
+) -> None:
+    model_path, _ = linear
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "empty.csv").write_text(",".join(FEATURES) + "\n")
+    pd.DataFrame(np.ones((2, 20)), columns=FEATURES).to_csv(folder / "two.csv", index=False)
+    out = tmp_path / "all.csv"
+    out.write_text("kept\n")
+    said: list[str] = []
+    settings = Settings(model_uri=str(model_path))
+
+    left = run(ScoreJob(input=str(folder), output=str(out)), settings, report=said.append)
+    done = run(ScoreJob(input=str(folder), output=str(tmp_path / "out")), settings, said.append)
+
+    assert left.files == [] and out.read_text() == "kept\n"
+    assert said[0].endswith("exists already; nothing to do (outputs are never overwritten)")
+    assert "empty.csv: no rows; nothing written" in said
+    assert [f.name for f in done.files] == ["two.csv"] and done.rows == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.csv"]
