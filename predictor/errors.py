@@ -19,6 +19,7 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     ├── OverloadedError            503  RESOURCE_EXHAUSTED (Retry-After)
     ├── ConfigError                                        2
     ├── PortInUseError                                     2
+    ├── PublishError                                       2
     ├── ScoringError                                       2
     ├── TooManyRefusedRowsError                                   1
     └── ArtifactError                                      2
@@ -135,6 +136,10 @@ class ConfigError(PredictorError):
 
 class PortInUseError(PredictorError):
     """A port the server must listen on cannot be bound; raised before anything is served."""
+
+
+class PublishError(PredictorError):
+    """A bundle cannot be published: its inputs are unusable, or the upload failed."""
 
 
 class ScoringError(PredictorError):

@@ -25,15 +25,12 @@ from typing import Any
 from predictor.artifact.bundle import MANIFEST, parse_manifest, runtime_versions
 from predictor.artifact.gate import answer, load_accepted
 from predictor.artifact.loader import load_model
+from predictor.artifact.sample import read_sample, sample_features
 from predictor.artifact.storage import parse_model_uri, sha256_file
-from predictor.errors import PredictorError, VersionExistsError
+from predictor.errors import PublishError, VersionExistsError
 from predictor.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-class PublishError(PredictorError):
-    """The bundle could not be published."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,8 @@ class BundleSpec:
     training_data_version: str | None = None
     feature_extractor_version: str | None = None
     string_features: tuple[str, ...] = ()
+    sample_file: Path | None = None
+    """A CSV or Parquet sample of the input: its columns' names and types go in model.json."""
     code_files: tuple[Path, ...] = ()
     """Python modules the pickle needs (custom transformers, functions), shipped in ``code/``."""
     metrics: dict[str, float] = field(default_factory=dict)
@@ -96,6 +95,11 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
             | {k: v for k, v in bounds.items() if v is not None}
         )
     names = signature.feature_names or tuple(f"f{i}" for i in range(signature.n_features or 0))
+    features = [
+        {"name": n, "dtype": d} for n, d in zip(names, signature.feature_dtypes, strict=True)
+    ]
+    if spec.sample_file is not None:
+        features = sample_features(read_sample(spec.sample_file), signature)
     document = {
         "schema_version": 1,
         "name": spec.name,
@@ -104,8 +108,7 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
         "created_by": spec.created_by,
         "task": signature.task,
         "features": [
-            {"name": n, "dtype": "BYTES" if n in spec.string_features else dtype}
-            for n, dtype in zip(names, signature.feature_dtypes, strict=True)
+            f | {"dtype": "BYTES"} if f["name"] in spec.string_features else f for f in features
         ],
         "classes": list(signature.classes) if signature.classes is not None else None,
         "hyperparameters": _json_safe_params(estimator),

@@ -100,6 +100,11 @@ def publish(argv: Sequence[str]) -> int:
         "--string-features", default="", help="comma-separated features that are strings"
     )
     parser.add_argument(
+        "--sample",
+        type=Path,
+        help="a CSV or Parquet sample of the input: its column names and types go in model.json",
+    )
+    parser.add_argument(
         "--code",
         type=Path,
         action="append",
@@ -134,6 +139,7 @@ def publish(argv: Sequence[str]) -> int:
         training_data_version=args.training_data_version,
         feature_extractor_version=args.feature_extractor_version,
         string_features=tuple(f for f in args.string_features.split(",") if f),
+        sample_file=args.sample,
         code_files=tuple(args.code),
         metrics=recorded,
         **({"created_by": args.created_by} if args.created_by else {}),

@@ -17,14 +17,18 @@ from unittest import mock
 import httpx
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from predictor.artifact.loader import load_model
-from predictor.artifact.publish import BundleSpec, PublishError, publish
+from predictor.artifact.publish import BundleSpec, publish, stage_bundle
 from predictor.artifact.storage import sha256_file
 from predictor.demo import make_trips
-from predictor.errors import IncompatibleModelError, VersionExistsError
+from predictor.errors import IncompatibleModelError, PublishError, VersionExistsError
 from predictor.settings import Settings
 from tests.gcs import GCSBucket
 from tests.helpers import REPO_ROOT, ServerFactory
@@ -345,3 +349,47 @@ def test_custom_code_travels_with_the_bundle(
     tampered = server.run_to_exit(uri, name="custom")
     assert tampered.process.returncode == 1
     assert "code code/zoo_custom.py: sha256 is" in tampered.log()
+
+
+def test_a_sample_records_the_frames_names_and_types_in_the_manifest(tmp_path: Path) -> None:
+    """A categorical column of digits reads as numbers in CSV; Parquet keeps it as text."""
+    rng = np.random.default_rng(9)
+    frame = pd.DataFrame(
+        {"zone": rng.integers(1, 4, 200).astype(str), "area": rng.normal(60, 15, 200)}
+    )
+    labels = np.where(frame.area > 60, "big", "small")
+    bare = make_pipeline(
+        ColumnTransformer([("zone", OneHotEncoder(), [0])], remainder="passthrough"),
+        LogisticRegression(),
+    ).fit(frame.to_numpy(dtype=object), labels)  # fitted on a bare array: no feature names
+    joblib.dump(bare, tmp_path / "model.joblib")
+    frame.to_parquet(tmp_path / "sample.parquet")
+    frame.to_csv(tmp_path / "sample.csv", index=False)
+
+    published = {
+        kind: Path(
+            publish(
+                BundleSpec(
+                    tmp_path / "model.joblib",
+                    "zones",
+                    f"1.0.{i}",
+                    sample_file=tmp_path / f"sample.{kind}",
+                    string_features=("zone",) if kind == "csv" else (),
+                ),
+                str(tmp_path / "registry"),
+            )
+        )
+        for i, kind in enumerate(("parquet", "csv"))
+    }
+
+    for folder in published.values():
+        features = json.loads((folder / "model.json").read_text())["features"]
+        assert features == [{"name": "zone", "dtype": "BYTES"}, {"name": "area", "dtype": "FP64"}]
+    with pytest.raises(PublishError, match="the model takes 2 features .* the sample has 1"):
+        frame[["area"]].to_csv(tmp_path / "one.csv", index=False)
+        stage_bundle(
+            BundleSpec(
+                tmp_path / "model.joblib", "zones", "2.0.0", sample_file=tmp_path / "one.csv"
+            ),
+            tmp_path / "staging",
+        )

@@ -111,6 +111,7 @@ def test_request_and_response_events_share_their_id_and_name_the_model_version(
     running: RunningServer, sink: Sink, protocol: str
 ) -> None:
     agent = LoggerAgent(running.url, sink.url)
+    body: dict[str, Any]
     if protocol == "v1":
         path, body = f"/v1/models/{NAME}:predict", {"instances": ROWS}
     else:
