@@ -76,18 +76,69 @@ class Settings(BaseSettings):
     access_log: bool = False
     """Log one line per request (uvicorn's access log); off so that serving stays lean."""
 
+    shadow_model_uri: str | None = Field(default=None, min_length=1)
+    """A second model (same URIs as model_uri) that answers every request too, off the response
+    path: its answers are only compared and logged; callers get the primary's."""
+
+    shadow_model_sha256: str | None = None
+    """Hex sha256 the shadow's artifact must match, as model_sha256 for the primary."""
+
+    shadow_url: str | None = Field(default=None, min_length=1)
+    """Instead of a shadow model: a v1 :predict URL each request is mirrored to (another image or
+    feature extractor), fire and forget; its answers are compared as a shadow model's."""
+
+    shadow_optional: bool = False
+    """Serve with the primary alone when the shadow cannot be loaded (else start-up fails)."""
+
+    shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    """Share of requests the shadow also answers."""
+
+    shadow_queue_size: int = Field(default=1024, ge=1)
+    """Requests waiting for the shadow at most; more are dropped (and counted), never waited for."""
+
+    shadow_tolerance: float = Field(default=1e-6, ge=0)
+    """Largest difference at which two numeric answers (regression, transforms) still agree."""
+
+    prediction_log: str | None = Field(default=None, min_length=1)
+    """A folder or gs://bucket/prefix/ for JSON Lines of each shadowed row: time, request id,
+    model, versions and both outputs."""
+
+    log_inputs: bool = False
+    """Also write each row's input features in the prediction log."""
+
+    prediction_log_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """A prediction log file is closed (and uploaded, on GCS) at this size."""
+
+    prediction_log_max_seconds: float = Field(default=300.0, gt=0)
+    """... or this long after it was opened, whichever comes first."""
+
     @model_validator(mode="after")
     def _one_model(self) -> Settings:
         if self.model_uri is None and self.model_dir is None:
             raise ValueError("model_uri or model_dir: required, missing")
+        if self.shadow_model_uri is not None and self.shadow_url is not None:
+            raise ValueError("shadow_model_uri and shadow_url: set one, not both")
         return self
+
+    def for_shadow(self) -> Settings:
+        """The settings that load the shadow model: its URI and pin, its own download folder."""
+        download = self.download_dir / "shadow" if self.download_dir is not None else None
+        return self.model_copy(
+            update={
+                "model_uri": self.shadow_model_uri,
+                "model_dir": None,
+                "model_sha256": self.shadow_model_sha256,
+                "download_dir": download,
+                "shadow_model_uri": None,
+            }
+        )
 
     @property
     def model_location(self) -> str:
         """The URI to load: ``model_uri``, else the ``model_dir`` folder."""
         return self.model_uri if self.model_uri is not None else str(self.model_dir)
 
-    @field_validator("model_sha256")
+    @field_validator("model_sha256", "shadow_model_sha256")
     @classmethod
     def _check_sha256(cls, value: str | None) -> str | None:
         if value is None or value == "":

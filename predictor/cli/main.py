@@ -1,6 +1,7 @@
 """What ``python -m predictor`` runs: serving, or one of the offline commands.
 
-The offline commands are ``validate`` and ``publish`` (a bundle) and ``score`` (files of rows).
+The offline commands are ``validate`` and ``publish`` (a bundle), ``score`` (files of rows) and
+``shadow-report`` (prediction logs).
 
 Serving (the default): every KServe ModelServer flag works as in KServe (``--http_port``,
 ``--grpc_port``, ``--workers``, ``--model_name``, ...); our settings come from ``PREDICTOR_*``
@@ -25,6 +26,7 @@ from predictor import __version__
 from predictor.cli.flags import add_settings_flags, settings_from
 from predictor.cli.offline import publish, validate
 from predictor.cli.score import score
+from predictor.cli.shadow_report import shadow_report
 from predictor.errors import PortInUseError, PredictorError
 
 logger = logging.getLogger("predictor")
@@ -113,7 +115,12 @@ def refuse_to_serve(model_name: str, error: PredictorError, *, logged: bool = Tr
     return error.exit_code
 
 
-COMMANDS = {"validate": validate, "publish": publish, "score": score}
+COMMANDS = {
+    "validate": validate,
+    "publish": publish,
+    "score": score,
+    "shadow-report": shadow_report,
+}
 """The offline commands; anything else serves."""
 
 

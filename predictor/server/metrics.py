@@ -11,7 +11,6 @@ anything imports prometheus_client, and ``/metrics`` aggregates every worker's v
 
 from __future__ import annotations
 
-import bisect
 import functools
 import os
 import time
@@ -30,6 +29,9 @@ from prometheus_client import (
 )
 
 from predictor.inference.signature import PREDICT, PREDICT_PROBA, Signature
+from predictor.metric_handles import ValueHandle, labelled
+
+__all__ = ["labelled"]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -98,75 +100,6 @@ REGRESSION_VALUE = Histogram(
     ["model", "version"],
     buckets=REGRESSION_BUCKETS,
 )
-
-
-@functools.cache
-def labelled(metric: Any, *values: str) -> Any:
-    """``metric.labels(*values)`` as a hot-path handle, remembered (``labels`` checks and locks).
-
-    Every label value on the request path comes from a bounded set (model, version, protocol,
-    status, class; unknown model names are folded into one), so the memo stays small.
-    """
-    child = metric.labels(*values)
-    if isinstance(metric, Histogram):
-        return HistogramHandle(child)
-    if isinstance(metric, Counter | Gauge):
-        return ValueHandle(child)
-    return child
-
-
-class ValueHandle:
-    """A labelled counter's or gauge's value, moved without prometheus_client's per-call checks.
-
-    Those checks (that the child has its labels, and for counters that the amount is not
-    negative) hold by construction here: ``labelled`` made the child with every label, and the
-    request path only counts up, or down what it counted up. The value is prometheus_client's
-    own (locked; shared through files with several workers), so exposition is unchanged.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, child: Any) -> None:
-        self._value = child._value
-
-    def inc(self, amount: float = 1) -> None:
-        """Add ``amount``."""
-        self._value.inc(amount)
-
-    def dec(self, amount: float = 1) -> None:
-        """Subtract ``amount`` (gauges)."""
-        self._value.inc(-amount)
-
-
-class HistogramHandle:
-    """A labelled histogram, observed as ``Histogram.observe`` does but without its bucket loop.
-
-    ``Histogram.observe`` walks the bounds in Python for the first one ``>= amount``; here a
-    bisection finds it (``searchsorted`` for many values at once), then the same bucket and sum
-    values are incremented, so what ``/metrics`` shows is the same.
-    """
-
-    __slots__ = ("_bounds", "_buckets", "_sum")
-
-    def __init__(self, child: Any) -> None:
-        self._bounds: list[float] = list(child._upper_bounds)
-        self._buckets: list[Any] = child._buckets
-        self._sum = child._sum
-
-    def observe(self, amount: float) -> None:
-        """Observe one value (a NaN counts in the sum and in no bucket, as in prometheus_client)."""
-        self._sum.inc(amount)
-        if amount == amount:  # not NaN
-            self._buckets[bisect.bisect_left(self._bounds, amount)].inc(1)
-
-    def observe_many(self, amounts: np.ndarray) -> None:
-        """Observe every value of ``amounts``: one update per bucket, not one call per value."""
-        values = np.asarray(amounts, dtype=np.float64).ravel()
-        self._sum.inc(float(np.add.reduce(values)))
-        slots = np.searchsorted(self._bounds, values)  # NaN sorts last: past the +Inf bucket
-        for index, count in enumerate(np.bincount(slots, minlength=len(self._bounds)).tolist()):
-            if count and index < len(self._buckets):
-                self._buckets[index].inc(count)
 
 
 def model_loaded(

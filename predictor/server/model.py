@@ -35,6 +35,8 @@ from predictor.server import metrics
 from predictor.server.admission import AdmissionLimit
 from predictor.server.metadata import input_types, model_metadata, output_types
 from predictor.settings import Settings
+from predictor.shadow.runner import ShadowRunner
+from predictor.shadow.setup import shadow_runner
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._thread_batcher: ThreadBatcher | None = None
         self._cache = PredictionCache(settings.cache_size)
         self._admission = AdmissionLimit(settings.max_in_flight)
+        self._shadow: ShadowRunner | None = None
         self.draining = False
         """Set on SIGTERM: readiness turns False while requests are still served."""
 
@@ -79,6 +82,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._thread_batcher = ThreadBatcher(
             run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch
         )
+        self._shadow = shadow_runner(self.name, loaded, self._settings, loader=self._loader)
         metrics.model_loaded(
             self.name,
             loaded.version,
@@ -89,6 +93,11 @@ class SklearnModel(Model):  # type: ignore[misc]
         )
         self.ready = True
         return True
+
+    def stop(self) -> None:
+        """KServe's unload hook: let the shadow finish what is queued and close its log."""
+        if self._shadow is not None:
+            self._shadow.stop()
 
     async def healthy(self) -> bool:
         """Readiness as KServe asks it: loaded, and not draining before a shutdown."""
@@ -137,11 +146,11 @@ class SklearnModel(Model):  # type: ignore[misc]
         if message.raw_input_contents:
             request = InferRequest.from_grpc(message)
             batch = decode_v2(request, loaded.signature, frame=frame)
-            results = self._results_blocking(loaded, batch)
+            results = self._results_blocking(loaded, batch, message.id)
             return self._response(loaded, batch, results, request).to_grpc()
         batch = decode_grpc(message, loaded.signature, frame=frame)
         return encode_v2_grpc(
-            self._results_blocking(loaded, batch),
+            self._results_blocking(loaded, batch, message.id),
             batch.outputs,
             loaded.signature,
             model_name=self.name,
@@ -184,24 +193,28 @@ class SklearnModel(Model):  # type: ignore[misc]
         """Decode a v2 request and compute its outputs, ready for any of the v2 encoders."""
         loaded = self.loaded
         batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
-        return loaded, batch, await self._results(loaded, batch)
+        return loaded, batch, await self._results(loaded, batch, request.id)
 
-    async def _results(self, loaded: LoadedModel, batch: Batch) -> Results:
+    async def _results(
+        self, loaded: LoadedModel, batch: Batch, request_id: str | None = None
+    ) -> Results:
         key, results = self._cached(loaded, batch)
         if results is None:
             assert self._batcher is not None  # set by load(), with _loaded
             started = time.perf_counter()
             results = await self._batcher.submit(batch)
-            self._computed(loaded, batch, key, results, started)
+            self._computed(loaded, batch, key, results, started, request_id)
         return results
 
-    def _results_blocking(self, loaded: LoadedModel, batch: Batch) -> Results:
+    def _results_blocking(
+        self, loaded: LoadedModel, batch: Batch, request_id: str | None = None
+    ) -> Results:
         key, results = self._cached(loaded, batch)
         if results is None:
             assert self._thread_batcher is not None  # set by load(), with _loaded
             started = time.perf_counter()
             results = self._thread_batcher.submit(batch)
-            self._computed(loaded, batch, key, results, started)
+            self._computed(loaded, batch, key, results, started, request_id)
         return results
 
     def _cached(self, loaded: LoadedModel, batch: Batch) -> tuple[Any, Results | None]:
@@ -214,9 +227,15 @@ class SklearnModel(Model):  # type: ignore[misc]
         return key, cached
 
     def _computed(
-        self, loaded: LoadedModel, batch: Batch, key: Any, results: Results, started: float
+        self,
+        loaded: LoadedModel,
+        batch: Batch,
+        key: Any,
+        results: Results,
+        started: float,
+        request_id: str | None,
     ) -> None:
-        """Record freshly computed results: cache them, time them, count the predictions."""
+        """Record freshly computed results: cache, time and count them; offer them to a shadow."""
         # KServe's own predict histogram, so dashboards built on KServe's metrics keep working.
         metrics.labelled(PREDICT_HIST_TIME, self.name).observe(time.perf_counter() - started)
         if key is not None:
@@ -224,6 +243,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         metrics.observe_predictions(
             self.name, loaded.version, loaded.signature, results, batch.n_rows
         )
+        if self._shadow is not None:
+            self._shadow.offer(request_id, batch.features, batch.n_rows, results)
 
     async def predict(
         self,

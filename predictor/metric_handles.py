@@ -1,0 +1,85 @@
+"""Hot-path handles on prometheus_client metrics: the same values, without per-call overhead.
+
+``labelled(metric, *values)`` remembers ``metric.labels(*values)`` and wraps it: counters and
+gauges move their value directly, histograms find their bucket by bisection and take a whole
+array at once (``observe_many``). What ``/metrics`` shows is what prometheus_client's own calls
+would have made it show (``tests/unit/test_metric_handles.py``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Gauge, Histogram
+
+
+@functools.cache
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)`` as a hot-path handle, remembered (``labels`` checks and locks).
+
+    Every label value on the request path comes from a bounded set (model, version, protocol,
+    status, class; unknown model names are folded into one), so the memo stays small.
+    """
+    child = metric.labels(*values)
+    if isinstance(metric, Histogram):
+        return HistogramHandle(child)
+    if isinstance(metric, Counter | Gauge):
+        return ValueHandle(child)
+    return child
+
+
+class ValueHandle:
+    """A labelled counter's or gauge's value, moved without prometheus_client's per-call checks.
+
+    Those checks (that the child has its labels, and for counters that the amount is not
+    negative) hold by construction here: ``labelled`` made the child with every label, and the
+    request path only counts up, or down what it counted up. The value is prometheus_client's
+    own (locked; shared through files with several workers), so exposition is unchanged.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, child: Any) -> None:
+        self._value = child._value
+
+    def inc(self, amount: float = 1) -> None:
+        """Add ``amount``."""
+        self._value.inc(amount)
+
+    def dec(self, amount: float = 1) -> None:
+        """Subtract ``amount`` (gauges)."""
+        self._value.inc(-amount)
+
+
+class HistogramHandle:
+    """A labelled histogram, observed as ``Histogram.observe`` does but without its bucket loop.
+
+    ``Histogram.observe`` walks the bounds in Python for the first one ``>= amount``; here a
+    bisection finds it (``searchsorted`` for many values at once), then the same bucket and sum
+    values are incremented, so what ``/metrics`` shows is the same.
+    """
+
+    __slots__ = ("_bounds", "_buckets", "_sum")
+
+    def __init__(self, child: Any) -> None:
+        self._bounds: list[float] = list(child._upper_bounds)
+        self._buckets: list[Any] = child._buckets
+        self._sum = child._sum
+
+    def observe(self, amount: float) -> None:
+        """Observe one value (a NaN counts in the sum and in no bucket, as in prometheus_client)."""
+        self._sum.inc(amount)
+        if amount == amount:  # not NaN
+            self._buckets[bisect.bisect_left(self._bounds, amount)].inc(1)
+
+    def observe_many(self, amounts: np.ndarray) -> None:
+        """Observe every value of ``amounts``: one update per bucket, not one call per value."""
+        values = np.asarray(amounts, dtype=np.float64).ravel()
+        self._sum.inc(float(np.add.reduce(values)))
+        slots = np.searchsorted(self._bounds, values)  # NaN sorts last: past the +Inf bucket
+        for index, count in enumerate(np.bincount(slots, minlength=len(self._bounds)).tolist()):
+            if count and index < len(self._buckets):
+                self._buckets[index].inc(count)

@@ -1,0 +1,1 @@
+"""Shadow (silent) deployment: a second model answers every request too, off the response path."""

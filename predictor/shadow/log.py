@@ -1,0 +1,97 @@
+"""The prediction log: JSON Lines of shadowed rows, in files rotated by size or age.
+
+Records are written in batches (one write per batch the shadow worker handles) to
+``predictions-<UTC time>-<pid>-<n>.jsonl``. A file is closed when it reaches ``max_bytes`` or
+``max_seconds``, and at shutdown. In a local folder the open file is readable as it grows; for a
+``gs://bucket/prefix/`` it is written locally and uploaded whole when closed, create-only
+(``ifGenerationMatch=0``), as ``publish`` writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from predictor.artifact.gcs import GCSFetcher
+
+logger = logging.getLogger(__name__)
+
+
+class PredictionLog:
+    """Appends records to rotated JSON Lines files in a folder or under a GCS prefix."""
+
+    def __init__(
+        self, target: str, *, max_bytes: int, max_seconds: float, deadline_s: float = 120.0
+    ) -> None:
+        self.target = target
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self._gcs: GCSFetcher | None = None
+        if target.startswith("gs://"):
+            bucket, _, prefix = target[len("gs://") :].partition("/")
+            self._bucket, self._prefix = bucket, prefix.rstrip("/") + "/" if prefix else ""
+            self._gcs = GCSFetcher(deadline_s=deadline_s)
+            self._folder = Path(tempfile.mkdtemp(prefix="predictor-log-"))
+        else:
+            self._folder = Path(target)
+            self._folder.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] | None = None
+        self._path: Path | None = None
+        self._opened = 0.0
+        self._count = 0
+
+    def write(self, records: Iterable[dict[str, Any]]) -> None:
+        """Append records (one JSON object per line), rotating the file when it is due."""
+        data = b"".join(
+            orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
+            for r in records
+        )
+        if not data:
+            return
+        if self._file is not None and self._due():
+            self.rotate()
+        if self._file is None:
+            self._open()
+        assert self._file is not None
+        self._file.write(data)
+        self._file.flush()
+
+    def _due(self) -> bool:
+        assert self._file is not None
+        too_old = time.monotonic() - self._opened >= self.max_seconds
+        return too_old or self._file.tell() >= self.max_bytes
+
+    def _open(self) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self._count += 1
+        self._path = self._folder / f"predictions-{stamp}-{os.getpid()}-{self._count}.jsonl"
+        self._file = self._path.open("ab")
+        self._opened = time.monotonic()
+
+    def rotate(self) -> None:
+        """Close the open file (uploading it, on GCS); the next write opens a new one."""
+        if self._file is None or self._path is None:
+            return
+        self._file.close()
+        self._file = None
+        if self._gcs is not None:
+            name = self._prefix + self._path.name
+            try:
+                if self._gcs.upload_new(self._path, self._bucket, name) is None:
+                    logger.error("gs://%s/%s exists; this log file was kept", self._bucket, name)
+                else:
+                    self._path.unlink()
+            except Exception:  # a log upload must never take the server down
+                logger.exception("prediction log upload failed; kept at %s", self._path)
+
+    def close(self) -> None:
+        """Close (and upload) the open file."""
+        self.rotate()

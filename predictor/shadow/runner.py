@@ -1,0 +1,250 @@
+"""The shadow worker: answers requests a second time, off the response path, and compares.
+
+``offer`` is all the request path does: a coin toss for ``sample_rate`` and a put on a bounded
+queue that never blocks. When the queue is full the request is dropped for the shadow and counted;
+a caller never waits for the shadow and never sees its errors. One worker thread takes what has
+queued, asks the shadow about all of it at once (one model call for many requests), compares
+row by row, updates the metrics and writes the prediction log.
+
+Per row, ``predictor_shadow_predictions_total{model, version, shadow_version, agreement}`` counts
+``agree`` and ``disagree``; ``predictor_shadow_probability_delta`` is the largest absolute
+difference of the two probability rows. The shadow's errors, its time per batch and the
+requests dropped are counted too. The worker starts on first use, so a model pickled into
+uvicorn's worker processes starts one in each.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client import Counter, Histogram
+
+from predictor.inference.batch import Results
+from predictor.inference.features import Features
+from predictor.metric_handles import labelled
+from predictor.protocol.tensors import new_id
+from predictor.shadow.compare import compare
+from predictor.shadow.log import PredictionLog
+from predictor.shadow.targets import ShadowTarget
+
+logger = logging.getLogger(__name__)
+
+MAX_DRAIN = 256
+"""Most queued requests the worker takes at once for one shadow call."""
+
+SHADOW_PREDICTIONS = Counter(
+    "predictor_shadow_predictions",
+    "Rows answered by the primary and the shadow, by whether they agree.",
+    ["model", "version", "shadow_version", "agreement"],
+)
+SHADOW_DELTA = Histogram(
+    "predictor_shadow_probability_delta",
+    "Largest absolute difference between the primary's and the shadow's probabilities, per row.",
+    ["model", "version", "shadow_version"],
+    buckets=(0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
+)
+SHADOW_ERRORS = Counter(
+    "predictor_shadow_errors",
+    "Shadow calls that failed (the callers were answered by the primary all the same).",
+    ["model", "version"],
+)
+SHADOW_SECONDS = Histogram(
+    "predictor_shadow_duration_seconds",
+    "Time the shadow took per batch of queued requests.",
+    ["model", "version"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+SHADOW_DROPPED = Counter(
+    "predictor_shadow_dropped",
+    "Requests the shadow did not see because its queue was full.",
+    ["model", "version"],
+)
+
+
+@dataclass(frozen=True)
+class Offered:
+    """One request's rows and the primary's answers, waiting for the shadow."""
+
+    at: float
+    request_id: str
+    features: Features
+    n_rows: int
+    results: Results
+
+
+class ShadowRunner:
+    """A bounded queue and one worker thread that asks the shadow and compares."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        version: str,
+        classes: tuple[Any, ...] | None,
+        target: ShadowTarget,
+        log: PredictionLog | None = None,
+        sample_rate: float = 1.0,
+        queue_size: int = 1024,
+        tolerance: float = 1e-6,
+        log_inputs: bool = False,
+    ) -> None:
+        self.model, self.version, self.classes = model, version, classes
+        self.target = target
+        self.log = log
+        self.sample_rate = sample_rate
+        self.queue_size = queue_size
+        self.tolerance = tolerance
+        self.log_inputs = log_inputs
+        self._queue: queue.Queue[Offered | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_queue=None, _thread=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+    def offer(
+        self, request_id: str | None, features: Features, n_rows: int, results: Results
+    ) -> None:
+        """Hand a request to the shadow, or drop it (counted) when the queue is full."""
+        if self.sample_rate < 1.0 and random.random() >= self.sample_rate:  # noqa: S311
+            return
+        waiting = self._queue if self._queue is not None else self._start()
+        item = Offered(time.time(), request_id or new_id(), features, n_rows, results)
+        try:
+            waiting.put_nowait(item)
+        except queue.Full:
+            SHADOW_DROPPED.labels(self.model, self.version).inc()
+
+    def _start(self) -> queue.Queue[Offered | None]:
+        with self._lock:
+            if self._queue is None:
+                self._queue = queue.Queue(maxsize=self.queue_size)
+                self._thread = threading.Thread(target=self._work, name="shadow", daemon=True)
+                self._thread.start()
+                atexit.register(self.stop)
+            return self._queue
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Let the worker finish what is queued (up to ``timeout``), then close the log."""
+        if self._queue is not None and self._thread is not None and self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=timeout)
+            except queue.Full:
+                pass
+            self._thread.join(timeout)
+        if self.log is not None:
+            self.log.close()
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            first = self._queue.get()
+            items = [first] if first is not None else []
+            stop = first is None
+            while not stop and len(items) < MAX_DRAIN:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                else:
+                    items.append(more)
+            if items:
+                try:
+                    self.handle(items)
+                except Exception:  # the shadow must never take the server down
+                    logger.exception("the shadow failed on %d request(s)", len(items))
+                    SHADOW_ERRORS.labels(self.model, self.version).inc(len(items))
+            if stop:
+                return
+
+    def handle(self, items: list[Offered]) -> None:
+        """Ask the shadow about the queued requests at once, then compare and log each."""
+        started = time.perf_counter()
+        answers = self.target.answer(_joined([i.features for i in items]))
+        SHADOW_SECONDS.labels(self.model, self.version).observe(time.perf_counter() - started)
+        shadow_version = self.target.version
+        agree = disagree = 0
+        deltas: list[np.ndarray] = []
+        records: list[dict[str, Any]] = []
+        offset = 0
+        for item in items:
+            mine = {k: v[offset : offset + item.n_rows] for k, v in answers.items()}
+            offset += item.n_rows
+            found = compare(
+                item.results,
+                mine,
+                classes=self.classes,
+                shadow_classes=self.target.classes,
+                tolerance=self.tolerance,
+            )
+            agree += found.agreed
+            disagree += found.disagreed
+            if found.proba_delta is not None:
+                deltas.append(found.proba_delta)
+            if self.log is not None:
+                records += self._records(item, mine, found.agree, shadow_version)
+        labelled(SHADOW_PREDICTIONS, self.model, self.version, shadow_version, "agree").inc(agree)
+        labelled(SHADOW_PREDICTIONS, self.model, self.version, shadow_version, "disagree").inc(
+            disagree
+        )
+        if deltas:
+            histogram = labelled(SHADOW_DELTA, self.model, self.version, shadow_version)
+            histogram.observe_many(np.concatenate(deltas))
+        if self.log is not None:
+            self.log.write(records)
+
+    def _records(
+        self, item: Offered, shadow: Results, agree: np.ndarray, shadow_version: str
+    ) -> list[dict[str, Any]]:
+        at = datetime.fromtimestamp(item.at, UTC).isoformat(timespec="milliseconds")
+        inputs = _rows(item.features) if self.log_inputs else None
+        records = []
+        for row in range(item.n_rows):
+            record: dict[str, Any] = {
+                "time": at,
+                "id": item.request_id,
+                "row": row,
+                "model": self.model,
+                "version": self.version,
+                "shadow_version": shadow_version,
+                "outputs": {k: v[row] for k, v in item.results.items()},
+                "shadow_outputs": {k: v[row] for k, v in shadow.items()},
+                "agree": bool(agree[row]),
+            }
+            if inputs is not None:
+                record["inputs"] = inputs[row]
+            records.append(record)
+        return records
+
+
+def _joined(parts: list[Features]) -> Features:
+    if len(parts) == 1:
+        return parts[0]
+    frames = [p for p in parts if isinstance(p, pd.DataFrame)]
+    if len(frames) == len(parts):
+        return pd.concat(frames, ignore_index=True)
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def _rows(features: Features) -> list[Any]:
+    if isinstance(features, pd.DataFrame):
+        return list(features.to_dict(orient="records"))
+    rows: list[Any] = np.asarray(features).tolist()
+    return rows

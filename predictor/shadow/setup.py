@@ -1,0 +1,64 @@
+"""Building the shadow from the settings: load the shadow model (or name the mirror), the log.
+
+The shadow model gets every load-time check the primary got (digest, version skew, acceptance),
+from its own URI and pin. If it cannot be loaded, start-up fails, unless ``shadow_optional``,
+when the primary serves alone and the reason is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from predictor.artifact.gate import Loader, load_accepted
+from predictor.artifact.loader import LoadedModel
+from predictor.errors import PredictorError
+from predictor.settings import Settings
+from predictor.shadow.log import PredictionLog
+from predictor.shadow.runner import ShadowRunner
+from predictor.shadow.targets import MirrorEndpoint, ShadowModel, ShadowTarget
+
+logger = logging.getLogger(__name__)
+
+
+def shadow_runner(
+    name: str, primary: LoadedModel, settings: Settings, *, loader: Loader
+) -> ShadowRunner | None:
+    """The shadow worker the settings ask for, or None.
+
+    Raises:
+        ArtifactError: the shadow model cannot be served and ``shadow_optional`` is off; the
+            message names it as the shadow.
+    """
+    target: ShadowTarget | None = None
+    if settings.shadow_model_uri is not None:
+        try:
+            target = ShadowModel(load_accepted(settings.for_shadow(), loader=loader))
+        except PredictorError as e:
+            if not settings.shadow_optional:
+                raise type(e)(f"shadow model {settings.shadow_model_uri}: {e}") from e
+            logger.error("serving without the shadow (shadow_optional): %s", e)
+        else:
+            logger.info("shadow model loaded: version %s", target.version)
+    elif settings.shadow_url is not None:
+        target = MirrorEndpoint(settings.shadow_url)
+    if target is None:
+        return None
+    log = None
+    if settings.prediction_log is not None:
+        log = PredictionLog(
+            settings.prediction_log,
+            max_bytes=settings.prediction_log_max_bytes,
+            max_seconds=settings.prediction_log_max_seconds,
+            deadline_s=settings.gcs_deadline_seconds,
+        )
+    return ShadowRunner(
+        model=name,
+        version=primary.version,
+        classes=primary.signature.classes,
+        target=target,
+        log=log,
+        sample_rate=settings.shadow_sample_rate,
+        queue_size=settings.shadow_queue_size,
+        tolerance=settings.shadow_tolerance,
+        log_inputs=settings.log_inputs,
+    )
