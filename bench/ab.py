@@ -1,9 +1,11 @@
 """A/B of two versions of the predictor: the same cells, the two servers taking turns on core 0.
 
     python bench/ab.py --old REF [--new predictor] [--models lr] [--rounds 5] [--duration 3]
+    python bench/ab.py --old-kind predictor --new predictor+shadow --models lr,rf
 
-``--old`` is a git commit (served from a copy of its tree, ``predictor@REF``); ``--new`` is
-``predictor`` (this checkout) or another ``predictor@REF``. Both run at once, idle but for the
+``--old`` is a git commit (served from a copy of its tree, ``predictor@REF``), or ``--old-kind``
+a server kind; ``--new`` is ``predictor`` (this checkout), another ``predictor@REF``, or
+``predictor+shadow`` (this checkout with the same model as its shadow: the shadow's cost). Both run at once, idle but for the
 one under load, and alternate per sample; the table shows each one's median and new/old.
 """
 
@@ -25,8 +27,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--old", required=True, help="git commit of the old version")
-    parser.add_argument("--new", default="predictor", help="predictor or predictor@REF")
+    parser.add_argument("--old", help="git commit of the old version (served as predictor@REF)")
+    parser.add_argument("--old-kind", help="or a server kind of bench/servers.py, e.g. predictor")
+    parser.add_argument(
+        "--new", default="predictor", help="predictor, predictor@REF or predictor+shadow"
+    )
     parser.add_argument("--models", default="lr")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0)
@@ -34,7 +39,9 @@ def main() -> None:
     for tool in ("taskset", "wrk", "h2load", "git"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (make bench installs wrk and h2load)")
-    old, new = f"predictor@{args.old}", args.new
+    if (args.old is None) == (args.old_kind is None):
+        sys.exit("give --old REF or --old-kind KIND")
+    old, new = args.old_kind or f"predictor@{args.old}", args.new
     print("| model | proto | rows | c | old req/s | new req/s | new/old |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:

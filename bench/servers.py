@@ -4,7 +4,8 @@
 with a pinned digest and an acceptance set, so its cold start includes every check;
 ``mlserver`` and ``mlserver-batch`` are MLServer's sklearn runtime, without and with adaptive
 batching, when MLServer is installed in bench/.venv-mlserver. ``predictor@REF`` is ours as of
-git commit REF (for A/B runs, ``bench/ab.py``).
+git commit REF (for A/B runs, ``bench/ab.py``); ``predictor+shadow`` is ours with the same model
+as its shadow (``bench/ab.py --old-kind predictor --new predictor+shadow``).
 """
 
 from __future__ import annotations
@@ -149,10 +150,12 @@ def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> S
             str(paths[model]),
         ]
         command += ["--http_port", str(http), "--grpc_port", str(grpc)]
-    elif kind == "predictor" or kind.startswith("predictor@"):
+    elif kind in ("predictor", "predictor+shadow") or kind.startswith("predictor@"):
         bundle = paths[f"{model}-bundle"]
         digest = json.loads((bundle / "model.json").read_text())["artifact"]["sha256"]
         env["PREDICTOR_MODEL_SHA256"] = digest
+        if kind == "predictor+shadow":  # the same model again, as its own shadow
+            env["PREDICTOR_SHADOW_MODEL_URI"] = str(paths[model] / "model.joblib")
         command = [
             sys.executable,
             "-m",

@@ -21,7 +21,7 @@ from predictor.rollout.errors import RolloutError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Subcommands start, status, set, promote, rollback and auto, with the shared options."""
+    """Subcommands start, status, set, promote, rollback, auto and shadow, with shared options."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--namespace", "-n", default="default")
     common.add_argument(
@@ -70,7 +70,50 @@ def build_parser() -> argparse.ArgumentParser:
     auto.add_argument(
         "--analysis", type=Path, required=True, help="YAML: prometheus URL and thresholds"
     )
+    shadow = sub.add_parser("shadow", help="a shadow model beside the stable one")
+    verbs = shadow.add_subparsers(dest="shadow_command", required=True)
+    shadow_start = verbs.add_parser("start", parents=[common], help="add a shadow model")
+    shadow_start.add_argument("name")
+    shadow_start.add_argument("--model-uri", required=True)
+    shadow_start.add_argument("--model-sha256", help="the shadow model's sha256 pin")
+    shadow_status = verbs.add_parser(
+        "status", parents=[common], help="the shadow, and its agreement from Prometheus"
+    )
+    shadow_status.add_argument("name")
+    shadow_status.add_argument("--prometheus", help="Prometheus URL (else: the shadow only)")
+    shadow_status.add_argument("--window", default="10m", help="PromQL range, e.g. 10m or 1h")
+    shadow_stop = verbs.add_parser("stop", parents=[common], help="remove the shadow")
+    shadow_stop.add_argument("name")
+    shadow_promote = verbs.add_parser(
+        "promote", parents=[common], help="turn the shadow into a canary"
+    )
+    shadow_promote.add_argument("name")
+    shadow_promote.add_argument("--percent", type=int, required=True)
     return parser
+
+
+def run_shadow(args: argparse.Namespace, rollout: Rollout) -> None:
+    """The ``shadow`` subcommands."""
+    from predictor.rollout.shadow import ShadowRollout, agreement_query, describe_agreement
+
+    shadow = ShadowRollout(rollout)
+    if args.shadow_command == "start":
+        shadow.start(args.model_uri, args.model_sha256)
+    elif args.shadow_command == "stop":
+        shadow.stop()
+    elif args.shadow_command == "promote":
+        shadow.promote(args.percent)
+    else:
+        rollout.out(shadow.configured())
+        if args.prometheus:
+            from predictor.rollout.prometheus import Prometheus
+
+            prometheus = Prometheus(args.prometheus)
+            try:
+                series = prometheus.query(agreement_query(args.name, "", args.window))
+            finally:
+                prometheus.close()
+            rollout.out(describe_agreement(series, args.window))
 
 
 def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
@@ -86,7 +129,9 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
         rollout = Rollout(
             isvcs, args.namespace, args.name, actor=args.actor, dry_run=args.dry_run, out=out
         )
-        if args.command == "status":
+        if args.command == "shadow":
+            run_shadow(args, rollout)
+        elif args.command == "status":
             rollout.out(rollout.status_table())
         elif args.command == "start":
             rollout.start(
