@@ -115,3 +115,12 @@ def test_the_inference_logger_is_set_on_the_predictor_and_fits_the_schema() -> N
     logger = service["spec"]["predictor"]["logger"]
     assert logger["mode"] == "all"
     assert logger["url"].startswith("http://")
+
+
+def test_the_shadow_overlay_adds_a_shadow_beside_the_served_model() -> None:
+    service = isvc("manifests/overlays/minikube-shadow")
+    assert check_object(service) == []
+    values = {e["name"]: e["value"] for e in service["spec"]["predictor"]["model"]["env"]}
+    assert values["PREDICTOR_MODEL_URI"] == "file:///opt/model/taxi/1.0.0/"
+    assert values["PREDICTOR_SHADOW_MODEL_URI"] == "file:///opt/model/taxi/1.1.0/"
+    assert values["PREDICTOR_PREDICTION_LOG"].startswith("/tmp/")  # the writable volume
