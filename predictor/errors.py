@@ -15,6 +15,7 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     ├── BodyTooLargeError          413  RESOURCE_EXHAUSTED
     ├── ClientGoneError            499  CANCELLED
     ├── ModelNotFoundError         404  NOT_FOUND
+    ├── FeedbackNotFoundError      404  NOT_FOUND
     ├── ModelNotReadyError         503  UNAVAILABLE
     ├── OverloadedError            503  RESOURCE_EXHAUSTED (Retry-After)
     ├── ConfigError                                        2
@@ -99,6 +100,13 @@ class ClientGoneError(PredictorError):
 
 class ModelNotFoundError(PredictorError):
     """No model of that name (or version) is served here."""
+
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+
+
+class FeedbackNotFoundError(PredictorError):
+    """Feedback names a response id this server did not give, or one that expired."""
 
     http_status = 404
     grpc_code = "NOT_FOUND"

@@ -1,0 +1,1 @@
+"""Multi-armed bandit routing: several model versions, each request answered by one arm."""
