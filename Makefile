@@ -94,15 +94,19 @@ validate: $(STAMP) ## Run every load-time check on a bundle without serving: URI
 test: $(STAMP) $(EXTRAS_STAMP) test-tools ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-tools: ## Install the system tools the tests use (Prometheus, from Debian) when missing
-	@command -v prometheus >/dev/null 2>&1 || { \
+test-tools: ## Install the system tools the tests use (Prometheus, Redis; from Debian) when missing
+	@missing=""; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing prometheus (apt-get)"; \
+			echo "installing$$missing (apt-get)"; \
 			apt-get update -qq >/dev/null && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else \
-			echo "prometheus is not installed and cannot be installed here; install it to run the rollout analysis tests"; \
-		fi; }
+			echo "not installed and cannot be installed here:$$missing; the tests that use them will fail"; \
+		fi; \
+	fi
 
 canary-start: $(STAMP) ## Start a canary: MODEL_URI=... [NAME=taxi PERCENT=10 NAMESPACE=default ARGS=...]
 	$(PY) scripts/canary.py start $(NAME) --model-uri $(MODEL_URI) --percent $(PERCENT) --namespace $(NAMESPACE) $(ARGS)

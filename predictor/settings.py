@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -112,10 +112,29 @@ class Settings(BaseSettings):
     prediction_log_max_seconds: float = Field(default=300.0, gt=0)
     """... or this long after it was opened, whichever comes first."""
 
+    bandit_model_uris: str | None = Field(default=None, min_length=1)
+    """Comma-separated model URIs served together as arms of a multi-armed bandit: each request
+    is answered by one, chosen by bandit_policy, which learns from POST .../feedback."""
+
+    bandit_policy: Literal["thompson", "epsilon_greedy", "ucb1"] = "thompson"
+    """How the bandit picks the arm for a request."""
+
+    bandit_epsilon: float = Field(default=0.1, ge=0, le=1)
+    """epsilon_greedy: the share of requests sent to an arm at random."""
+
+    bandit_state: str | None = Field(default=None, pattern=r"^rediss?://")
+    """redis://host:port/db to share what the bandit learned between replicas and restarts;
+    unset: this process alone."""
+
+    bandit_feedback_ttl_seconds: float = Field(default=3600.0, gt=0)
+    """How long a response id takes feedback."""
+
     @model_validator(mode="after")
     def _one_model(self) -> Settings:
-        if self.model_uri is None and self.model_dir is None:
+        if self.model_uri is None and self.model_dir is None and not self.bandit_uris:
             raise ValueError("model_uri or model_dir: required, missing")
+        if len(self.bandit_uris) == 1:
+            raise ValueError("bandit_model_uris: a bandit needs two URIs or more")
         if self.shadow_model_uri is not None and self.shadow_url is not None:
             raise ValueError("shadow_model_uri and shadow_url: set one, not both")
         return self
@@ -137,6 +156,24 @@ class Settings(BaseSettings):
     def model_location(self) -> str:
         """The URI to load: ``model_uri``, else the ``model_dir`` folder."""
         return self.model_uri if self.model_uri is not None else str(self.model_dir)
+
+    @property
+    def bandit_uris(self) -> list[str]:
+        """The bandit's arms, in order (empty: no bandit)."""
+        return [u.strip() for u in (self.bandit_model_uris or "").split(",") if u.strip()]
+
+    def for_arm(self, index: int) -> Settings:
+        """The settings that load bandit arm ``index``: its URI, its own download folder."""
+        download = self.download_dir / f"arm-{index}" if self.download_dir is not None else None
+        return self.model_copy(
+            update={
+                "model_uri": self.bandit_uris[index],
+                "model_dir": None,
+                "model_sha256": None,
+                "download_dir": download,
+                "bandit_model_uris": None,
+            }
+        )
 
     @field_validator("model_sha256", "shadow_model_sha256")
     @classmethod

@@ -1,5 +1,7 @@
-"""What the bandit has learned: pulls, feedback and rewards per arm, and which arm answered each
-response id (until it expires). In this process, or in Redis, shared by every replica.
+"""What the bandit has learned: pulls, feedback and rewards per arm, and who answered which id.
+
+Which arm answered each response id is kept until it expires. The state lives in this process,
+or in Redis, shared by every replica.
 
 Arms are named by their model version, so a restart with the same models finds its state again.
 Feedback is recorded once per id: a second reward for the same id changes nothing.
@@ -11,6 +13,8 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
+
+from typing_extensions import override
 
 from predictor.bandit.policies import ArmStats
 from predictor.errors import ConfigError, FeedbackNotFoundError
@@ -36,7 +40,7 @@ class BanditState(Protocol):
         ...
 
 
-class MemoryState:
+class MemoryState(BanditState):
     """The state of this process (lost at restart; each replica learns alone)."""
 
     def __init__(self, arms: Sequence[str], *, ttl_s: float, clock: Any = time.monotonic) -> None:
@@ -50,6 +54,7 @@ class MemoryState:
         self._pending: dict[str, tuple[int, float]] = {}
         self._rewarded: dict[str, float] = {}
 
+    @override
     def pulled(self, arm: int, response_id: str) -> None:
         now = self._clock()
         with self._lock:
@@ -58,6 +63,7 @@ class MemoryState:
             if len(self._pending) % 1024 == 0:
                 self._forget(now)
 
+    @override
     def rewarded(self, response_id: str, reward: float) -> bool:
         now = self._clock()
         with self._lock:
@@ -74,6 +80,7 @@ class MemoryState:
             self._rewarded[response_id] = expires
             return True
 
+    @override
     def stats(self) -> list[ArmStats]:
         with self._lock:
             return [
@@ -86,7 +93,7 @@ class MemoryState:
         self._rewarded = {k: v for k, v in self._rewarded.items() if v > now}
 
 
-class RedisState:
+class RedisState(BanditState):
     """The state in Redis (``redis://host:port/db``), shared by replicas and kept over restarts.
 
     Keys, under ``predictor:bandit:<model>``: hashes ``pulls``, ``feedbacks`` and ``rewards`` by
@@ -108,14 +115,17 @@ class RedisState:
         try:
             self._redis.ping()
         except redis.RedisError as e:
-            raise ConfigError(f"bandit_state: Redis at {url.split('@')[-1]} did not answer ({e})") from e
+            where = url.split("@")[-1]
+            raise ConfigError(f"bandit_state: Redis at {where} did not answer ({e})") from e
 
+    @override
     def pulled(self, arm: int, response_id: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.hincrby(f"{self._prefix}:pulls", self._arms[arm], 1)
         pipe.set(f"{self._prefix}:id:{response_id}", arm, ex=self._ttl)
         pipe.execute()
 
+    @override
     def rewarded(self, response_id: str, reward: float) -> bool:
         arm = self._redis.get(f"{self._prefix}:id:{response_id}")
         if arm is None:
@@ -132,6 +142,7 @@ class RedisState:
         pipe.execute()
         return True
 
+    @override
     def stats(self) -> list[ArmStats]:
         pipe = self._redis.pipeline(transaction=False)
         for name in ("pulls", "feedbacks", "rewards"):

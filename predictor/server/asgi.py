@@ -44,7 +44,7 @@ from predictor.protocol.events import (
 )
 from predictor.protocol.v2_rest import JSON_LENGTH_HEADER, parse_infer_body, parse_json
 from predictor.server import metrics
-from predictor.server.failures import error_response
+from predictor.server.failures import REQUEST_ID_HEADER, error_response
 from predictor.server.model import SklearnModel
 
 VERSION_HEADER = "x-model-version"
@@ -152,6 +152,10 @@ class InferenceEndpoint:
             request = parse_infer_body(body, json_length=json_length, model_name=name)
             answer, split = await model.infer_v2_rest(request)
         extra = {VERSION_HEADER: model.version}
+        if model.is_bandit and isinstance(answer, dict):  # the arm that answered
+            extra[VERSION_HEADER] = str(answer.get("model_version", model.version))
+            if "id" in answer:
+                extra[REQUEST_ID_HEADER] = str(answer["id"])
         if isinstance(answer, bytes):
             extra[JSON_LENGTH_HEADER] = str(split)
             content, media_type = answer, OCTETS

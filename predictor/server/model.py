@@ -23,11 +23,14 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from predictor.artifact.bundle import runtime_versions
 from predictor.artifact.gate import Loader, load_accepted
 from predictor.artifact.loader import LoadedModel, load_model
-from predictor.errors import ModelNotReadyError
+from predictor.bandit.router import Bandit
+from predictor.bandit.setup import bandit_for
+from predictor.errors import FeedbackNotFoundError, ModelNotReadyError
 from predictor.inference.batch import Batch, Results
 from predictor.inference.batching import Batcher, ThreadBatcher
 from predictor.inference.cache import PredictionCache
 from predictor.inference.estimator import run_estimator
+from predictor.protocol.tensors import new_id
 from predictor.protocol.v1 import decode_v1, encode_v1
 from predictor.protocol.v2 import decode_v2, encode_v2, encode_v2_json
 from predictor.protocol.v2_grpc import decode_grpc, encode_v2_grpc
@@ -61,6 +64,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._cache = PredictionCache(settings.cache_size)
         self._admission = AdmissionLimit(settings.max_in_flight)
         self._shadow: ShadowRunner | None = None
+        self._bandit: Bandit | None = None
+        self._arms: list[tuple[LoadedModel, Batcher, ThreadBatcher]] = []
         self.draining = False
         """Set on SIGTERM: readiness turns False while requests are still served."""
 
@@ -70,18 +75,19 @@ class SklearnModel(Model):  # type: ignore[misc]
         Raises:
             ArtifactError: the model must not serve; ``AcceptanceError`` when its own tests fail.
         """
-        loaded = load_accepted(self._settings, loader=self._loader)
+        settings = self._settings
+        if settings.bandit_uris:
+            self._arms = [
+                self._serving(load_accepted(settings.for_arm(i), loader=self._loader))
+                for i in range(len(settings.bandit_uris))
+            ]
+            self._bandit = bandit_for(self.name, [a[0] for a in self._arms], settings)
+            loaded, self._batcher, self._thread_batcher = self._arms[0]
+        else:
+            loaded = load_accepted(settings, loader=self._loader)
+            _, self._batcher, self._thread_batcher = self._serving(loaded)
         self._loaded = loaded
         self._cache = PredictionCache(self._settings.cache_size)
-        # Picklable parts only: uvicorn workers receive the model pickled.
-        run = functools.partial(run_estimator, loaded.engine)
-        on_batch = functools.partial(metrics.observe_batch, self.name, loaded.version)
-        max_rows = self._settings.batch_max_rows
-        max_wait_s = self._settings.batch_max_wait_ms / 1000
-        self._batcher = Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch)
-        self._thread_batcher = ThreadBatcher(
-            run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch
-        )
         self._shadow = shadow_runner(self.name, loaded, self._settings, loader=self._loader)
         metrics.model_loaded(
             self.name,
@@ -93,6 +99,52 @@ class SklearnModel(Model):  # type: ignore[misc]
         )
         self.ready = True
         return True
+
+    def _serving(self, loaded: LoadedModel) -> tuple[LoadedModel, Batcher, ThreadBatcher]:
+        """A loaded model with its batchers.
+
+        Picklable parts only: uvicorn workers receive the model pickled.
+        """
+        run = functools.partial(run_estimator, loaded.engine)
+        on_batch = functools.partial(metrics.observe_batch, self.name, loaded.version)
+        max_rows = self._settings.batch_max_rows
+        max_wait_s = self._settings.batch_max_wait_ms / 1000
+        batcher = Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch)
+        threaded = ThreadBatcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch)
+        return loaded, batcher, threaded
+
+    def _arm(self) -> tuple[int | None, LoadedModel]:
+        """The arm that answers this request (None without a bandit) and its model."""
+        if self._bandit is None:
+            return None, self.loaded
+        arm = self._bandit.choose()
+        return arm, self._arms[arm][0]
+
+    def _pulled(self, arm: int | None, request_id: str | None) -> str | None:
+        """Record which arm answered; the response id (a new one when the request had none)."""
+        if arm is None or self._bandit is None:
+            return request_id
+        response_id = request_id or new_id()
+        self._bandit.pulled(arm, response_id)
+        return response_id
+
+    @property
+    def is_bandit(self) -> bool:
+        """Whether several arms answer, each response naming its own version."""
+        return self._bandit is not None
+
+    def feedback(self, body: Any) -> dict[str, Any]:
+        """Record a bandit reward (``POST /v2/models/{name}/feedback``).
+
+        Raises:
+            FeedbackNotFoundError: no bandit here, or no response of that id (404).
+            PayloadError: the body is not ``{"id": ..., "reward": 0..1}`` (400).
+        """
+        if self._bandit is None:
+            raise FeedbackNotFoundError(
+                "this model is not a bandit; feedback is for --bandit_model_uris"
+            )
+        return self._bandit.feedback(body)
 
     def stop(self) -> None:
         """KServe's unload hook: let the shadow finish what is queued and close its log."""
@@ -125,10 +177,13 @@ class SklearnModel(Model):  # type: ignore[misc]
 
     async def infer_v1(self, body: Any) -> dict[str, Any]:
         """Answer a decoded v1 ``:predict`` body (batched with concurrent requests)."""
-        loaded = self.loaded
+        arm, loaded = self._arm()
         batch = decode_v1(body, loaded.signature, frame=loaded.engine.takes_frames)
-        results = await self._results(loaded, batch)
-        return encode_v1(results, batch.outputs, loaded.signature, loaded.version)
+        results = await self._results(loaded, batch, None, arm)
+        answer = encode_v1(results, batch.outputs, loaded.signature, loaded.version)
+        if arm is not None:
+            answer["id"] = self._pulled(arm, None)  # the id feedback names
+        return answer
 
     async def infer_v2(self, request: InferRequest) -> InferResponse:
         """Answer a v2 InferRequest from REST or gRPC (batched with concurrent requests)."""
@@ -141,21 +196,23 @@ class SklearnModel(Model):  # type: ignore[misc]
         Batched with the requests of the other gRPC threads; raw contents in, raw contents out,
         as KServe does.
         """
-        loaded = self.loaded
+        arm, loaded = self._arm()
         frame = loaded.engine.takes_frames
         if message.raw_input_contents:
             request = InferRequest.from_grpc(message)
             batch = decode_v2(request, loaded.signature, frame=frame)
-            results = self._results_blocking(loaded, batch, message.id)
+            results = self._results_blocking(loaded, batch, message.id, arm)
+            request.id = self._pulled(arm, request.id)
             return self._response(loaded, batch, results, request).to_grpc()
         batch = decode_grpc(message, loaded.signature, frame=frame)
+        results = self._results_blocking(loaded, batch, message.id, arm)
         return encode_v2_grpc(
-            self._results_blocking(loaded, batch, message.id),
+            results,
             batch.outputs,
             loaded.signature,
             model_name=self.name,
             version=loaded.version,
-            request_id=message.id,
+            request_id=self._pulled(arm, message.id) or "",
         )
 
     async def infer_v2_rest(
@@ -191,29 +248,42 @@ class SklearnModel(Model):  # type: ignore[misc]
 
     async def _answer_v2(self, request: InferRequest) -> tuple[LoadedModel, Batch, Results]:
         """Decode a v2 request and compute its outputs, ready for any of the v2 encoders."""
-        loaded = self.loaded
+        arm, loaded = self._arm()
         batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
-        return loaded, batch, await self._results(loaded, batch, request.id)
+        results = await self._results(loaded, batch, request.id, arm)
+        if arm is not None:
+            request.id = self._pulled(arm, request.id)
+        return loaded, batch, results
 
     async def _results(
-        self, loaded: LoadedModel, batch: Batch, request_id: str | None = None
+        self,
+        loaded: LoadedModel,
+        batch: Batch,
+        request_id: str | None = None,
+        arm: int | None = None,
     ) -> Results:
         key, results = self._cached(loaded, batch)
         if results is None:
-            assert self._batcher is not None  # set by load(), with _loaded
+            batcher = self._batcher if arm is None else self._arms[arm][1]
+            assert batcher is not None  # set by load(), with _loaded
             started = time.perf_counter()
-            results = await self._batcher.submit(batch)
+            results = await batcher.submit(batch)
             self._computed(loaded, batch, key, results, started, request_id)
         return results
 
     def _results_blocking(
-        self, loaded: LoadedModel, batch: Batch, request_id: str | None = None
+        self,
+        loaded: LoadedModel,
+        batch: Batch,
+        request_id: str | None = None,
+        arm: int | None = None,
     ) -> Results:
         key, results = self._cached(loaded, batch)
         if results is None:
-            assert self._thread_batcher is not None  # set by load(), with _loaded
+            batcher = self._thread_batcher if arm is None else self._arms[arm][2]
+            assert batcher is not None  # set by load(), with _loaded
             started = time.perf_counter()
-            results = self._thread_batcher.submit(batch)
+            results = batcher.submit(batch)
             self._computed(loaded, batch, key, results, started, request_id)
         return results
 

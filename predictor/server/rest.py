@@ -5,9 +5,9 @@ router: parsed once with orjson (no pydantic on the hot path), JSON with or with
 Content-Type, the binary tensor extension, the model version in every response (body and
 ``x-model-version`` header), 413 for bodies over the limit without reading them whole. The
 routes here are the v2 model metadata (with versions, class labels and lineage), model readiness
-(versioned too), the repository load/unload (404 for unknown names), the home page and
-``/metrics``. Our errors, and anything unexpected, are answered by ``failures.rest_error``;
-KServe's own routes keep KServe's handlers for KServe's exceptions.
+(versioned too), the repository load/unload (404 for unknown names), a bandit's feedback, the
+home page and ``/metrics``. Our errors, and anything unexpected, are answered by
+``failures.rest_error``; KServe's own routes keep KServe's handlers for KServe's exceptions.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor.errors import ModelNotReadyError
+from predictor.protocol.v2_rest import parse_json
 from predictor.server import metrics
 from predictor.server.asgi import (
     JSON,
@@ -84,6 +85,12 @@ def register_routes(
             return HTMLResponse(render_html(document))
         return Response(content=orjson.dumps(document), media_type=JSON)
 
+    async def feedback(model_name: str, request: Request) -> Response:
+        # A bandit's reward for one response: {"id": "<response id>", "reward": 0..1}.
+        model = ours(model_name)
+        answer = model.feedback(parse_json(await request.body()))
+        return Response(content=orjson.dumps(answer), media_type=JSON)
+
     async def metrics_endpoint() -> Response:
         return Response(content=metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
@@ -91,6 +98,7 @@ def register_routes(
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_api_route("/v2/models/{model_name}", metadata_v2, methods=["GET"])
     app.add_api_route("/v2/models/{model_name}/ready", ready_v2, methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}/feedback", feedback, methods=["POST"])
     app.add_api_route(
         "/v2/models/{model_name}/versions/{model_version}/ready", ready_v2, methods=["GET"]
     )

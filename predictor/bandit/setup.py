@@ -1,0 +1,39 @@
+"""Building the bandit from the settings: its arms' versions, the policy, where state lives."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from predictor.artifact.loader import LoadedModel
+from predictor.bandit.router import Bandit
+from predictor.bandit.state import BanditState, MemoryState, RedisState
+from predictor.errors import ConfigError
+from predictor.settings import Settings
+
+
+def bandit_for(name: str, arms: Sequence[LoadedModel], settings: Settings) -> Bandit:
+    """The bandit over ``arms`` (loaded, in the order of ``bandit_model_uris``).
+
+    Raises:
+        ConfigError: two arms have the same version (arms are told apart by version), or the
+            Redis state cannot be reached.
+    """
+    versions = [a.version for a in arms]
+    if len(set(versions)) != len(versions):
+        raise ConfigError(
+            "bandit_model_uris: two arms have the same model version; each arm must be "
+            "another version (responses name the arm that answered by its version)"
+        )
+    ttl = settings.bandit_feedback_ttl_seconds
+    state: BanditState
+    if settings.bandit_state is not None:
+        state = RedisState(settings.bandit_state, name, versions, ttl_s=ttl)
+    else:
+        state = MemoryState(versions, ttl_s=ttl)
+    return Bandit(
+        model=name,
+        versions=versions,
+        policy=settings.bandit_policy,
+        state=state,
+        epsilon=settings.bandit_epsilon,
+    )

@@ -1,0 +1,187 @@
+"""Multi-armed bandit routing through real server processes, and its state in a real Redis.
+
+Two arms; arm B is rewarded with probability 0.7 and arm A with 0.3. Over 1,600 requests, each
+followed by its feedback, every policy must send at least 80% of the last 400 to B. Every
+response names its arm (``model_version``) and carries an id (v1 too, with ``x-request-id``).
+Feedback for an unknown id is 404, a reward outside [0, 1] is 400, and a second reward for the
+same id changes nothing. With ``--bandit_state redis://``, what was learned survives a restart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import joblib
+import numpy as np
+import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.linear_model import LogisticRegression
+
+from predictor.artifact.storage import sha256_file
+from tests.helpers import RunningServer, ServerFactory, free_port
+
+pytestmark = pytest.mark.timeout(300)
+
+ROW = [[0.5, -0.2, 1.0]]
+REWARD = {"A": 0.3, "B": 0.7}
+
+
+@pytest.fixture(scope="module")
+def arms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("arms")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 3))
+    paths = {}
+    for name, column in (("A", 0), ("B", 1)):
+        path = folder / f"{name}.joblib"
+        joblib.dump(LogisticRegression().fit(x, (x[:, column] > 0).astype(int)), path)
+        paths[name] = path
+    return paths
+
+
+def versions(arms: dict[str, Path]) -> dict[str, str]:
+    """Arm name by the version its responses carry (a bare file's digest prefix)."""
+    return {sha256_file(path)[:12]: name for name, path in arms.items()}
+
+
+def bandit_args(arms: dict[str, Path], policy: str, *extra: str) -> list[str]:
+    uris = f"{arms['A']},{arms['B']}"
+    return ["--bandit_model_uris", uris, "--bandit_policy", policy, *extra]
+
+
+def play(server: RunningServer, arms: dict[str, Path], rounds: int, seed: int) -> list[str]:
+    """``rounds`` requests, each rewarded as its arm's coin says; the arms that answered."""
+    by_version = versions(arms)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(rounds):
+            answer = client.post("/v1/models/model:predict", json={"instances": ROW})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            arm = by_version[body["model_version"]]
+            assert answer.headers["x-model-version"] == body["model_version"]
+            assert answer.headers["x-request-id"] == body["id"]
+            reward = float(rng.random() < REWARD[arm])
+            feedback = client.post(
+                "/v2/models/model/feedback", json={"id": body["id"], "reward": reward}
+            )
+            assert feedback.status_code == 200, feedback.text
+            chosen.append(arm)
+    return chosen
+
+
+@pytest.mark.parametrize("policy", ["thompson", "epsilon_greedy", "ucb1"])
+def test_every_policy_learns_to_send_most_traffic_to_the_better_arm(
+    server: ServerFactory, arms: dict[str, Path], policy: str
+) -> None:
+    running = server.start(None, args=bandit_args(arms, policy))
+
+    chosen = play(running, arms, 1600, seed=1)
+
+    last = chosen[-400:]
+    assert last.count("B") >= 0.8 * len(last), f"{policy}: {last.count('B')} of 400 to B"
+    assert "A" in chosen  # it explored
+
+
+def test_responses_name_their_arm_and_feedback_is_checked(
+    server: ServerFactory, arms: dict[str, Path]
+) -> None:
+    running = server.start(None, args=bandit_args(arms, "thompson"))
+    by_version = versions(arms)
+    v2 = httpx.post(
+        f"{running.url}/v2/models/model/infer",
+        json={
+            "id": "q-1",
+            "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": ROW}],
+        },
+    )
+    assert v2.status_code == 200 and v2.json()["id"] == "q-1"
+    assert v2.json()["model_version"] in by_version
+    stub = GRPCInferenceServiceStub(grpc.insecure_channel(running.grpc_target))
+    request = pb.ModelInferRequest(model_name="model")
+    tensor = request.inputs.add(name="x", datatype="FP64", shape=[1, 3])
+    tensor.contents.fp64_contents.extend(ROW[0])
+    reply = stub.ModelInfer(request)
+    assert reply.model_version in by_version and reply.id  # a new id, to give feedback for
+
+    feedback = f"{running.url}/v2/models/model/feedback"
+    first = httpx.post(feedback, json={"id": reply.id, "reward": 1})
+    again = httpx.post(feedback, json={"id": reply.id, "reward": 0})
+    assert first.json() == {"id": reply.id, "recorded": True}
+    assert again.status_code == 200 and again.json() == {"id": reply.id, "recorded": False}
+    assert httpx.post(feedback, json={"id": "q-1", "reward": 0.5}).status_code == 200
+    unknown = httpx.post(feedback, json={"id": "never-given", "reward": 1})
+    assert unknown.status_code == 404 and "no response with that id" in unknown.json()["error"]
+    for bad in ({"id": reply.id, "reward": 1.5}, {"id": reply.id}, {"reward": 1}, [1]):
+        refused = httpx.post(feedback, json=bad)
+        assert refused.status_code == 400, bad
+    plain = server.start(str(arms["A"]), name="plain")
+    not_bandit = httpx.post(f"{plain.url}/v2/models/plain/feedback", json={"id": "x", "reward": 1})
+    assert not_bandit.status_code == 404
+
+
+def metric(server: RunningServer, name: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[versions_cache[sample.labels["version"]]] = sample.value
+    return found
+
+
+versions_cache: dict[str, str] = {}
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed; `make test` installs it (apt-get)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_state_in_redis_survives_a_restart(
+    server: ServerFactory, arms: dict[str, Path], redis_url: str
+) -> None:
+    versions_cache.update(versions(arms))
+    args = bandit_args(arms, "thompson", "--bandit_state", redis_url)
+    first = server.start(None, args=args)
+    chosen = play(first, arms, 300, seed=2)
+    first.stop()
+
+    second = server.start(None, args=args)
+    httpx.post(f"{second.url}/v1/models/model:predict", json={"instances": ROW})
+
+    learned = metric(second, "predictor_bandit_feedback_total")
+    assert learned == {"A": chosen.count("A"), "B": chosen.count("B")}
+    probability = metric(second, "predictor_bandit_selection_probability")
+    assert probability["B"] > probability["A"]
+    again = play(second, arms, 100, seed=3)
+    assert again.count("B") >= 80
