@@ -33,7 +33,7 @@ MODEL_IMAGE_NAME ?= $(IMAGE_NAME)-model
 MODEL_TAG ?= $(VERSION)
 MODEL_URI ?=
 MODEL_BUILD_DIR := build/model
-OVERLAYS := minikube minikube-canary minikube-shadow minikube-events gke gke-canary gke-batch
+OVERLAYS := minikube minikube-canary minikube-shadow minikube-bandit minikube-events gke gke-canary gke-batch
 MANIFEST_DIRS := $(addprefix manifests/overlays/,$(OVERLAYS)) manifests/runtimes/cluster \
 	manifests/runtimes/namespaced manifests/alternatives/custom-container
 

@@ -26,6 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 
 from predictor.artifact.storage import sha256_file
+from predictor.shadow.log import PredictionLog
+from tests.gcs import GCSBucket
 from tests.helpers import REPO_ROOT, RunningServer, ServerFactory
 
 pytestmark = pytest.mark.timeout(120)
@@ -180,3 +182,19 @@ def test_a_shadow_that_cannot_load_stops_start_up_unless_optional(
     )
     assert answer.status_code == 200
     assert "serving without the shadow" in optional.log()
+
+
+def test_a_gcs_prediction_log_is_uploaded_whole_file_by_file(
+    gcs: GCSBucket, tmp_path: Path
+) -> None:
+    log = PredictionLog(gcs.uri("logs/"), max_bytes=200, max_seconds=3600)
+    first = [{"id": f"r{i}", "agree": True} for i in range(10)]  # about 250 bytes: one file
+
+    log.write(first)
+    log.write([{"id": "r10", "agree": False}])  # the first file is due: closed and uploaded
+    log.close()
+
+    blobs = sorted(gcs.client().list_blobs(gcs.name, prefix="logs/"), key=lambda b: b.name)
+    assert len(blobs) == 2 and all(b.name.endswith(".jsonl") for b in blobs)
+    lines = [orjson.loads(x) for b in blobs for x in b.download_as_bytes().splitlines()]
+    assert [r["id"] for r in lines] == [f"r{i}" for i in range(11)]

@@ -124,3 +124,15 @@ def test_the_shadow_overlay_adds_a_shadow_beside_the_served_model() -> None:
     assert values["PREDICTOR_MODEL_URI"] == "file:///opt/model/taxi/1.0.0/"
     assert values["PREDICTOR_SHADOW_MODEL_URI"] == "file:///opt/model/taxi/1.1.0/"
     assert values["PREDICTOR_PREDICTION_LOG"].startswith("/tmp/")  # the writable volume
+
+
+def test_the_bandit_overlay_serves_both_versions_as_arms() -> None:
+    service = isvc("manifests/overlays/minikube-bandit")
+    assert check_object(service) == []
+    values = {e["name"]: e["value"] for e in service["spec"]["predictor"]["model"]["env"]}
+    assert "PREDICTOR_MODEL_URI" not in values
+    assert values["PREDICTOR_BANDIT_MODEL_URIS"].split(",") == [
+        "file:///opt/model/taxi/1.0.0/",
+        "file:///opt/model/taxi/1.1.0/",
+    ]
+    assert values["PREDICTOR_BANDIT_POLICY"] == "thompson"
