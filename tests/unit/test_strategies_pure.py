@@ -1,0 +1,96 @@
+"""The pure parts of the shadow and bandit strategies: comparing, reporting, choosing arms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from predictor.bandit.policies import ArmStats, choose, selection_probabilities
+from predictor.bandit.router import reward_of
+from predictor.bandit.state import MemoryState
+from predictor.errors import FeedbackNotFoundError, PayloadError
+from predictor.shadow.compare import compare
+from predictor.shadow.report import psi, summarize
+
+CLASSES = ("no", "yes")
+
+
+def test_labels_agree_row_by_row_and_probability_gaps_are_measured() -> None:
+    primary = {
+        "predict": np.array(["yes", "no", "yes"]),
+        "predict_proba": np.array([[0.2, 0.8], [0.9, 0.1], [0.4, 0.6]]),
+    }
+    shadow = {
+        "predict": np.array(["yes", "yes", "yes"]),
+        "predict_proba": np.array([[0.3, 0.7], [0.4, 0.6], [0.4, 0.6]]),
+    }
+    found = compare(primary, shadow, classes=CLASSES, shadow_classes=CLASSES)
+    assert found.agree.tolist() == [True, False, True]
+    np.testing.assert_allclose(found.proba_delta, [0.1, 0.5, 0.0])
+
+
+def test_labels_come_from_probabilities_when_predict_was_not_asked_for() -> None:
+    primary = {"predict_proba": np.array([[0.2, 0.8], [0.9, 0.1]])}
+    shadow = {"predict": np.array(["yes", "yes"])}
+    found = compare(primary, shadow, classes=CLASSES, shadow_classes=CLASSES)
+    assert found.agree.tolist() == [True, False]
+    assert found.proba_delta is None
+
+
+def test_regression_values_agree_within_the_tolerance() -> None:
+    primary = {"predict": np.array([1.0, 2.0, 3.0])}
+    shadow = {"predict": np.array([1.0 + 1e-9, 2.5, 3.0])}
+    found = compare(primary, shadow, classes=None, shadow_classes=None, tolerance=1e-6)
+    assert found.agree.tolist() == [True, False, True]
+
+
+def test_the_report_counts_agreement_confusion_and_psi() -> None:
+    records = [
+        {"version": "1", "shadow_version": "2", "agree": a == b,
+         "outputs": {"predict": a}, "shadow_outputs": {"predict": b}}
+        for a, b in [("x", "x"), ("x", "y"), ("y", "y"), ("y", "y")]
+    ]  # fmt: skip
+    report = summarize(records)
+    assert (report.rows, report.agreed) == (4, 3)
+    assert report.confusion[("x", "y")] == 1 and report.confusion[("y", "y")] == 2
+    assert report.psi() == pytest.approx(psi([2, 2], [1, 3]))
+    assert psi([5, 5], [5, 5]) == 0.0
+
+
+@pytest.mark.parametrize("policy", ["thompson", "epsilon_greedy", "ucb1"])
+def test_each_policy_prefers_the_arm_with_the_better_record(policy: str) -> None:
+    arms = [ArmStats(500, 500, 150.0), ArmStats(500, 500, 350.0)]
+    rng = np.random.default_rng(0)
+    picks = [choose(policy, arms, rng, epsilon=0.1) for _ in range(1000)]
+    assert picks.count(1) >= 850
+    probabilities = selection_probabilities(policy, arms, rng, epsilon=0.1)
+    assert probabilities[1] > 0.85 and sum(probabilities) == pytest.approx(1.0)
+
+
+def test_ucb1_tries_every_arm_once_first() -> None:
+    arms = [ArmStats(3, 3, 3.0), ArmStats(0, 0, 0.0)]
+    assert choose("ucb1", arms, np.random.default_rng(0)) == 1
+
+
+def test_memory_state_takes_feedback_once_per_id_until_it_expires() -> None:
+    now = [0.0]
+    state = MemoryState(["a", "b"], ttl_s=10, clock=lambda: now[0])
+    state.pulled(1, "r1")
+    assert state.rewarded("r1", 1.0) is True
+    assert state.rewarded("r1", 0.0) is False
+    assert state.stats()[1] == ArmStats(1, 1, 1.0)
+    state.pulled(0, "r2")
+    now[0] = 11.0
+    with pytest.raises(FeedbackNotFoundError):
+        state.rewarded("r2", 1.0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], {"id": 3, "reward": 1}, {"id": "x", "reward": "1"}, {"id": "x", "reward": True},
+     {"id": "x", "reward": -0.1}, {"id": "x", "reward": float("nan")}, {"id": "", "reward": 1}],
+)  # fmt: skip
+def test_feedback_bodies_are_checked(body: object) -> None:
+    with pytest.raises(PayloadError):
+        reward_of(body)
+    assert reward_of({"id": "x", "reward": 1}) == ("x", 1.0)
