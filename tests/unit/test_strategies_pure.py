@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,7 @@ from predictor.bandit.state import MemoryState
 from predictor.errors import FeedbackNotFoundError, PayloadError
 from predictor.shadow.compare import compare
 from predictor.shadow.report import psi, summarize
+from predictor.shadow.runner import SHADOW_DROPPED, SHADOW_PREDICTIONS, ShadowRunner
 
 CLASSES = ("no", "yes")
 
@@ -95,3 +99,32 @@ def test_feedback_bodies_are_checked(body: object) -> None:
     with pytest.raises(PayloadError):
         reward_of(body)
     assert reward_of({"id": "x", "reward": 1}) == ("x", 1.0)
+
+
+class SlowShadow:
+    """A shadow that answers only when let go (to fill the queue)."""
+
+    version = "2"
+    classes: tuple[Any, ...] | None = CLASSES
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+
+    def answer(self, features: Any) -> dict[str, np.ndarray]:
+        self.go.wait(10)
+        return {"predict": np.array(["yes"] * len(features))}
+
+
+def test_a_full_shadow_queue_drops_and_counts_and_never_blocks() -> None:
+    target = SlowShadow()
+    runner = ShadowRunner(model="m-drop", version="1", classes=CLASSES, target=target, queue_size=2)
+    results = {"predict": np.array(["yes"])}
+    dropped = SHADOW_DROPPED.labels("m-drop", "1")
+    before = dropped._value.get()
+    for i in range(10):  # the worker holds one, the queue two: the rest are dropped at once
+        runner.offer(f"r{i}", np.zeros((1, 2)), 1, results)
+    assert dropped._value.get() - before >= 7
+    target.go.set()
+    runner.stop()
+    agreed = SHADOW_PREDICTIONS.labels("m-drop", "1", "2", "agree")._value.get()
+    assert 1 <= agreed <= 3
