@@ -221,6 +221,7 @@ class _Plan:
         if self.item.location.startswith("gs://"):
             path.unlink(missing_ok=True)
         if columns is None:
+            self.destination.drop_parts(self.item.name)
             report(f"{self.item.name}: no rows; nothing written")
             return None
         names = sorted(n for n in self.destination.parts(self.item.name) if n.startswith(stamp))

@@ -53,6 +53,7 @@ class Sink:
 
     def stop(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
 
 class LoggerAgent:
