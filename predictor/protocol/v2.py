@@ -170,3 +170,10 @@ def _tensor(name: str, values: np.ndarray, signature: Signature) -> InferOutput:
     )
     output.set_data_from_numpy(array, binary_data=False)
     return output
+
+
+def wants_binary(request: InferRequest) -> bool:
+    """Whether any output of a REST request asked for the binary tensor extension."""
+    if request.use_binary_outputs:
+        return True
+    return any(o.binary_data for o in request.request_outputs or [])

@@ -8,28 +8,25 @@ rerun with the same settings skips the parts it finds. When every part of a file
 are joined into the output (and the refused rows into ``<name>.errors.<ext>``), and the parts
 are dropped.
 
-With ``workers`` above 1, chunks are scored in that many processes, each loading the model
-with every check. At most two chunks per worker are in hand at once, so memory stays flat
-whatever the input's size.
+With ``workers`` above 1, chunks are scored in that many processes (``workers``), each loading
+the model with every check. At most two chunks per worker are in hand at once, so memory stays
+flat whatever the input's size.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import re
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from tqdm import tqdm
 
 from predictor.artifact.gate import load_accepted
@@ -38,7 +35,7 @@ from predictor.artifact.loader import LoadedModel
 from predictor.errors import ScoringError, TooManyRefusedRowsError
 from predictor.inference.batch import requested_outputs
 from predictor.inference.signature import NUMERIC, Signature
-from predictor.scoring.chunks import Columns, Score, input_columns, score_chunk, scorer
+from predictor.scoring.chunks import Columns, input_columns
 from predictor.scoring.places import (
     Destination,
     GCSPrefix,
@@ -48,14 +45,8 @@ from predictor.scoring.places import (
     local_copy,
     split_gs,
 )
-from predictor.scoring.tables import (
-    FORMATS,
-    concatenate,
-    read_tables,
-    table_format,
-    to_frame,
-    write_table,
-)
+from predictor.scoring.tables import FORMATS, concatenate, read_tables, table_format
+from predictor.scoring.workers import executor, score_part
 from predictor.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -133,14 +124,14 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
         return result
     with tempfile.TemporaryDirectory(prefix="predictor-score-") as tmp:
         work = Path(tmp)
-        with _executor(job.workers, settings, outputs, loaded) as executor:
+        with executor(job.workers, settings, outputs, loaded) as pool:
             for item in inputs:
                 fmt = table_format(output_name) if single else table_format(item.name)
                 if not single and destination.has(item.name):
                     report(f"{item.name}: already scored in {job.output}; skipped")
                     continue
                 plan = _Plan(job, loaded, outputs, fmt, destination, item, work, gcs)
-                scored = plan.score(executor, report, joined=not single)
+                scored = plan.score(pool, report, joined=not single)
                 if scored is not None:
                     result.files.append(scored)
         if single and result.files:
@@ -331,69 +322,3 @@ def _summary(result: FileResult) -> str:
     if result.resumed_parts:
         text += f"; {result.resumed_parts} part(s) kept from an earlier run"
     return text
-
-
-# --- scoring a part, in this process or in a worker ------------------------------------------
-
-_WORKER: tuple[Score, Signature] | None = None
-
-
-def _start_worker(settings: Settings, outputs: tuple[str, ...]) -> None:
-    global _WORKER
-    loaded = load_accepted(settings)
-    _WORKER = (scorer(loaded.engine, loaded.signature, outputs), loaded.signature)
-
-
-def score_part(
-    table: pa.Table,
-    numbers: tuple[str, ...],
-    columns: Columns,
-    first_row: int,
-    part: Path,
-    fmt: str,
-    outputs: tuple[str, ...],
-) -> list[Path]:
-    """Score one chunk and write its part (refused rows first, then the part, which records it)."""
-    assert _WORKER is not None, "the worker was not started"
-    score, signature = _WORKER
-    chunk = to_frame(table, numbers)
-    scored = score_chunk(chunk, columns, signature, outputs, score, first_row)
-    written = []
-    if len(scored.errors):
-        errors_path = part.with_name(f"{part.name}.errors{fmt}")
-        write_table(scored.errors, errors_path)
-        written.append(errors_path)
-    final = part.with_name(f"{part.name}-{len(scored.table)}-{len(scored.errors)}{fmt}")
-    write_table(scored.table, final)
-    written.append(final)
-    return written
-
-
-class _Inline(Executor):
-    """Runs each task at once, in this process (``--workers 1``)."""
-
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-        future: Future[object] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as e:
-            future.set_exception(e)
-        return future
-
-
-@contextmanager
-def _executor(
-    workers: int, settings: Settings, outputs: tuple[str, ...], loaded: LoadedModel
-) -> Iterator[Executor]:
-    global _WORKER
-    if workers <= 1:
-        _WORKER = (scorer(loaded.engine, loaded.signature, outputs), loaded.signature)
-        yield _Inline()
-        return
-    # forkserver, not fork: the model has run in this process, and a forked OpenMP runtime can
-    # hang in the child.
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(settings, outputs)
-    ) as pool:
-        yield pool

@@ -10,7 +10,6 @@ answers gRPC on gRPC's worker threads; both batch concurrent requests (see ``bat
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
 from typing import Any
@@ -21,34 +20,24 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from predictor.artifact.bundle import runtime_versions
-from predictor.artifact.gate import Loader, load_accepted
+from predictor.artifact.gate import Loader
 from predictor.artifact.loader import LoadedModel, load_model
-from predictor.bandit.router import Bandit
-from predictor.bandit.setup import bandit_for
 from predictor.errors import FeedbackNotFoundError, ModelNotReadyError
 from predictor.inference.batch import Batch, Results
 from predictor.inference.batching import Batcher, ThreadBatcher
 from predictor.inference.cache import PredictionCache
-from predictor.inference.estimator import run_estimator
-from predictor.protocol.tensors import new_id
 from predictor.protocol.v1 import decode_v1, encode_v1
-from predictor.protocol.v2 import decode_v2, encode_v2, encode_v2_json
+from predictor.protocol.v2 import decode_v2, encode_v2, encode_v2_json, wants_binary
 from predictor.protocol.v2_grpc import decode_grpc, encode_v2_grpc
 from predictor.server import metrics
 from predictor.server.admission import AdmissionLimit
 from predictor.server.metadata import input_types, model_metadata, output_types
+from predictor.server.serving import Arms, load_served
 from predictor.settings import Settings
 from predictor.shadow.runner import ShadowRunner
 from predictor.shadow.setup import shadow_runner
 
 logger = logging.getLogger(__name__)
-
-
-def wants_binary(request: InferRequest) -> bool:
-    """Whether any output of a REST request asked for the binary tensor extension."""
-    if request.use_binary_outputs:
-        return True
-    return any(o.binary_data for o in request.request_outputs or [])
 
 
 class SklearnModel(Model):  # type: ignore[misc]
@@ -64,8 +53,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._cache = PredictionCache(settings.cache_size)
         self._admission = AdmissionLimit(settings.max_in_flight)
         self._shadow: ShadowRunner | None = None
-        self._bandit: Bandit | None = None
-        self._arms: list[tuple[LoadedModel, Batcher, ThreadBatcher]] = []
+        self._arms: Arms | None = None
         self.draining = False
         """Set on SIGTERM: readiness turns False while requests are still served."""
 
@@ -75,17 +63,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         Raises:
             ArtifactError: the model must not serve; ``AcceptanceError`` when its own tests fail.
         """
-        settings = self._settings
-        if settings.bandit_uris:
-            self._arms = [
-                self._serving(load_accepted(settings.for_arm(i), loader=self._loader))
-                for i in range(len(settings.bandit_uris))
-            ]
-            self._bandit = bandit_for(self.name, [a[0] for a in self._arms], settings)
-            loaded, self._batcher, self._thread_batcher = self._arms[0]
-        else:
-            loaded = load_accepted(settings, loader=self._loader)
-            _, self._batcher, self._thread_batcher = self._serving(loaded)
+        first, self._arms = load_served(self.name, self._settings, self._loader)
+        loaded, self._batcher, self._thread_batcher = first.loaded, first.batcher, first.threaded
         self._loaded = loaded
         self._cache = PredictionCache(self._settings.cache_size)
         self._shadow = shadow_runner(self.name, loaded, self._settings, loader=self._loader)
@@ -100,38 +79,23 @@ class SklearnModel(Model):  # type: ignore[misc]
         self.ready = True
         return True
 
-    def _serving(self, loaded: LoadedModel) -> tuple[LoadedModel, Batcher, ThreadBatcher]:
-        """A loaded model with its batchers.
-
-        Picklable parts only: uvicorn workers receive the model pickled.
-        """
-        run = functools.partial(run_estimator, loaded.engine)
-        on_batch = functools.partial(metrics.observe_batch, self.name, loaded.version)
-        max_rows = self._settings.batch_max_rows
-        max_wait_s = self._settings.batch_max_wait_ms / 1000
-        batcher = Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch)
-        threaded = ThreadBatcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch)
-        return loaded, batcher, threaded
-
     def _arm(self) -> tuple[int | None, LoadedModel]:
         """The arm that answers this request (None without a bandit) and its model."""
-        if self._bandit is None:
+        if self._arms is None:
             return None, self.loaded
-        arm = self._bandit.choose()
-        return arm, self._arms[arm][0]
+        arm, chosen = self._arms.pick()
+        return arm, chosen.loaded
 
     def _pulled(self, arm: int | None, request_id: str | None) -> str | None:
         """Record which arm answered; the response id (a new one when the request had none)."""
-        if arm is None or self._bandit is None:
+        if arm is None or self._arms is None:
             return request_id
-        response_id = request_id or new_id()
-        self._bandit.pulled(arm, response_id)
-        return response_id
+        return self._arms.pulled(arm, request_id)
 
     @property
     def is_bandit(self) -> bool:
         """Whether several arms answer, each response naming its own version."""
-        return self._bandit is not None
+        return self._arms is not None
 
     def feedback(self, body: Any) -> dict[str, Any]:
         """Record a bandit reward (``POST /v2/models/{name}/feedback``).
@@ -140,11 +104,11 @@ class SklearnModel(Model):  # type: ignore[misc]
             FeedbackNotFoundError: no bandit here, or no response of that id (404).
             PayloadError: the body is not ``{"id": ..., "reward": 0..1}`` (400).
         """
-        if self._bandit is None:
+        if self._arms is None:
             raise FeedbackNotFoundError(
                 "this model is not a bandit; feedback is for --bandit_model_uris"
             )
-        return self._bandit.feedback(body)
+        return self._arms.feedback(body)
 
     def stop(self) -> None:
         """KServe's unload hook: let the shadow finish what is queued and close its log."""
@@ -264,7 +228,11 @@ class SklearnModel(Model):  # type: ignore[misc]
     ) -> Results:
         key, results = self._cached(loaded, batch)
         if results is None:
-            batcher = self._batcher if arm is None else self._arms[arm][1]
+            batcher = (
+                self._batcher
+                if arm is None or self._arms is None
+                else self._arms.served[arm].batcher
+            )
             assert batcher is not None  # set by load(), with _loaded
             started = time.perf_counter()
             results = await batcher.submit(batch)
@@ -280,7 +248,11 @@ class SklearnModel(Model):  # type: ignore[misc]
     ) -> Results:
         key, results = self._cached(loaded, batch)
         if results is None:
-            batcher = self._thread_batcher if arm is None else self._arms[arm][2]
+            batcher = (
+                self._thread_batcher
+                if arm is None or self._arms is None
+                else self._arms.served[arm].threaded
+            )
             assert batcher is not None  # set by load(), with _loaded
             started = time.perf_counter()
             results = batcher.submit(batch)

@@ -1,0 +1,83 @@
+"""A loaded model ready to answer: with its batchers; and a bandit's arms, each one of those.
+
+Picklable parts only: uvicorn workers receive the model pickled.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from predictor.artifact.gate import Loader, load_accepted
+from predictor.artifact.loader import LoadedModel
+from predictor.bandit.router import Bandit
+from predictor.bandit.setup import bandit_for
+from predictor.inference.batching import Batcher, ThreadBatcher
+from predictor.inference.estimator import run_estimator
+from predictor.protocol.tensors import new_id
+from predictor.server import metrics
+from predictor.settings import Settings
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded model and the batchers that run it (event loop, gRPC threads)."""
+
+    loaded: LoadedModel
+    batcher: Batcher
+    threaded: ThreadBatcher
+
+
+def served(name: str, loaded: LoadedModel, settings: Settings) -> Served:
+    """``loaded`` with batchers sized by the settings, counting batches as ``name``."""
+    run = functools.partial(run_estimator, loaded.engine)
+    on_batch = functools.partial(metrics.observe_batch, name, loaded.version)
+    max_rows, max_wait_s = settings.batch_max_rows, settings.batch_max_wait_ms / 1000
+    return Served(
+        loaded,
+        Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch),
+        ThreadBatcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch),
+    )
+
+
+def load_served(name: str, settings: Settings, loader: Loader) -> tuple[Served, Arms | None]:
+    """Load, verify and accept the model, or every arm of a bandit.
+
+    The first (the model, or the first arm) is the model's face: metadata, the default version.
+    The arms (None without a bandit) route the requests.
+
+    Raises:
+        ArtifactError: a model must not serve.
+        ConfigError: the arms cannot make a bandit.
+    """
+    if not settings.bandit_uris:
+        return served(name, load_accepted(settings, loader=loader), settings), None
+    arms = [
+        served(name, load_accepted(settings.for_arm(i), loader=loader), settings)
+        for i in range(len(settings.bandit_uris))
+    ]
+    return arms[0], Arms(arms, bandit_for(name, [a.loaded for a in arms], settings))
+
+
+@dataclass(frozen=True)
+class Arms:
+    """A bandit's arms and the bandit that picks one per request."""
+
+    served: list[Served]
+    bandit: Bandit
+
+    def pick(self) -> tuple[int, Served]:
+        """The arm that answers this request."""
+        arm = self.bandit.choose()
+        return arm, self.served[arm]
+
+    def pulled(self, arm: int, request_id: str | None) -> str:
+        """Record that ``arm`` answered; the response id (a new one if the request had none)."""
+        response_id = request_id or new_id()
+        self.bandit.pulled(arm, response_id)
+        return response_id
+
+    def feedback(self, body: Any) -> dict[str, Any]:
+        """Record a reward (see ``Bandit.feedback``)."""
+        return self.bandit.feedback(body)
