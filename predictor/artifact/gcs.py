@@ -31,6 +31,7 @@ class GCSFetcher:
         # One slow call must not outlast the whole budget: each call gets at most the deadline.
         self._timeout = min(60.0, deadline_s)
         self._anonymous = False
+        self._made: Any = None
 
     @functools.cached_property
     def _retry(self) -> Any:
@@ -43,6 +44,9 @@ class GCSFetcher:
         return DEFAULT_RETRY.with_delay(initial=0.25, maximum=8.0).with_timeout(self._deadline_s)
 
     def _client(self) -> Any:
+        """One client per fetcher: scoring and the prediction log call it once per object."""
+        if self._made is not None:
+            return self._made
         from google.auth.credentials import AnonymousCredentials
         from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import storage
@@ -53,6 +57,7 @@ class GCSFetcher:
             logger.info("no Application Default Credentials found; using anonymous GCS access")
             client = storage.Client.create_anonymous_client()
         self._anonymous = isinstance(getattr(client, "_credentials", None), AnonymousCredentials)
+        self._made = client
         return client
 
     def download(self, uri: ModelURI, dest: Path) -> dict[str, int]:
