@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     )
 
     model_uri: str | None = Field(default=None, min_length=1)
-    """Where the model lives: gs://bucket/path, gs://bucket/prefix/, file:///abs/path or a path."""
+    """Where the model lives: gs:// or s3:// (object or prefix/), models:/NAME/VERSION or
+    models:/NAME@ALIAS (MLflow), file:///abs/path or a path."""
 
     model_dir: Path | None = None
     """The folder KServe's storage initializer filled from storageUri (KServe's runtime flag,
@@ -46,7 +47,7 @@ class Settings(BaseSettings):
     """Request bodies above this size get 413 without being read whole."""
 
     gcs_deadline_seconds: float = Field(default=120.0, gt=0)
-    """Total time budget for retrying transient GCS errors during one fetch."""
+    """Total time budget for retrying transient errors (GCS, S3, MLflow) during one fetch."""
 
     allow_version_skew: bool = False
     """Serve a bundle saved with a different scikit-learn minor version (results may differ)."""

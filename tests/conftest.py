@@ -15,6 +15,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from predictor.demo import save_demo_model
 from tests.gcs import GCSBucket, GCSEmulator
 from tests.helpers import ServerFactory
+from tests.stores import MLflowServer, S3Server
 
 # Fuzzing budget: 150 examples per property in every run; `--hypothesis-profile long` for a long run.
 settings.register_profile("default", max_examples=150)
@@ -34,6 +35,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(skip)
+
+
+_early: dict[str, MLflowServer] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the MLflow servers now if a selected test needs them: a first start is slow."""
+    import tempfile
+
+    for fixture, auth in (("mlflow_server", False), ("mlflow_auth_server", True)):
+        if any(fixture in getattr(item, "fixturenames", ()) for item in session.items):
+            folder = Path(tempfile.mkdtemp(prefix="mlflow-tests-"))
+            _early[fixture] = MLflowServer(folder, auth=auth)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for server in _early.values():
+        server.stop()
+
+
+def _early_server(fixture: str) -> MLflowServer:
+    server = _early.get(fixture)
+    assert server is not None, "started by pytest_collection_finish"
+    server.wait_ready("/health", timeout=180)
+    return server
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> MLflowServer:
+    """One MLflow tracking server (sqlite, local artifacts) for the session."""
+    return _early_server("mlflow_server")
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server() -> MLflowServer:
+    """One MLflow tracking server with basic auth for the session."""
+    return _early_server("mlflow_auth_server")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One moto S3 API server for the session (buckets are named per test)."""
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    try:
+        server.wait_ready("/moto-api/", timeout=60)
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -107,6 +107,13 @@ class GCSFetcher:
                 return None
             return int(blob.generation)
 
+    def md5_base64(self, bucket: str, name: str) -> str | None:
+        """The object's MD5 as GCS reports it (base64), or None when there is no such object."""
+        uri = ModelURI(raw=f"gs://{bucket}/{name}", scheme="gs", bucket=bucket, path=name)
+        with self._classified(uri) as client:
+            found = client.bucket(bucket).get_blob(name, retry=self._retry, timeout=self._timeout)
+            return None if found is None else str(found.md5_hash)
+
     def delete(self, bucket: str, names: list[str]) -> None:
         """Delete objects (those already gone are not an error)."""
         from google.api_core import exceptions as gexc

@@ -10,17 +10,13 @@ acceptance sets are read and checked here too; running them is the model's job (
 from __future__ import annotations
 
 import logging
-import pickle
 import sys
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
-from sklearn.exceptions import InconsistentVersionWarning
 
 from predictor.artifact.acceptance import AcceptanceReport, AcceptanceSets, read_acceptance_sets
 from predictor.artifact.bundle import (
@@ -32,6 +28,7 @@ from predictor.artifact.bundle import (
     read_manifest,
     runtime_versions,
 )
+from predictor.artifact.mlmodel import MLMODEL, MLflowModel, read_mlmodel
 from predictor.artifact.storage import (
     MODEL_SUFFIXES,
     FetchedModel,
@@ -40,12 +37,8 @@ from predictor.artifact.storage import (
     model_at,
     parse_model_uri,
 )
-from predictor.errors import (
-    DigestMismatchError,
-    IncompatibleModelError,
-    ModelFileError,
-    PayloadError,
-)
+from predictor.artifact.unpickle import unpickle
+from predictor.errors import DigestMismatchError, PayloadError
 from predictor.inference.fastpath import Engine, SklearnEngine, choose_engine, probe_rows
 from predictor.inference.features import rows_to_features
 from predictor.inference.signature import Signature, signature_of
@@ -68,6 +61,17 @@ class LoadedModel:
     manifest: Manifest | None = None
     acceptance_sets: AcceptanceSets = AcceptanceSets()
     acceptance: AcceptanceReport = AcceptanceReport()
+    mlflow_model: MLflowModel | None = None
+    """The MLflow model folder's description, when the model was logged with MLflow."""
+
+    def lineage(self) -> dict[str, str]:
+        """Where the model came from, as scalars: registry, MLflow run, bundle fields."""
+        found = dict(self.artifact.registry)
+        if self.mlflow_model is not None:
+            found.update(self.mlflow_model.lineage())
+        if self.manifest is not None:
+            found.update({f"bundle_{k}": v for k, v in self.manifest.lineage().items()})
+        return found
 
 
 def load_model(settings: Settings) -> LoadedModel:
@@ -84,8 +88,14 @@ def load_model(settings: Settings) -> LoadedModel:
     if fetched.target.is_dir():
         fetched = replace(fetched, target=model_folder(fetched.target))
     manifest = read_manifest(fetched.target) if fetched.target.is_dir() else None
+    mlflow_model = None
+    if manifest is None and fetched.target.is_dir():
+        mlflow_model = read_mlmodel(fetched.target)
     sets = AcceptanceSets()
-    if manifest is None:
+    if mlflow_model is not None:
+        artifact = model_at(fetched, mlflow_model.model_file)
+        logger.info("MLflow model (%s format)", mlflow_model.serialization_format)
+    elif manifest is None:
         artifact = model_at(fetched, find_model_file(fetched.target))
     else:
         path = bundle_file(
@@ -107,13 +117,16 @@ def load_model(settings: Settings) -> LoadedModel:
             logger.warning("version skew: %s", skew)
         sets = read_acceptance_sets(fetched.target, manifest)
         install_code(fetched.target, manifest)
-    estimator = unpickle(artifact, allow_version_skew=settings.allow_version_skew)
+    estimator = unpickle(
+        artifact, allow_version_skew=settings.allow_version_skew, mlflow_model=mlflow_model
+    )
     signature = signature_of(
         estimator, feature_dtypes=manifest.feature_dtypes if manifest is not None else None
     )
     if manifest is not None:
         check_manifest_matches(manifest, signature)
-    version = manifest.version if manifest is not None else version_of(artifact)
+    version = version_of(artifact) if manifest is None else manifest.version
+    version = artifact.registry.get("registry_version", version)
     engine, reason = select_engine(estimator, signature, sets, enabled=settings.fast_path)
     elapsed = time.monotonic() - started
     logger.info(
@@ -136,6 +149,7 @@ def load_model(settings: Settings) -> LoadedModel:
         engine_reason=reason,
         manifest=manifest,
         acceptance_sets=sets,
+        mlflow_model=mlflow_model,
     )
 
 
@@ -198,7 +212,8 @@ def model_folder(folder: Path) -> Path:
     for _ in range(3):
         entries = [p for p in current.iterdir() if not p.name.startswith(".")]
         if any(
-            p.is_file() and (p.name == MANIFEST or p.name.endswith(MODEL_SUFFIXES)) for p in entries
+            p.is_file() and (p.name in (MANIFEST, MLMODEL) or p.name.endswith(MODEL_SUFFIXES))
+            for p in entries
         ):
             return current
         subfolders = [p for p in entries if p.is_dir()]
@@ -228,55 +243,9 @@ def install_code(root: Path, manifest: Manifest) -> None:
     logger.info("bundle code: %s", ", ".join(e["path"] for e in manifest.code))
 
 
-def unpickle(artifact: FetchedModel, *, allow_version_skew: bool) -> Any:
-    """Load the model file with joblib, turning every failure into a one-line ArtifactError."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InconsistentVersionWarning)
-        try:
-            estimator = joblib.load(artifact.model_file)
-        except ModuleNotFoundError as e:
-            raise ModelFileError(
-                f"{artifact.model_file.name} needs the Python module {e.name!r}, which is not "
-                "installed here: install it in the image, or ship it in the bundle "
-                "(publish --code FILE.py)"
-            ) from e
-        except (
-            pickle.UnpicklingError,
-            EOFError,
-            ValueError,
-            KeyError,
-            IndexError,
-            AttributeError,
-            ImportError,
-            TypeError,
-        ) as e:
-            raise ModelFileError(
-                f"{artifact.model_file.name} does not load: {type(e).__name__}: {_first_line(e)}"
-            ) from e
-    for warning in caught:
-        if issubclass(warning.category, InconsistentVersionWarning):
-            message = _first_line(warning.message)
-            if not allow_version_skew:
-                raise IncompatibleModelError(
-                    f"{artifact.model_file.name}: {message}; retrain or re-save the model with "
-                    "this scikit-learn, or set PREDICTOR_ALLOW_VERSION_SKEW=true to accept the risk"
-                )
-            logger.warning("version skew allowed: %s", message)
-        else:
-            logger.warning(
-                "while loading %s: %s", artifact.model_file.name, _first_line(warning.message)
-            )
-    return estimator
-
-
 def version_of(artifact: FetchedModel) -> str:
     """The version reported for a bare model file: sha256 prefix, plus GCS generation."""
     version = artifact.sha256[:12]
     if artifact.generation is not None:
         version += f"-g{artifact.generation}"
     return version
-
-
-def _first_line(value: object) -> str:
-    text = str(value).strip().splitlines()
-    return text[0][:300] if text else ""

@@ -2,16 +2,15 @@
 
 ``publish`` assembles ``model.json``, the artifact and the acceptance sets in a staging folder,
 loads the staged bundle exactly as the server would (schema, digests, versions, acceptance), and
-only then copies it to ``DEST/<name>/<version>/``: a new local folder, or GCS objects written with
-``if_generation_match=0`` so a second publish of the same version fails and the first stays
-byte-identical. ``model.json`` goes last, so a half-written version is never servable.
+only then copies it to ``DEST/<name>/<version>/``: a new local folder, or create-only objects in a
+bucket (``gs://``, ``s3://``), so a second publish of the same version fails and the first stays
+byte-identical, ``model.json`` last; or a new version in MLflow's registry (``models:/NAME``),
+see ``destinations``.
 """
 
 from __future__ import annotations
 
-import base64
 import getpass
-import hashlib
 import json
 import logging
 import shutil
@@ -23,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from predictor.artifact.bundle import MANIFEST, parse_manifest, runtime_versions
+from predictor.artifact.destinations import publish_to_bucket, publish_to_registry
 from predictor.artifact.gate import answer, load_accepted
 from predictor.artifact.loader import load_model
 from predictor.artifact.sample import read_sample, sample_features
-from predictor.artifact.storage import parse_model_uri, sha256_file
+from predictor.artifact.storage import parse_destination, sha256_file
 from predictor.errors import PublishError, VersionExistsError
 from predictor.settings import Settings
 
@@ -134,24 +134,25 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
     return folder
 
 
-def publish(spec: BundleSpec, destination: str) -> str:
+def publish(spec: BundleSpec, destination: str, *, deadline_s: float = 120.0) -> str:
     """Stage, accept and publish the bundle; returns the exact URI to deploy.
 
     Raises:
         VersionExistsError: the version is already published (nothing was changed).
         ArtifactError: the bundle failed a check (nothing was published).
     """
+    target = parse_destination(destination)
     with tempfile.TemporaryDirectory(prefix="publish-") as staging:
         folder = stage_bundle(spec, Path(staging))
         files = sorted(
             (p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.name == MANIFEST
         )
-        target = parse_model_uri(destination)
         relative = f"{spec.name}/{spec.version}/"
-        if target.scheme == "gs":
-            prefix = target.path.rstrip("/") + "/" if target.path.strip("/") else ""
-            generation = _upload_gcs(target.bucket, prefix + relative, folder, files)
-            return f"gs://{target.bucket}/{prefix}{relative}#{generation}"
+        if target.scheme == "models":
+            manifest = parse_manifest(json.loads((folder / MANIFEST).read_text()))
+            return publish_to_registry(target, folder, manifest.lineage(), deadline_s=deadline_s)
+        if target.scheme in ("gs", "s3"):
+            return publish_to_bucket(target, relative, folder, files, deadline_s=deadline_s)
         out = Path(target.path) / spec.name / spec.version
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -166,54 +167,6 @@ def publish(spec: BundleSpec, destination: str) -> str:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
         return str(out) + "/"
-
-
-def _upload_gcs(bucket_name: str, prefix: str, folder: Path, files: list[Path]) -> int:
-    """Upload ``files`` (model.json last) with create-only preconditions; returns its generation.
-
-    A version is published once its model.json exists, and is then immutable. Files an
-    interrupted publish left behind are kept when their content is the same, so running the
-    same publish again completes it; different content under the same name is refused.
-    """
-    from google.api_core import exceptions as gexc
-    from google.cloud import storage
-    from google.cloud.storage.retry import DEFAULT_RETRY
-
-    bucket = storage.Client().bucket(bucket_name)
-    generation = 0
-    for path in files:
-        name = prefix + path.relative_to(folder).as_posix()
-        blob = bucket.blob(name)
-        try:
-            blob.upload_from_filename(str(path), if_generation_match=0, retry=DEFAULT_RETRY)
-        except gexc.PreconditionFailed as e:
-            if path.name == MANIFEST:
-                raise VersionExistsError(
-                    f"gs://{bucket_name}/{name} already exists: this version is published; "
-                    "versions are immutable, publish a new version"
-                ) from e
-            existing = bucket.get_blob(name)
-            if existing is None or existing.md5_hash != _md5_base64(path):
-                raise PublishError(
-                    f"gs://{bucket_name}/{name} already exists with other content, and this "
-                    "version has no model.json yet: another publish of it is under way or was "
-                    "interrupted with other files; publish a new version"
-                ) from e
-            logger.info("kept gs://%s/%s from an interrupted publish", bucket_name, name)
-        except gexc.GoogleAPIError as e:
-            raise PublishError(f"upload of gs://{bucket_name}/{name} failed: {e}") from e
-        else:
-            generation = int(blob.generation)
-    return generation  # model.json is uploaded last: its generation pins the bundle
-
-
-def _md5_base64(path: Path) -> str:
-    """The file's MD5 as GCS reports it (base64): how an object's content is compared here."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode()
 
 
 def _staging_settings(path: Path) -> Settings:

@@ -1,8 +1,9 @@
-"""Fetching a model artifact: parse the URI, download from GCS or use a local path, find the file.
+"""Fetching a model artifact: parse the URI, download it or use a local path, find the file.
 
-This module owns where bytes come from and nothing else: it never unpickles. Downloads from
-``gs://`` go through ``predictor.artifact.gcs`` (imported only when a gs:// URI is served);
-every failure becomes one ``StorageError`` whose message names the URI and says what to do.
+This module owns where bytes come from and nothing else: it never unpickles. Each store has its
+adapter, imported only when a URI of its scheme is served: ``gs://`` (``artifact.gcs``),
+``s3://`` (``artifact.s3``) and MLflow's ``models:/`` (``artifact.registry``). Every failure
+becomes one ``StorageError`` whose message names the URI and says what to do.
 """
 
 from __future__ import annotations
@@ -34,21 +35,26 @@ by sha256)."""
 
 @dataclass(frozen=True)
 class ModelURI:
-    """A parsed model location: ``gs://bucket/object``, ``gs://bucket/prefix/`` or a local path."""
+    """A parsed model location: an object or prefix in a bucket, a registry model, a local path."""
 
     raw: str
     scheme: str
-    """``gs`` or ``file``."""
+    """``gs``, ``s3``, ``models`` (an MLflow registry) or ``file``."""
     bucket: str = ""
     path: str = ""
-    """Object name or prefix for ``gs``; absolute path for ``file``."""
+    """Object name or prefix for ``gs`` and ``s3``; the registered model's name for ``models``;
+    absolute path for ``file``."""
     generation: int | None = None
     """GCS generation pinned with ``#<generation>``."""
+    version: str | None = None
+    """The registry version (``models:/NAME/VERSION``)."""
+    alias: str | None = None
+    """The registry alias (``models:/NAME@ALIAS``), resolved to a version at fetch time."""
 
     @property
     def is_prefix(self) -> bool:
-        """True when a gs:// URI names a folder (prefix) rather than one object."""
-        return self.scheme == "gs" and (
+        """True when a bucket URI names a folder (prefix) rather than one object."""
+        return self.scheme in ("gs", "s3") and (
             self.path == "" or self.path.endswith("/") or not self.path.endswith(MODEL_SUFFIXES)
         )
 
@@ -62,6 +68,8 @@ class Fetched:
     """The local file or folder the URI names (a download folder for gs:// prefixes)."""
     generations: dict[str, int] = field(default_factory=dict)
     """GCS generation of each fetched object, by path relative to ``folder``."""
+    registry: dict[str, str] = field(default_factory=dict)
+    """For a registry model: its name, the version served, the alias asked for, the run id."""
 
     @property
     def folder(self) -> Path:
@@ -80,6 +88,8 @@ class FetchedModel:
     sha256: str
     generations: dict[str, int] = field(default_factory=dict)
     """GCS generation of each fetched object, by path relative to ``root``."""
+    registry: dict[str, str] = field(default_factory=dict)
+    """For a registry model: its name, the version served, the alias asked for, the run id."""
 
     @property
     def generation(self) -> int | None:
@@ -95,25 +105,12 @@ def parse_model_uri(uri: str) -> ModelURI:
     """
     text = uri.strip()
     if not text:
-        raise UnsupportedURIError("model URI is empty; expected gs://bucket/path or a local path")
+        raise UnsupportedURIError(f"model URI is empty; expected {EXPECTED_URIS}")
     parsed = urlparse(text)
-    if parsed.scheme == "gs":
-        if not parsed.netloc:
-            raise UnsupportedURIError(f"{uri!r} names no bucket; expected gs://bucket/path")
-        generation = None
-        if parsed.fragment:
-            if not parsed.fragment.isdigit():
-                raise UnsupportedURIError(
-                    f"{uri!r}: expected '#<generation>' to be a number, got {parsed.fragment!r}"
-                )
-            generation = int(parsed.fragment)
-        return ModelURI(
-            raw=text,
-            scheme="gs",
-            bucket=parsed.netloc,
-            path=parsed.path.lstrip("/"),
-            generation=generation,
-        )
+    if parsed.scheme in ("gs", "s3"):
+        return _bucket_uri(uri, text)
+    if parsed.scheme == "models":
+        return _registry_uri(uri, text)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise UnsupportedURIError(f"{uri!r}: file:// URIs must be absolute (file:///path)")
@@ -121,9 +118,68 @@ def parse_model_uri(uri: str) -> ModelURI:
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
         return ModelURI(raw=text, scheme="file", path=str(Path(text).expanduser().absolute()))
     raise UnsupportedURIError(
-        f"unsupported model URI scheme {parsed.scheme + '://'!r} in {uri!r}; "
-        "expected gs://, file:// or a local path"
+        f"unsupported model URI scheme {parsed.scheme + ':'!r} in {uri!r}; expected {EXPECTED_URIS}"
     )
+
+
+EXPECTED_URIS = (
+    "gs://bucket/path, s3://bucket/path, models:/NAME/VERSION, models:/NAME@ALIAS, "
+    "file:///path or a local path"
+)
+
+
+def parse_destination(text: str) -> ModelURI:
+    """Where ``publish`` writes: as ``parse_model_uri``, plus ``models:/NAME`` (a new version).
+
+    Raises:
+        UnsupportedURIError: the destination is not one publish can write to.
+    """
+    rest = text.strip()[len("models:") :].lstrip("/") if text.startswith("models:") else ""
+    if rest and "/" not in rest and "@" not in rest:
+        return ModelURI(raw=text.strip(), scheme="models", path=rest)
+    target = parse_model_uri(text)
+    if target.scheme == "models":
+        raise UnsupportedURIError(
+            f"{text!r}: the registry numbers versions itself; publish to models:/NAME"
+        )
+    return target
+
+
+def _bucket_uri(uri: str, text: str) -> ModelURI:
+    parsed = urlparse(text)
+    scheme = parsed.scheme
+    if not parsed.netloc:
+        raise UnsupportedURIError(f"{uri!r} names no bucket; expected {scheme}://bucket/path")
+    generation = None
+    if parsed.fragment:
+        if scheme != "gs" or not parsed.fragment.isdigit():
+            raise UnsupportedURIError(
+                f"{uri!r}: '#' pins a GCS generation and expects a number; "
+                "pin an s3:// model by its digest (PREDICTOR_MODEL_SHA256)"
+            )
+        generation = int(parsed.fragment)
+    return ModelURI(
+        raw=text,
+        scheme=scheme,
+        bucket=parsed.netloc,
+        path=parsed.path.lstrip("/"),
+        generation=generation,
+    )
+
+
+def _registry_uri(uri: str, text: str) -> ModelURI:
+    """``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` (MLflow's model registry)."""
+    rest = text[len("models:") :].lstrip("/")
+    shape = "expected models:/NAME/VERSION (a number) or models:/NAME@ALIAS"
+    if "@" in rest:
+        name, _, alias = rest.rpartition("@")
+        if not name or not alias or "/" in alias:
+            raise UnsupportedURIError(f"{uri!r}: {shape}")
+        return ModelURI(raw=text, scheme="models", path=name, alias=alias)
+    name, _, version = rest.rpartition("/")
+    if not name or not version.isdigit():
+        raise UnsupportedURIError(f"{uri!r}: {shape}")
+    return ModelURI(raw=text, scheme="models", path=name, version=version)
 
 
 def sha256_file(path: Path) -> str:
@@ -180,15 +236,28 @@ def fetch(uri: ModelURI, *, download_dir: Path | None, deadline_s: float) -> Fet
     base.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="model-", dir=base))
     started = time.monotonic()
-    from predictor.artifact.gcs import GCSFetcher  # only gs:// URIs need the Google client
+    if uri.scheme == "models":
+        from predictor.artifact.registry import MLflowRegistry  # only models:/ needs MLflow
 
-    generations = GCSFetcher(deadline_s=deadline_s).download(uri, folder)
+        registry = MLflowRegistry(deadline_s=deadline_s).download(uri, folder)
+        logger.info("fetched %s in %.2fs", uri.raw, time.monotonic() - started)
+        return Fetched(source=uri, target=folder, registry=registry)
+    if uri.scheme == "s3":
+        from predictor.artifact.s3 import S3Store  # only s3:// URIs need boto3
+
+        names = S3Store(deadline_s=deadline_s).download(uri, folder)
+        generations: dict[str, int] = {}
+    else:
+        from predictor.artifact.gcs import GCSFetcher  # only gs:// URIs need the Google client
+
+        generations = GCSFetcher(deadline_s=deadline_s).download(uri, folder)
+        names = list(generations)
     logger.info(
-        "fetched %s (%d object(s)) in %.2fs", uri.raw, len(generations), time.monotonic() - started
+        "fetched %s (%d object(s)) in %.2fs", uri.raw, len(names), time.monotonic() - started
     )
     if uri.is_prefix:
         return Fetched(source=uri, target=folder, generations=generations)
-    return Fetched(source=uri, target=folder / next(iter(generations)), generations=generations)
+    return Fetched(source=uri, target=folder / names[0], generations=generations)
 
 
 def model_at(fetched: Fetched, model_file: Path, sha256: str | None = None) -> FetchedModel:
@@ -199,6 +268,7 @@ def model_at(fetched: Fetched, model_file: Path, sha256: str | None = None) -> F
         model_file=model_file,
         sha256=sha256 if sha256 is not None else sha256_file(model_file),
         generations=fetched.generations,
+        registry=fetched.registry,
     )
 
 

@@ -75,7 +75,10 @@ def publish(argv: Sequence[str]) -> int:
     parser.add_argument("--name", required=True, help="model name (lowercase, digits, . _ -)")
     parser.add_argument("--version", required=True, help="model version, e.g. 1.4.0")
     parser.add_argument(
-        "--to", required=True, help="a folder or gs://bucket/prefix; <name>/<version>/ is added"
+        "--to",
+        required=True,
+        help="a folder, gs://bucket/prefix or s3://bucket/prefix (<name>/<version>/ is added), "
+        "or models:/NAME (a new version in MLflow's registry)",
     )
     parser.add_argument(
         "--e2e", type=Path, help='end-to-end set: {"instances": [...], "expected"?: {...}}'

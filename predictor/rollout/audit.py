@@ -17,6 +17,8 @@ TO_VERSION = PREFIX + "to-version"
 REASON = PREFIX + "reason"
 STABLE_URI = PREFIX + "stable-model-uri"
 STABLE_SHA256 = PREFIX + "stable-model-sha256"
+MODEL_ALIAS = PREFIX + "model-alias"
+"""The registry alias (``models:/NAME@ALIAS``) a canary's concrete version was resolved from."""
 
 
 def audit_annotations(

@@ -18,6 +18,7 @@ from predictor.rollout.analysis import AnalysisConfig, parse_duration
 from predictor.rollout.auto import run_auto
 from predictor.rollout.controller import Rollout
 from predictor.rollout.errors import RolloutError
+from predictor.rollout.registry import resolve_alias, split_alias
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,8 +135,14 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
         elif args.command == "status":
             rollout.out(rollout.status_table())
         elif args.command == "start":
+            model_uri, alias = args.model_uri, None
+            if split_alias(model_uri) is not None:
+                alias = model_uri
+                model_uri, _ = resolve_alias(model_uri)
+                rollout.out(f"{alias} is {model_uri}")
             rollout.start(
-                model_uri=args.model_uri,
+                model_uri=model_uri,
+                alias=alias,
                 percent=args.percent,
                 sha256=args.model_sha256,
                 version=args.model_version,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from predictor.rollout import patches
-from predictor.rollout.audit import audit_annotations, version_from_uri
+from predictor.rollout.audit import MODEL_ALIAS, audit_annotations, version_from_uri
 from predictor.rollout.errors import (
     CanaryImpossibleError,
     ConflictError,
@@ -90,9 +90,18 @@ class Rollout:
         return self.isvcs.get(self.namespace, self.name)
 
     def start(
-        self, *, model_uri: str, percent: int, sha256: str | None = None, version: str | None = None
+        self,
+        *,
+        model_uri: str,
+        percent: int,
+        sha256: str | None = None,
+        version: str | None = None,
+        alias: str | None = None,
     ) -> dict[str, Any]:
-        """Point the canary at a new model with ``percent`` of the traffic, in one patch."""
+        """Point the canary at a new model with ``percent`` of the traffic, in one patch.
+
+        ``alias`` is the registry alias ``model_uri`` was resolved from, kept in the audit.
+        """
         _check_percent(percent, allow_zero=False, allow_hundred=False)
 
         def plan(isvc: dict[str, Any]) -> Patch:
@@ -110,6 +119,8 @@ class Rollout:
                 version_from_uri(stable_uri),
                 to_version,
             )
+            if alias is not None:
+                notes[MODEL_ALIAS] = alias
             return patches.start_patch(
                 isvc,
                 model_uri=model_uri,

@@ -66,7 +66,6 @@ def model_parameters(loaded: LoadedModel) -> dict[str, str]:
     }
     if loaded.artifact.generation is not None:
         parameters["generation"] = str(loaded.artifact.generation)
-    if loaded.manifest is not None:
-        parameters.update({f"bundle_{k}": v for k, v in loaded.manifest.lineage().items()})
+    parameters.update(loaded.lineage())
     parameters.update({f"acceptance_{k}": v for k, v in loaded.acceptance.as_dict().items()})
     return parameters

@@ -29,6 +29,10 @@ from predictor.settings import Settings
         ("gs://bkt/models/v3", "gs", "bkt", "models/v3", None, True),
         ("gs://bkt/m.pkl#1712345", "gs", "bkt", "m.pkl", 1712345, False),
         ("file:///srv/models/m.pickle", "file", "", "/srv/models/m.pickle", None, False),
+        ("s3://bkt/models/m.joblib", "s3", "bkt", "models/m.joblib", None, False),
+        ("s3://bkt/models/v3/", "s3", "bkt", "models/v3/", None, True),
+        ("models:/taxi/2", "models", "", "taxi", None, False),
+        ("models:/taxi@champion", "models", "", "taxi", None, False),
     ],
 )
 def test_parse_model_uri(
@@ -44,6 +48,12 @@ def test_parse_model_uri(
     )
 
 
+def test_registry_uris_keep_their_version_or_alias() -> None:
+    assert parse_model_uri("models:/taxi/2").version == "2"
+    assert parse_model_uri("models:/taxi@champion").alias == "champion"
+    assert parse_model_uri("models:/team.taxi/12").path == "team.taxi"
+
+
 def test_plain_paths_become_absolute_file_uris(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -54,10 +64,15 @@ def test_plain_paths_become_absolute_file_uris(
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("s3://bkt/m.joblib", "unsupported model URI scheme 's3://'"),
-        ("https://example.com/m.joblib", "unsupported model URI scheme 'https://'"),
+        ("hdfs://nn/m.joblib", "unsupported model URI scheme 'hdfs:'"),
+        ("https://example.com/m.joblib", "unsupported model URI scheme 'https:'"),
         ("gs:///m.joblib", "names no bucket"),
-        ("gs://bkt/m.joblib#latest", "expected '#<generation>' to be a number"),
+        ("s3:///m.joblib", "names no bucket; expected s3://bucket/path"),
+        ("gs://bkt/m.joblib#latest", "'#' pins a GCS generation and expects a number"),
+        ("s3://bkt/m.joblib#3", "pin an s3:// model by its digest"),
+        ("models:/taxi", "expected models:/NAME/VERSION"),
+        ("models:/taxi/latest", "expected models:/NAME/VERSION"),
+        ("models:/taxi@", "expected models:/NAME/VERSION"),
         ("file://host/m.joblib", "file:// URIs must be absolute"),
         ("   ", "model URI is empty"),
     ],
