@@ -46,7 +46,7 @@ INTERVAL ?= 2m
 ANALYSIS ?= analysis.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help venv model-extras demo-model demo-bundles serve test check fmt lock clean publish validate \
+.PHONY: help venv model-extras demo-model dashboard demo-bundles serve test check fmt lock clean publish validate \
 	docker-base docker-model docker-demo manifests deploy-minikube canary-minikube deploy-gke \
 	canary-gke undeploy-minikube undeploy-gke e2e require-registry test-tools canary-start \
 	canary-status canary-promote canary-rollback canary-auto bench
@@ -74,6 +74,9 @@ $(DEMO_DIR)/model.joblib: $(STAMP) predictor/demo.py
 
 demo-model: $(DEMO_DIR)/model.joblib ## Build the demo taxi-trip model (fixed seed)
 
+dashboard: $(STAMP) ## Regenerate the Grafana dashboard JSON of manifests/components/monitoring
+	$(PY) scripts/make_dashboard.py
+
 demo-bundles: $(STAMP) ## Publish demo bundles taxi/1.0.0 and taxi/1.1.0 into demo/registry
 	rm -rf $(DEMO_REGISTRY)
 	$(PY) scripts/make_demo_bundles.py --registry $(DEMO_REGISTRY)
@@ -94,10 +97,11 @@ validate: $(STAMP) ## Run every load-time check on a bundle without serving: URI
 test: $(STAMP) $(EXTRAS_STAMP) test-tools ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-tools: ## Install the system tools the tests use (Prometheus, Redis; from Debian) when missing
+test-tools: ## Install the system tools the tests use (Prometheus, Redis, nginx; from Debian) when missing
 	@missing=""; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing$$missing (apt-get)"; \

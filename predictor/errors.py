@@ -22,6 +22,8 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     ├── PortInUseError                                     2
     ├── PublishError                                       2
     ├── ScoringError                                       2
+    ├── CallError (EndpointUnreachableError)               2
+    ├── EndpointError                                             1
     ├── TooManyRefusedRowsError                                   1
     └── ArtifactError                                      2
         ├── UnsupportedURIError, StorageError (StorageAuthError, StorageNotFoundError),
@@ -152,6 +154,20 @@ class PublishError(PredictorError):
 
 class ScoringError(PredictorError):
     """A batch scoring run cannot be done: its input, output or resume state is not usable."""
+
+
+class CallError(PredictorError):
+    """``predictor call`` cannot make the call: its rows or its options are unusable."""
+
+
+class EndpointUnreachableError(CallError):
+    """``predictor call`` could not reach the endpoint (connection, TLS, timeout)."""
+
+
+class EndpointError(PredictorError):
+    """The endpoint answered the call with an error; its own words are the message."""
+
+    exit_code = EXIT_REFUSED
 
 
 class TooManyRefusedRowsError(PredictorError):

@@ -254,6 +254,7 @@ class FakeKServe:
         ]
         return {
             "deploymentMode": "Serverless",
+            "url": f"http://{self.name}.{self.namespace}.example.com",
             "conditions": conditions,
             "components": {
                 "predictor": {

@@ -1,7 +1,7 @@
 """What ``python -m predictor`` runs: serving, or one of the offline commands.
 
-The offline commands are ``validate`` and ``publish`` (a bundle), ``score`` (files of rows) and
-``shadow-report`` (prediction logs).
+The offline commands are ``validate`` and ``publish`` (a bundle), ``score`` (files of rows),
+``shadow-report`` (prediction logs) and ``call`` (a deployed InferenceService).
 
 Serving (the default): every KServe ModelServer flag works as in KServe (``--http_port``,
 ``--grpc_port``, ``--workers``, ``--model_name``, ...); our settings come from ``PREDICTOR_*``
@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Sequence
 
 from predictor import __version__
+from predictor.cli.call import call
 from predictor.cli.flags import add_settings_flags, settings_from
 from predictor.cli.offline import publish, validate
 from predictor.cli.score import score
@@ -116,6 +117,7 @@ def refuse_to_serve(model_name: str, error: PredictorError, *, logged: bool = Tr
 
 
 COMMANDS = {
+    "call": call,
     "validate": validate,
     "publish": publish,
     "score": score,

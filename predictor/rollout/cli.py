@@ -19,6 +19,7 @@ from predictor.rollout.auto import run_auto
 from predictor.rollout.controller import Rollout
 from predictor.rollout.errors import RolloutError
 from predictor.rollout.registry import resolve_alias, split_alias
+from predictor.rollout.status import service_address
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--wait", action="store_true", help="wait until status shows the split")
     status = sub.add_parser("status", parents=[common], help="traffic, readiness and models")
     status.add_argument("name")
+    url = sub.add_parser("url", parents=[common], help="the service's URL and Host, for calls")
+    url.add_argument("name")
     set_ = sub.add_parser("set", parents=[common], help="move the canary to a share of traffic")
     set_.add_argument("name")
     set_.add_argument("--percent", type=int, required=True)
@@ -134,6 +137,8 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
             run_shadow(args, rollout)
         elif args.command == "status":
             rollout.out(rollout.status_table())
+        elif args.command == "url":
+            rollout.out(service_address(rollout.read(), args.name))
         elif args.command == "start":
             model_uri, alias = args.model_uri, None
             if split_alias(model_uri) is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from predictor.rollout import model_ref
 from predictor.rollout.audit import STABLE_SHA256, STABLE_URI, version_from_uri
@@ -243,3 +244,21 @@ def describe(isvc: dict[str, Any], ref: str) -> str:
 def split_text(isvc: dict[str, Any]) -> str:
     """The traffic split in one line: ``taxi-predictor-00001 90%, taxi-predictor-00002 10%``."""
     return ", ".join(f"{t.name} {t.percent}%" for t in traffic_split(isvc)) or "no traffic yet"
+
+
+def service_address(isvc: dict[str, Any], name: str) -> str:
+    """The service's URL and Host from its status, and the ``predictor call`` that uses them.
+
+    Raises:
+        CanaryImpossibleError: the status has no URL yet (the service is not ready).
+    """
+    url = str((isvc.get("status") or {}).get("url") or "")
+    host = urlparse(url).hostname
+    if not host:
+        raise CanaryImpossibleError(f"{name} has no status.url yet; is it ready?")
+    return (
+        f"url:  {url}\n"
+        f"host: {host}\n"
+        f"call: python -m predictor call http://$INGRESS --host {host} --model {name} "
+        "--instances '[[...]]'"
+    )

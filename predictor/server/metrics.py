@@ -77,6 +77,17 @@ MODEL_INFO = Gauge(
     ["model", "version", "sha256", "engine", "sklearn", "numpy", "python"],
     multiprocess_mode="max",
 )
+MODEL_READY = Gauge(
+    "predictor_model_ready",
+    "1 while the model takes traffic; 0 while it drains before a shutdown.",
+    ["model"],
+    multiprocess_mode="livemin",
+)
+OVERLOAD_REFUSALS = Counter(
+    "predictor_overload_refusals",
+    "Requests refused at once because PREDICTOR_MAX_IN_FLIGHT were being served.",
+    ["model"],
+)
 LOAD_SECONDS = Gauge(
     "predictor_model_load_seconds",
     "Seconds spent fetching, verifying, unpickling and accepting the model.",
@@ -110,6 +121,17 @@ def model_loaded(
         name, version, sha256, engine, runtime["scikit-learn"], runtime["numpy"], runtime["python"]
     ).set(1)
     LOAD_SECONDS.labels(name, version).set(seconds)
+    MODEL_READY.labels(name).set(1)
+
+
+def model_draining(name: str) -> None:
+    """The model takes no new traffic from now on (readiness is false)."""
+    MODEL_READY.labels(name).set(0)
+
+
+def overload_refused(name: str) -> None:
+    """Count one request refused at the in-flight limit."""
+    labelled(OVERLOAD_REFUSALS, name).inc()
 
 
 def observe_request(name: str, version: str, protocol: str, status: str, seconds: float) -> None:

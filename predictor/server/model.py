@@ -51,7 +51,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._batcher: Batcher | None = None
         self._thread_batcher: ThreadBatcher | None = None
         self._cache = PredictionCache(settings.cache_size)
-        self._admission = AdmissionLimit(settings.max_in_flight)
+        self._admission = AdmissionLimit(settings.max_in_flight, name)
         self._shadow: ShadowRunner | None = None
         self._arms: Arms | None = None
         self.draining = False

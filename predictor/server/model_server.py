@@ -28,7 +28,7 @@ from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from predictor.errors import PortInUseError
-from predictor.server import failures
+from predictor.server import failures, metrics
 from predictor.server.asgi import front_door
 from predictor.server.grpc_server import PredictorGRPCServer
 from predictor.server.logs import configure_logging
@@ -154,6 +154,7 @@ class DrainingServer(_RefreshingServer):  # type: ignore[misc]
         for model in self.registry.get_models().values():
             if isinstance(model, SklearnModel):
                 model.draining = True
+                metrics.model_draining(model.name)
         logger.info("draining: not ready, serving for %.1fs before shutting down", self.delay_s)
         threading.Timer(self.delay_s, super().handle_exit, args=(sig, frame)).start()
 

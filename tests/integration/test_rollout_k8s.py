@@ -261,6 +261,28 @@ def test_cli_exit_codes(emulator: Emulator, kserve: FakeKServe, tmp_path: Path) 
     )
 
 
+def test_url_prints_the_address_and_host_that_predictor_call_takes(
+    emulator: Emulator, kserve: FakeKServe, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
+        f"clusters: [{{name: emu, cluster: {{server: '{emulator.url}'}}}}]\n"
+        "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\nusers: [{name: emu, user: {}}]\n"
+    )
+    said: list[str] = []
+    assert (
+        run(["url", "taxi", "--namespace", "ml", "--kubeconfig", str(kubeconfig)], out=said.append)
+        == 0
+    )
+    assert said == [
+        "url:  http://taxi.ml.example.com\n"
+        "host: taxi.ml.example.com\n"
+        "call: python -m predictor call http://$INGRESS --host taxi.ml.example.com --model taxi "
+        "--instances '[[...]]'"
+    ]
+
+
 def test_auto_rolls_back_a_canary_that_never_becomes_ready(
     emulator: Emulator, kserve: FakeKServe
 ) -> None:

@@ -1,0 +1,1 @@
+"""Calling a deployed predictor: bodies and tables (``shapes``), transports (``endpoint``)."""

@@ -1,0 +1,61 @@
+"""Every metric the shipped dashboard queries is one the predictor really exports.
+
+Real processes: a model with a shadow and the prediction cache on, and a bandit of two arms,
+each sent traffic; the names in every panel must be among the families their ``/metrics``
+pages declare (a counter's ``_total``, a histogram's ``_bucket``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import joblib
+
+from predictor.monitoring.dashboard import dashboard, metric_names
+from tests.helpers import ServerFactory
+
+ROWS = {"instances": [[0.1, -0.3, 1.2, 0.5], [-1.0, 0.4, 0.0, 2.0]]}
+
+
+def exported(text: str) -> set[str]:
+    """The sample names a /metrics page can answer queries for."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            suffixes = ("_bucket", "_sum", "_count") if kind == "histogram" else ("",)
+            names.update(name + s for s in suffixes)
+        elif line and not line.startswith("#"):
+            names.add(line.split("{", 1)[0].split(" ", 1)[0])
+    return names
+
+
+def test_every_metric_in_the_dashboard_is_exported(
+    server: ServerFactory, int_classifier_file: Path, tmp_path: Path
+) -> None:
+    shadowed = server.start(
+        str(int_classifier_file),
+        name="taxi",
+        args=["--shadow_model_uri", str(int_classifier_file), "--cache_size", "100"],
+    )
+    other = tmp_path / "other.joblib"
+    estimator = joblib.load(int_classifier_file)
+    joblib.dump(estimator.set_params(C=0.5), other)  # another version: other bytes
+    arms = f"{int_classifier_file},{other}"
+    bandit = server.start(None, name="arms", args=["--bandit_model_uris", arms])
+    found: set[str] = set()
+    for running, name in ((shadowed, "taxi"), (bandit, "arms")):
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            for _ in range(3):
+                answer = client.post(f"/v1/models/{name}:predict", json=ROWS)
+                assert answer.status_code == 200, answer.text
+            if "id" in answer.json():
+                client.post(
+                    f"/v2/models/{name}/feedback", json={"id": answer.json()["id"], "reward": 1}
+                )
+            found |= exported(client.get("/metrics").text)
+    used = metric_names(dashboard())
+    assert used, "the dashboard queries no metric"
+    assert used <= found, f"not exported: {sorted(used - found)}"
+    assert {"predictor_shadow_predictions_total", "predictor_bandit_rewards_total"} <= used
