@@ -46,7 +46,7 @@ INTERVAL ?= 2m
 ANALYSIS ?= analysis.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help venv model-extras demo-model dashboard demo-bundles serve test check fmt lock clean publish validate \
+.PHONY: help venv model-extras demo-model dashboard docs demo-bundles serve test check fmt lock clean publish validate \
 	docker-base docker-model docker-demo manifests deploy-minikube canary-minikube deploy-gke \
 	canary-gke undeploy-minikube undeploy-gke e2e require-registry test-tools canary-start \
 	canary-status canary-promote canary-rollback canary-auto bench
@@ -73,6 +73,9 @@ $(DEMO_DIR)/model.joblib: $(STAMP) predictor/demo.py
 	$(PY) scripts/make_demo_model.py --out $(DEMO_DIR)
 
 demo-model: $(DEMO_DIR)/model.joblib ## Build the demo taxi-trip model (fixed seed)
+
+docs: $(STAMP) ## Build the documentation site into site/ (MkDocs, strict: any warning fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 dashboard: $(STAMP) ## Regenerate the Grafana dashboard JSON of manifests/components/monitoring
 	$(PY) scripts/make_dashboard.py
@@ -102,6 +105,7 @@ test-tools: ## Install the system tools the tests use (Prometheus, Redis, nginx;
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing$$missing (apt-get)"; \

@@ -68,3 +68,29 @@ def _boolean(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError("expected true or false")
+
+
+def settings_reference() -> str:
+    """Every setting as a Markdown table (environment, flag, default, meaning), from ``Settings``.
+
+    The documentation's settings page is built from this, so it cannot drift from the code.
+    """
+    rows = [
+        "| environment | flag | type | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        kind = _type_name(field.annotation)
+        default = "required" if field.is_required() else repr(field.default)
+        default = "unset" if field.default is None else default
+        meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+        rows.append(
+            f"| `PREDICTOR_{name.upper()}` | `--{name}` | {kind} | `{default}` | {meaning} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    inner = args[0] if args else annotation
+    return str(getattr(inner, "__name__", inner)).replace("Path", "path")
