@@ -33,6 +33,12 @@ def main() -> None:
         "--new", default="predictor", help="predictor, predictor@REF or predictor+shadow"
     )
     parser.add_argument("--models", default="lr")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="serve the bare model file, not its bundle (old commits)",
+    )
+    parser.add_argument("--cells", default="", help="only these, e.g. v2:64:32,grpc:64:32")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0)
     args = parser.parse_args()
@@ -48,9 +54,16 @@ def main() -> None:
         work = Path(tmp)
         paths = make_models(work / "models")
         for model in args.models.split(","):
-            running = [start_server(kind, model, paths, work) for kind in (old, new)]
+            running = [
+                start_server(kind, model, paths, work, bare=args.bare) for kind in (old, new)
+            ]
+            wanted = [
+                tuple(int(x) if x.isdigit() else x for x in c.split(":"))
+                for c in args.cells.split(",")
+                if c
+            ]
             try:
-                for spec in CELLS:
+                for spec in [c for c in CELLS if not wanted or c in wanted]:
                     cells = {
                         c.server: c
                         for c in measure_cell(running, spec, args.duration, args.rounds, work)

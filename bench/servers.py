@@ -137,7 +137,11 @@ def _children(pid: int) -> list[int]:
     return pids + [c for p in pids for c in _children(p)]
 
 
-def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> Server:
+def start_server(
+    kind: str, model: str, paths: dict[str, Path], work: Path, *, bare: bool = False
+) -> Server:
+    """Start one server; ``bare``: ours serves the bare model file, not its bundle (old commits
+    may refuse bundles written by newer code)."""
     http, grpc = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
     if kind == "baseline":
@@ -151,9 +155,10 @@ def start_server(kind: str, model: str, paths: dict[str, Path], work: Path) -> S
         ]
         command += ["--http_port", str(http), "--grpc_port", str(grpc)]
     elif kind in ("predictor", "predictor+shadow") or kind.startswith("predictor@"):
-        bundle = paths[f"{model}-bundle"]
-        digest = json.loads((bundle / "model.json").read_text())["artifact"]["sha256"]
-        env["PREDICTOR_MODEL_SHA256"] = digest
+        bundle = paths[model] if bare else paths[f"{model}-bundle"]
+        if not bare:
+            digest = json.loads((bundle / "model.json").read_text())["artifact"]["sha256"]
+            env["PREDICTOR_MODEL_SHA256"] = digest
         if kind == "predictor+shadow":  # the same model again, as its own shadow
             env["PREDICTOR_SHADOW_MODEL_URI"] = str(paths[model] / "model.joblib")
         command = [

@@ -237,7 +237,7 @@ def test_two_uvicorn_workers_both_run_our_routes(
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("s3://bucket/model.joblib", "unsupported model URI scheme 's3://'"),
+        ("hdfs://nn/model.joblib", "unsupported model URI scheme 'hdfs:'"),
         ("/definitely/not/here", "no such file or folder: /definitely/not/here"),
     ],
 )
