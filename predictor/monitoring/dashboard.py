@@ -159,7 +159,7 @@ def panels() -> list[dict[str, Any]]:
             [
                 (
                     "sum by (version, shadow_version) ("
-                    + _rate("predictor_shadow_predictions_total", SELECT + ', agreement="true"')
+                    + _rate("predictor_shadow_predictions_total", SELECT + ', agreement="agree"')
                     + ") / sum by (version, shadow_version) ("
                     + _rate("predictor_shadow_predictions_total")
                     + ")",

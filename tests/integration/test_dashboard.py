@@ -7,6 +7,8 @@ pages declare (a counter's ``_total``, a histogram's ``_bucket``).
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,7 @@ def test_every_metric_in_the_dashboard_is_exported(
     arms = f"{int_classifier_file},{other}"
     bandit = server.start(None, name="arms", args=["--bandit_model_uris", arms])
     found: set[str] = set()
+    pages = []
     for running, name in ((shadowed, "taxi"), (bandit, "arms")):
         with httpx.Client(base_url=running.url, timeout=10) as client:
             for _ in range(3):
@@ -54,8 +57,31 @@ def test_every_metric_in_the_dashboard_is_exported(
                 client.post(
                     f"/v2/models/{name}/feedback", json={"id": answer.json()["id"], "reward": 1}
                 )
-            found |= exported(client.get("/metrics").text)
+            page = client.get("/metrics").text
+            for _ in range(100):  # the shadow compares off the response path, every 20 ms
+                if name != "taxi" or "predictor_shadow_predictions_total{" in page:
+                    break
+                time.sleep(0.05)
+                page = client.get("/metrics").text
+            pages.append(page)
+            found |= exported(pages[-1])
     used = metric_names(dashboard())
     assert used, "the dashboard queries no metric"
     assert used <= found, f"not exported: {sorted(used - found)}"
     assert {"predictor_shadow_predictions_total", "predictor_bandit_rewards_total"} <= used
+    # Fixed label values in the queries (agreement="agree", result="hit") must be ones exported.
+    exprs = [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])]
+    pinned = {
+        (metric, label, value)
+        for expr in exprs
+        for metric, selector in re.findall(r"(predictor_[a-z_]+)\{([^}]*)\}", expr)
+        for label, value in re.findall(r'(\w+)="([^"$]*)"', selector)
+    }
+    assert pinned, "no query pins a label value"
+    samples = "\n".join(pages)
+    for metric, label, value in pinned:
+        assert re.search(rf'^{metric}\{{[^}}]*{label}="{re.escape(value)}"', samples, re.M), (
+            metric,
+            label,
+            value,
+        )
