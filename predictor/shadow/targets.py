@@ -29,8 +29,12 @@ class ShadowTarget(Protocol):
     version: str
     classes: tuple[Any, ...] | None
 
-    def answer(self, features: Features) -> Results:
-        """``predict`` (and ``predict_proba`` where it has them) for the rows."""
+    def answer(self, features: Features, wanted: frozenset[str] | None = None) -> Results:
+        """``predict`` (and ``predict_proba`` where it has them) for the rows.
+
+        ``wanted``: the outputs the primary computed; others need not be (comparison and log
+        use only those).
+        """
         ...
 
 
@@ -48,8 +52,8 @@ class ShadowModel:
         outputs = self.loaded.signature.outputs
         self._outputs = tuple(o for o in (PREDICT, PREDICT_PROBA) if o in outputs) or outputs[:1]
 
-    def answer(self, features: Features) -> Results:
-        """The shadow's outputs, given rows in the form the primary decoded them."""
+    def answer(self, features: Features, wanted: frozenset[str] | None = None) -> Results:
+        """The shadow's outputs (those in ``wanted`` it has) for rows decoded by the primary."""
         engine, signature = self.loaded.engine, self.loaded.signature
         if isinstance(features, pd.DataFrame) and not engine.takes_frames and signature.all_numeric:
             features = features.to_numpy(dtype=np.float64)
@@ -60,7 +64,8 @@ class ShadowModel:
             and features.ndim == 2
         ):
             features = pd.DataFrame(features, columns=list(signature.feature_names))
-        return run_estimator(engine, features, self._outputs)
+        outputs = tuple(o for o in self._outputs if wanted is None or o in wanted)
+        return run_estimator(engine, features, outputs or self._outputs[:1])
 
 
 @dataclass
@@ -71,7 +76,7 @@ class MirrorEndpoint:
     version: str = "unknown"
     classes: tuple[Any, ...] | None = None
 
-    def answer(self, features: Features) -> Results:
+    def answer(self, features: Features, wanted: frozenset[str] | None = None) -> Results:
         """POST the rows as v1 instances; the answer's outputs (and version) are read back."""
         table = features.to_numpy() if isinstance(features, pd.DataFrame) else features
         rows = table.tolist()

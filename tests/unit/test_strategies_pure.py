@@ -14,7 +14,7 @@ from predictor.bandit.state import MemoryState
 from predictor.errors import FeedbackNotFoundError, PayloadError
 from predictor.shadow.compare import compare
 from predictor.shadow.report import psi, summarize
-from predictor.shadow.runner import SHADOW_DROPPED, SHADOW_PREDICTIONS, ShadowRunner
+from predictor.shadow.runner import SHADOW_DROPPED, SHADOW_PREDICTIONS, Offered, ShadowRunner
 
 CLASSES = ("no", "yes")
 
@@ -110,7 +110,7 @@ class SlowShadow:
     def __init__(self) -> None:
         self.go = threading.Event()
 
-    def answer(self, features: Any) -> dict[str, np.ndarray]:
+    def answer(self, features: Any, wanted: Any = None) -> dict[str, np.ndarray]:
         self.go.wait(10)
         return {"predict": np.array(["yes"] * len(features))}
 
@@ -128,3 +128,29 @@ def test_a_full_shadow_queue_drops_and_counts_and_never_blocks() -> None:
     runner.stop()
     agreed = SHADOW_PREDICTIONS.labels("m-drop", "1", "2", "agree")._value.get()
     assert 1 <= agreed <= 3
+
+
+class RecordingShadow:
+    """A shadow that says which outputs it was asked for."""
+
+    version = "2"
+    classes: tuple[Any, ...] | None = CLASSES
+
+    def __init__(self) -> None:
+        self.asked: list[Any] = []
+
+    def answer(self, features: Any, wanted: Any = None) -> dict[str, np.ndarray]:
+        self.asked.append(wanted)
+        return {"predict": np.array(["yes"] * len(features))}
+
+
+def test_without_a_log_the_shadow_computes_only_what_the_primary_did() -> None:
+    target = RecordingShadow()
+    runner = ShadowRunner(model="m-wanted", version="1", classes=CLASSES, target=target)
+    runner.handle(
+        [
+            Offered(0.0, "a", np.zeros((1, 2)), 1, {"predict": np.array(["yes"])}),
+            Offered(0.0, "b", np.zeros((1, 2)), 1, {"predict": np.array(["no"])}),
+        ]
+    )
+    assert target.asked == [frozenset({"predict"})]
