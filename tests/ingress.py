@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port
+from tests.stores import stop_process
 
 HOST = "taxi.default.example.com"
 TOKEN = "t0ken-for-tests"
@@ -82,10 +83,5 @@ class Ingress:
         raise RuntimeError("nginx did not listen in 15s")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self._log.close()

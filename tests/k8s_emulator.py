@@ -17,6 +17,7 @@ import asyncio
 import copy
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -368,3 +369,14 @@ def standard_isvc(
     document["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] = "Standard"
     document["spec"]["predictor"]["scaleMetric"] = "cpu"
     return document
+
+
+def write_kubeconfig(emulator: Emulator, path: Path) -> Path:
+    """A kubeconfig whose one context talks to ``emulator``; returns ``path``."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
+        f"clusters: [{{name: emu, cluster: {{server: '{emulator.url}'}}}}]\n"
+        "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\n"
+        "users: [{name: emu, user: {}}]\n"
+    )
+    return path

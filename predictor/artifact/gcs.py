@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from predictor.artifact.retrying import one_line
 from predictor.artifact.storage import PINNED_IN_PREFIX, ModelURI
 from predictor.errors import StorageAuthError, StorageError, StorageNotFoundError
 
@@ -151,10 +152,10 @@ class GCSFetcher:
         except gexc.RetryError as e:
             raise StorageError(
                 f"{uri.raw}: GCS still failing after retrying for {self._deadline_s:.0f}s "
-                f"({_one_line(e.cause or e)})"
+                f"({one_line(e.cause or e)})"
             ) from e
         except (gexc.GoogleAPIError, auth_exc.GoogleAuthError, OSError) as e:
-            raise StorageError(f"{uri.raw}: GCS request failed: {_one_line(e)}") from e
+            raise StorageError(f"{uri.raw}: GCS request failed: {one_line(e)}") from e
 
     def _download_object(self, client: Any, uri: ModelURI, dest: Path) -> dict[str, int]:
         # Read the metadata first, then download that exact generation by name (not by the
@@ -233,8 +234,3 @@ class GCSFetcher:
         if self._anonymous:
             message += f" (the request was anonymous: no credentials were found; {hint})"
         return message
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:300] if text else type(error).__name__

@@ -14,11 +14,11 @@ import contextlib
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from predictor.artifact.retrying import Transient, within_deadline
 from predictor.artifact.storage import ModelURI
 from predictor.errors import StorageAuthError, StorageError, StorageNotFoundError
 
@@ -140,38 +140,33 @@ class MLflowRegistry:
 
     def _call(self, uri: ModelURI, work: Callable[[], T], subject: str) -> T:
         """Run ``work``; retry a server that is down or failing until the deadline; classify."""
+        return within_deadline(
+            lambda: self._classified(uri, work, subject),
+            deadline_s=self._deadline_s,
+            uri=uri.raw,
+            store="MLflow",
+        )
+
+    def _classified(self, uri: ModelURI, work: Callable[[], T], subject: str) -> T:
         from mlflow.exceptions import MlflowException
 
-        deadline = time.monotonic() + self._deadline_s
-        delay = 0.25
-        while True:
-            try:
-                return work()
-            except MlflowException as e:
-                status = int(e.get_http_status_code())  # type: ignore[no-untyped-call]
-                if status == 404:
-                    raise StorageNotFoundError(self._not_found(uri, subject)) from e
-                if status in (401, 403):
-                    raise StorageAuthError(
-                        f"{uri.raw}: the MLflow server refused access ({status}); set "
-                        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
-                        "MLFLOW_TRACKING_TOKEN) for a user with READ on the model"
-                    ) from e
-                if status < 500:
-                    raise StorageError(
-                        f"{uri.raw}: MLflow refused the request ({e.error_code})"
-                    ) from e
-                failure: Exception = e
-            except OSError as e:
-                failure = e
-            if time.monotonic() + delay > deadline:
-                raise StorageError(
-                    f"{uri.raw}: MLflow still failing after retrying for {self._deadline_s:.0f}s "
-                    f"({_one_line(failure)})"
-                ) from failure
-            logger.info("MLflow %s: %s; retrying in %.2fs", uri.raw, _one_line(failure), delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 8.0)
+        try:
+            return work()
+        except MlflowException as e:
+            status = int(e.get_http_status_code())  # type: ignore[no-untyped-call]
+            if status == 404:
+                raise StorageNotFoundError(self._not_found(uri, subject)) from e
+            if status in (401, 403):
+                raise StorageAuthError(
+                    f"{uri.raw}: the MLflow server refused access ({status}); set "
+                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+                    "MLFLOW_TRACKING_TOKEN) for a user with READ on the model"
+                ) from e
+            if status < 500:
+                raise StorageError(f"{uri.raw}: MLflow refused the request ({e.error_code})") from e
+            raise Transient() from e
+        except OSError as e:
+            raise Transient() from e
 
     def _not_found(self, uri: ModelURI, subject: str) -> str:
         if subject == "model":
@@ -181,8 +176,3 @@ class MLflowRegistry:
 
 def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:300] if text else type(error).__name__

@@ -13,11 +13,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from predictor.artifact.retrying import Transient, within_deadline
 from predictor.artifact.storage import ModelURI
 from predictor.errors import StorageAuthError, StorageError, StorageNotFoundError
 
@@ -154,7 +154,15 @@ class S3Store:
             partial.unlink(missing_ok=True)
 
     def _call(self, uri: ModelURI, work: Callable[[], T]) -> T:
-        """Run ``work``, retrying transient faults with backoff until the deadline, classified."""
+        """Run ``work``, retrying transient faults until the deadline; every failure classified."""
+        return within_deadline(
+            lambda: self._classified(uri, work),
+            deadline_s=self._deadline_s,
+            uri=uri.raw,
+            store="S3",
+        )
+
+    def _classified(self, uri: ModelURI, work: Callable[[], T]) -> T:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -163,49 +171,32 @@ class S3Store:
             PartialCredentialsError,
         )
 
-        deadline = time.monotonic() + self._deadline_s
-        delay = 0.25
-        while True:
-            try:
-                return work()
-            except (NoCredentialsError, PartialCredentialsError) as e:
+        try:
+            return work()
+        except (NoCredentialsError, PartialCredentialsError) as e:
+            raise StorageAuthError(
+                f"{uri.raw}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or give the pod a role (IRSA)"
+            ) from e
+        except ClientError as e:
+            code = _code(e)
+            if code in _AUTH_CODES:
                 raise StorageAuthError(
-                    f"{uri.raw}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or give the pod a role (IRSA)"
+                    f"{uri.raw}: permission denied ({code}); grant the serving identity "
+                    f"s3:GetObject and s3:ListBucket on bucket '{uri.bucket}'"
                 ) from e
-            except ClientError as e:
-                code = _code(e)
-                if code in _AUTH_CODES:
-                    raise StorageAuthError(
-                        f"{uri.raw}: permission denied ({code}); grant the serving identity "
-                        f"s3:GetObject and s3:ListBucket on bucket '{uri.bucket}'"
-                    ) from e
-                if code == "NoSuchBucket":
-                    raise StorageNotFoundError(
-                        f"{uri.raw}: bucket '{uri.bucket}' does not exist"
-                    ) from e
-                if code in _NOT_FOUND_CODES:
-                    raise StorageNotFoundError(f"{uri.raw}: no such object") from e
-                if code not in _TRANSIENT_CODES:
-                    raise StorageError(f"{uri.raw}: S3 request failed ({code})") from e
-                failure: Exception = e
-            except (ConnectionError, BotoCoreError) as e:
-                failure = e
-            now = time.monotonic()
-            if now + delay > deadline:
-                raise StorageError(
-                    f"{uri.raw}: S3 still failing after retrying for {self._deadline_s:.0f}s "
-                    f"({_one_line(failure)})"
-                ) from failure
-            logger.info("S3 %s: %s; retrying in %.2fs", uri.raw, _one_line(failure), delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 8.0)
+            if code == "NoSuchBucket":
+                raise StorageNotFoundError(
+                    f"{uri.raw}: bucket '{uri.bucket}' does not exist"
+                ) from e
+            if code in _NOT_FOUND_CODES:
+                raise StorageNotFoundError(f"{uri.raw}: no such object") from e
+            if code not in _TRANSIENT_CODES:
+                raise StorageError(f"{uri.raw}: S3 request failed ({code})") from e
+            raise Transient() from e
+        except (ConnectionError, BotoCoreError) as e:
+            raise Transient() from e
 
 
 def _code(error: Any) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:300] if text else type(error).__name__

@@ -376,19 +376,13 @@ def test_canary_start_writes_the_version_an_alias_names(
 ) -> None:
     from predictor.rollout.audit import MODEL_ALIAS, TO_VERSION
     from predictor.rollout.cli import run
-    from tests.k8s_emulator import CRD, ISVC, Emulator, crd, knative_isvc
+    from tests.k8s_emulator import CRD, ISVC, Emulator, crd, knative_isvc, write_kubeconfig
 
     emulator = Emulator()
     try:
         emulator.put(ISVC, "ml", "taxi", knative_isvc())
         emulator.put(CRD, None, "inferenceservices.serving.kserve.io", crd(with_canary=True))
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
-            f"clusters: [{{name: emu, cluster: {{server: '{emulator.url}'}}}}]\n"
-            "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\n"
-            "users: [{name: emu, user: {}}]\n"
-        )
+        kubeconfig = write_kubeconfig(emulator, tmp_path / "kubeconfig")
         alias = f"models:/{logged['name']}@champion"
         said: list[str] = []
         status = run(

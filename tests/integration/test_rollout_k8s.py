@@ -31,6 +31,7 @@ from tests.k8s_emulator import (
     knative_isvc,
     standard_isvc,
     with_style,
+    write_kubeconfig,
 )
 
 NEW = "gs://models/registry/taxi/1.1.0/"
@@ -236,12 +237,7 @@ def test_standard_mode_canary_lifecycle(emulator: Emulator) -> None:
 
 
 def test_cli_exit_codes(emulator: Emulator, kserve: FakeKServe, tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
-        f"clusters: [{{name: emu, cluster: {{server: '{emulator.url}'}}}}]\n"
-        "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\nusers: [{name: emu, user: {}}]\n"
-    )
+    kubeconfig = write_kubeconfig(emulator, tmp_path / "kubeconfig")
     said: list[str] = []
     common = ["--namespace", "ml", "--kubeconfig", str(kubeconfig)]
     assert (
@@ -264,12 +260,7 @@ def test_cli_exit_codes(emulator: Emulator, kserve: FakeKServe, tmp_path: Path) 
 def test_url_prints_the_address_and_host_that_predictor_call_takes(
     emulator: Emulator, kserve: FakeKServe, tmp_path: Path
 ) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
-        f"clusters: [{{name: emu, cluster: {{server: '{emulator.url}'}}}}]\n"
-        "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\nusers: [{name: emu, user: {}}]\n"
-    )
+    kubeconfig = write_kubeconfig(emulator, tmp_path / "kubeconfig")
     said: list[str] = []
     assert (
         run(["url", "taxi", "--namespace", "ml", "--kubeconfig", str(kubeconfig)], out=said.append)
