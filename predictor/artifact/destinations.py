@@ -97,9 +97,7 @@ class _GCS:
         return generation is not None
 
     def same_content(self, path: Path, bucket: str, name: str) -> bool:
-        md5 = hashlib.md5(usedforsecurity=False)
-        md5.update(path.read_bytes())
-        return self._gcs.md5_base64(bucket, name) == base64.b64encode(md5.digest()).decode()
+        return self._gcs.md5_base64(bucket, name) == base64.b64encode(_md5(path)).decode()
 
 
 class _S3:
@@ -114,8 +112,16 @@ class _S3:
         return self._s3.put_new(path, bucket, name)
 
     def same_content(self, path: Path, bucket: str, name: str) -> bool:
-        md5 = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
-        return self._s3.etag(bucket, name) == md5
+        return self._s3.etag(bucket, name) == _md5(path).hex()
+
+
+def _md5(path: Path) -> bytes:
+    """The file's MD5 (how both stores report an object's content), read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def _store(scheme: str, deadline_s: float) -> Any:
