@@ -20,7 +20,12 @@ from typing import Any, TypeVar
 
 from predictor.artifact.retrying import Transient, within_deadline
 from predictor.artifact.storage import ModelURI
-from predictor.errors import StorageAuthError, StorageError, StorageNotFoundError
+from predictor.errors import (
+    StorageAuthError,
+    StorageError,
+    StorageNotFoundError,
+    VersionExistsError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +115,6 @@ class MLflowRegistry:
             "model",
         )
         if existing:
-            from predictor.errors import VersionExistsError
-
             raise VersionExistsError(
                 f"{uri.raw}: bundle version {bundle_version} is already registered as version "
                 f"{existing[0].version}; versions are immutable, publish a new version"

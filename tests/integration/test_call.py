@@ -24,6 +24,8 @@ from tests.ingress import HOST, TOKEN, Ingress
 
 ROWS = [[132, 236, 1], [50, 52, 2], [7, 7, 4]]
 NAMES = ["pickup_zone", "dropoff_zone", "passenger_count"]
+AS_TAXI = ["--model", "taxi", "--host", HOST, "--token", TOKEN]
+"""Who the calls are for, and with what token, as the ingress expects."""
 
 
 @pytest.fixture
@@ -58,7 +60,7 @@ def test_v1_v2_and_grpc_answer_through_the_ingress(deployed: Any, tmp_path: Path
     as_json.write_text(json.dumps({"instances": ROWS}))
     as_csv = tmp_path / "rows.csv"
     as_csv.write_text(",".join(NAMES) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in ROWS))
-    common = ["--model", "taxi", "--host", HOST, "--token", TOKEN, "--format", "csv"]
+    common = [*AS_TAXI, "--format", "csv"]
     runs = {
         "v1 --instances": call(ingress.url, *common, "--instances", json.dumps(ROWS)),
         "v2 --json": call(ingress.url, *common, "--protocol", "v2", "--json", str(as_json)),
@@ -78,17 +80,7 @@ def test_v1_v2_and_grpc_answer_through_the_ingress(deployed: Any, tmp_path: Path
     assert [float(v) for row in rows for v in row[1:]] == pytest.approx(
         [p for row in expected["predict_proba"] for p in row]
     )
-    aligned = call(
-        ingress.url,
-        "--model",
-        "taxi",
-        "--host",
-        HOST,
-        "--token",
-        TOKEN,
-        "--instances",
-        json.dumps(ROWS),
-    )
+    aligned = call(ingress.url, *AS_TAXI, "--instances", json.dumps(ROWS))
     assert aligned.stdout.splitlines()[0].split() == ["predictions"]
     assert [line.split()[0] for line in aligned.stdout.splitlines()[1:]] == expected["predict"]
 
@@ -98,9 +90,7 @@ def test_errors_come_back_in_the_server_s_own_words(deployed: Any) -> None:
     bad = [[1, 2]]
     server_says = httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": bad})
     assert server_says.status_code == 400
-    refused = call(
-        ingress.url, "--model", "taxi", "--host", HOST, "--token", TOKEN, "--instances", "[[1, 2]]"
-    )
+    refused = call(ingress.url, *AS_TAXI, "--instances", "[[1, 2]]")
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
         f"predictor call: 400 from {ingress.url}/v1/models/taxi:predict: {server_says.text}"
@@ -141,17 +131,7 @@ def test_errors_come_back_in_the_server_s_own_words(deployed: Any) -> None:
         assert no_token.returncode == 1
         assert ("401" in no_token.stderr) or ("UNAUTHENTICATED" in no_token.stderr), no_token.stderr
     grpc_refused = call(
-        ingress.grpc_target,
-        "--model",
-        "taxi",
-        "--host",
-        HOST,
-        "--token",
-        TOKEN,
-        "--protocol",
-        "grpc",
-        "--instances",
-        "[[1, 2]]",
+        ingress.grpc_target, *AS_TAXI, "--protocol", "grpc", "--instances", "[[1, 2]]"
     )
     assert grpc_refused.returncode == 1
     assert grpc_refused.stderr.startswith("predictor call: INVALID_ARGUMENT from ")
