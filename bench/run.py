@@ -1,6 +1,7 @@
 """The benchmark: each server pinned to core 0, load from core 1 over 127.0.0.1, ratios in one run.
 
-Servers: ``baseline`` (a plain kserve.Model, bench/baseline.py), ``predictor`` (ours, serving a
+Servers: ``empty`` (no model on the same transport stack, bench/empty.py: the ceiling),
+``baseline`` (a plain kserve.Model, bench/baseline.py), ``predictor`` (ours, serving a
 bundle with a pinned digest and an acceptance set, so cold start includes every check),
 ``mlserver`` (MLServer's sklearn runtime in-process) and ``mlserver-batch`` (with adaptive
 batching), when MLServer is installed in bench/.venv-mlserver (``make bench`` does that).
@@ -8,7 +9,8 @@ Load: wrk for REST (v1, v2) and h2load (nghttp2) for gRPC, both load generators 
 LogisticRegression and RandomForest(100 trees, depth 12) on 20 features; 1 and 64 rows;
 concurrency 1 and 32. All servers of a model run at once (idle but for the one under load) and
 take turns, ``--rounds`` samples each per cell; the table shows each server's median.
-``servers`` starts the servers, ``loadgen`` drives them; this module picks the cells and reports.
+``servers`` starts the servers, ``loadgen`` drives them; this module picks the cells and reports,
+and ``chart`` draws requests per second per cell (bench/results/chart.png).
 
     python bench/run.py [--duration 4] [--rounds 3] [--quick] [--servers baseline,predictor]
 """
@@ -27,6 +29,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+from chart import draw
 from loadgen import Cell, run_grpc, run_wrk
 from servers import MLSERVER, ROOT, Server, cold_start, make_models, start_server
 
@@ -82,10 +85,11 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per c=32 sample")
     parser.add_argument("--rounds", type=int, default=3, help="samples per cell and server")
-    parser.add_argument("--servers", default="baseline,predictor,mlserver,mlserver-batch")
+    parser.add_argument("--servers", default="empty,baseline,predictor,mlserver,mlserver-batch")
     parser.add_argument("--models", default="lr,rf")
     parser.add_argument("--quick", action="store_true", help="only the cells the targets name")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument("--chart", type=Path, default=ROOT / "bench" / "results" / "chart.png")
     args = parser.parse_args()
     for tool in ("taskset", "wrk", "h2load"):
         if shutil.which(tool) is None:
@@ -115,9 +119,11 @@ def main() -> None:
             timings: dict[str, list[float]] = {kind: [] for kind in servers}
             for _ in range(args.rounds):  # cold starts: servers alternate, each alone on its core
                 for kind in servers:
-                    timings[kind].append(cold_start(kind, model, paths, work))
+                    if kind != "empty":  # no model to load
+                        timings[kind].append(cold_start(kind, model, paths, work))
             for kind, seconds in timings.items():
-                found[kind] = statistics.median(seconds)
+                if seconds:
+                    found[kind] = statistics.median(seconds)
             running = [start_server(kind, model, paths, work) for kind in servers]
             try:
                 for spec in cells_spec:
@@ -134,7 +140,9 @@ def main() -> None:
             indent=1,
         )
     )
+    draw([asdict(c) for c in results], args.chart)
     print(render(results, starts, machine()))
+    print(f"\nchart: {args.chart}")
 
 
 def render(results: list[Cell], starts: dict[str, dict[str, float]], where: str) -> str:
@@ -143,8 +151,8 @@ def render(results: list[Cell], starts: dict[str, dict[str, float]], where: str)
     lines = [
         f"Machine: {where}",
         "",
-        "| model | proto | rows | c | baseline req/s | predictor req/s | x baseline | mlserver-batch req/s | x mlserver-batch | p50 ms (base / ours) | p99 ms (base / ours) | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | proto | rows | c | baseline req/s | predictor req/s | x baseline | mlserver-batch req/s | x mlserver-batch | empty req/s | x empty | p50 ms (base / ours) | p99 ms (base / ours) | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (server, model, protocol, rows, concurrency), ours in sorted(by_key.items()):
         if server != "predictor":
@@ -153,9 +161,11 @@ def render(results: list[Cell], starts: dict[str, dict[str, float]], where: str)
         mls = by_key.get(("mlserver-batch", model, protocol, rows, concurrency))
         ratio = f"{ours.rps / base.rps:.2f}x" if base and base.rps else "n/a"
         mratio = f"{ours.rps / mls.rps:.2f}x" if mls and mls.rps else "n/a"
+        empty = by_key.get(("empty", model, protocol, rows, concurrency))
+        eratio = f"{ours.rps / empty.rps:.2f}" if empty and empty.rps else "n/a"
         lines.append(
             f"| {model} | {protocol} | {rows} | {concurrency} | {base.rps if base else float('nan'):,.0f} | {ours.rps:,.0f} | {ratio} | "
-            f"{mls.rps if mls else float('nan'):,.0f} | {mratio} | {base.p50_ms if base else float('nan'):.2f} / {ours.p50_ms:.2f} | "
+            f"{mls.rps if mls else float('nan'):,.0f} | {mratio} | {empty.rps if empty else float('nan'):,.0f} | {eratio} | {base.p50_ms if base else float('nan'):.2f} / {ours.p50_ms:.2f} | "
             f"{base.p99_ms if base else float('nan'):.2f} / {ours.p99_ms:.2f} | {ours.errors + (base.errors if base else 0)} |"
         )
     lines += ["", "| model | server | cold start to ready (s) | RSS (MB) |", "|---|---|---|---|"]

@@ -1,5 +1,6 @@
 """The servers the benchmark compares: the models they serve, and starting them pinned to core 0.
 
+``empty`` answers without a model on the same transport stack (bench/empty.py: the ceiling);
 ``baseline`` is a plain kserve.Model (bench/baseline.py); ``predictor`` is ours, serving a bundle
 with a pinned digest and an acceptance set, so its cold start includes every check;
 ``mlserver`` and ``mlserver-batch`` are MLServer's sklearn runtime, without and with adaptive
@@ -144,7 +145,10 @@ def start_server(
     may refuse bundles written by newer code)."""
     http, grpc = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
-    if kind == "baseline":
+    if kind == "empty":  # the transport's ceiling: no model at all (bench/empty.py)
+        command = [sys.executable, "bench/empty.py", "--model_name", model]
+        command += ["--http_port", str(http), "--grpc_port", str(grpc)]
+    elif kind == "baseline":
         command = [
             sys.executable,
             "bench/baseline.py",

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     fast_path: bool = True
     """Serve with a compiled model when one exists and matches scikit-learn on probe rows."""
 
+    native_engine: bool = True
+    """Serve tree ensembles with ONNX Runtime when the converted model matches scikit-learn."""
+
+    native_threads: int = Field(default=1, ge=1)
+    """ONNX Runtime threads per inference (1 leaves the other cores to concurrent requests)."""
+
     batch_max_rows: int = Field(default=64, ge=1)
     """Most rows one model call may combine from concurrent requests (1 switches batching off)."""
 

@@ -52,6 +52,12 @@ class Manifest:
         return str(self.document["artifact"]["path"])
 
     @property
+    def native(self) -> dict[str, str] | None:
+        """The native (ONNX) model's ``path``, ``sha256`` and ``converter``, when converted."""
+        native = self.document.get("native")
+        return dict(native) if native else None
+
+    @property
     def artifact_sha256(self) -> str:
         """sha256 the model file must have."""
         return str(self.document["artifact"]["sha256"])

@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from predictor.artifact.acceptance import AcceptanceReport, AcceptanceSets, read_acceptance_sets
 from predictor.artifact.bundle import (
     MANIFEST,
@@ -28,6 +26,7 @@ from predictor.artifact.bundle import (
     read_manifest,
     runtime_versions,
 )
+from predictor.artifact.engine_choice import NativeUpgrade, select_engine
 from predictor.artifact.mlmodel import MLMODEL, MLflowModel, read_mlmodel
 from predictor.artifact.storage import (
     MODEL_SUFFIXES,
@@ -38,9 +37,8 @@ from predictor.artifact.storage import (
     parse_model_uri,
 )
 from predictor.artifact.unpickle import unpickle
-from predictor.errors import DigestMismatchError, PayloadError
-from predictor.inference.fastpath import Engine, SklearnEngine, choose_engine, probe_rows
-from predictor.inference.features import rows_to_features
+from predictor.errors import DigestMismatchError
+from predictor.inference.engines import EngineSlot
 from predictor.inference.signature import Signature, signature_of
 from predictor.settings import Settings
 
@@ -56,13 +54,20 @@ class LoadedModel:
     artifact: FetchedModel
     version: str
     load_seconds: float
-    engine: Engine
-    engine_reason: str
+    engine: EngineSlot
+    """The engine that answers (a native one may take over; see ``native_upgrade``)."""
     manifest: Manifest | None = None
     acceptance_sets: AcceptanceSets = AcceptanceSets()
     acceptance: AcceptanceReport = AcceptanceReport()
     mlflow_model: MLflowModel | None = None
     """The MLflow model folder's description, when the model was logged with MLflow."""
+    native_upgrade: NativeUpgrade | None = None
+    """The native engine's conversion, to run once the model serves (None: nothing to do)."""
+
+    @property
+    def engine_reason(self) -> str:
+        """Which engine answers, and why."""
+        return self.engine.reason
 
     def lineage(self) -> dict[str, str]:
         """Where the model came from, as scalars: registry, MLflow run, bundle fields."""
@@ -127,7 +132,13 @@ def load_model(settings: Settings) -> LoadedModel:
         check_manifest_matches(manifest, signature)
     version = version_of(artifact) if manifest is None else manifest.version
     version = artifact.registry.get("registry_version", version)
-    engine, reason = select_engine(estimator, signature, sets, enabled=settings.fast_path)
+    native_model = None
+    if manifest is not None and manifest.native is not None and settings.native_engine:
+        native = manifest.native
+        native_model = bundle_file(
+            fetched.target, native["path"], native["sha256"], "native model"
+        ).read_bytes()
+    engine, upgrade = select_engine(estimator, signature, sets, settings, native_model=native_model)
     elapsed = time.monotonic() - started
     logger.info(
         "model loaded: %s version=%s sha256=%s task=%s features=%s in %.2fs",
@@ -138,7 +149,7 @@ def load_model(settings: Settings) -> LoadedModel:
         signature.n_features,
         elapsed,
     )
-    logger.info("engine: %s", reason)
+    logger.info("engine: %s", engine.reason)
     return LoadedModel(
         estimator=estimator,
         signature=signature,
@@ -146,42 +157,11 @@ def load_model(settings: Settings) -> LoadedModel:
         version=version,
         load_seconds=elapsed,
         engine=engine,
-        engine_reason=reason,
         manifest=manifest,
         acceptance_sets=sets,
         mlflow_model=mlflow_model,
+        native_upgrade=upgrade,
     )
-
-
-def select_engine(
-    estimator: Any, signature: Signature, sets: AcceptanceSets, *, enabled: bool
-) -> tuple[Engine, str]:
-    """The compiled fast path when it exists and matches scikit-learn, else scikit-learn itself."""
-    if not signature.all_numeric or signature.n_features is None:
-        return SklearnEngine(estimator), "scikit-learn (the fast path takes numeric features only)"
-    extra: list[Any] = []
-    for data in (sets.e2e, sets.confidence):
-        if data is not None:
-            try:
-                features = rows_to_features(
-                    _as_lists(data["instances"], signature), signature, frame=False
-                )
-                extra.extend(np.asarray(features).tolist())
-            except PayloadError:
-                pass  # the acceptance check itself will report these rows
-    probes: Any = probe_rows(estimator, signature.n_features, extra)
-    if signature.feature_names is not None:
-        import pandas as pd
-
-        probes = pd.DataFrame(probes, columns=list(signature.feature_names))
-    return choose_engine(
-        estimator, probes, enabled=enabled, is_classifier=signature.task == "classification"
-    )
-
-
-def _as_lists(rows: list[Any], signature: Signature) -> list[Any]:
-    names = signature.feature_names or ()
-    return [[row.get(n) for n in names] if isinstance(row, dict) else row for row in rows]
 
 
 def verify_digest(artifact: FetchedModel, expected: str | None) -> None:

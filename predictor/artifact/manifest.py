@@ -58,6 +58,14 @@ class Artifact(_Strict):
     sha256: SHA256
 
 
+class NativeModel(_Strict):
+    """The model converted for the native engine (ONNX), by relative path, and its digest."""
+
+    path: Annotated[str, StringConstraints(pattern=r"^(?!.*\.\.)[^/\\][^\\]*\.onnx$")]
+    sha256: SHA256
+    converter: str = Field(description="The library and version that converted it.")
+
+
 class TrainingData(_Strict):
     """Where the training data came from."""
 
@@ -123,6 +131,7 @@ class ManifestModel(_Strict):
     training_data: TrainingData = Field(default_factory=TrainingData)
     feature_extractor_version: str | None = None
     artifact: Artifact
+    native: NativeModel | None = None
     runtime: Runtime
     metrics: dict[str, float] = Field(default_factory=dict)
     acceptance: Acceptance = Field(default_factory=Acceptance)

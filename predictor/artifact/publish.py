@@ -24,10 +24,11 @@ from typing import Any
 from predictor.artifact.bundle import MANIFEST, parse_manifest, runtime_versions
 from predictor.artifact.destinations import publish_to_bucket, publish_to_registry
 from predictor.artifact.gate import answer, load_accepted
-from predictor.artifact.loader import load_model
+from predictor.artifact.loader import LoadedModel, load_model
 from predictor.artifact.sample import read_sample, sample_features
 from predictor.artifact.storage import parse_destination, sha256_file
 from predictor.errors import PublishError, VersionExistsError
+from predictor.inference.native import NATIVE_FILE, converter_version
 from predictor.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
             | {"metric": spec.metric}
             | {k: v for k, v in bounds.items() if v is not None}
         )
+    native = _stage_native(bare, folder)
     names = signature.feature_names or tuple(f"f{i}" for i in range(signature.n_features or 0))
     features = [
         {"name": n, "dtype": d} for n, d in zip(names, signature.feature_dtypes, strict=True)
@@ -127,6 +129,8 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
         "acceptance": acceptance,
         "code": code,
     }
+    if native is not None:
+        document["native"] = native
     parse_manifest(document)
     (folder / MANIFEST).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     accepted = load_accepted(_staging_settings(folder))
@@ -167,6 +171,23 @@ def publish(spec: BundleSpec, destination: str, *, deadline_s: float = 120.0) ->
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
         return str(out) + "/"
+
+
+def _stage_native(bare: LoadedModel, folder: Path) -> dict[str, str] | None:
+    """Convert the model for the native engine into the bundle when it converts and verifies.
+
+    The server then serves natively from the first request, without converting at start-up.
+    """
+    if bare.native_upgrade is None:
+        return None
+    engine, reason = bare.native_upgrade.attempt(origin="converted at publish")
+    if engine is None:
+        logger.warning("bundle without a native model: %s", reason)
+        return None
+    path = folder / NATIVE_FILE
+    path.write_bytes(engine.model)
+    logger.info("native model: %s", reason)
+    return {"path": NATIVE_FILE, "sha256": sha256_file(path), "converter": converter_version()}
 
 
 def _staging_settings(path: Path) -> Settings:

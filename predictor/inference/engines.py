@@ -2,8 +2,10 @@
 
 ``SklearnEngine`` wraps the estimator. ``CompiledEngine`` is the base of compiled models (numpy
 in, numpy out; rows with NaN go to scikit-learn); ``LinearEngine`` compiles linear models and
-logistic regression. Tree ensembles are in ``predictor.inference.trees``; choosing and verifying
-an engine is ``predictor.inference.fastpath``.
+logistic regression. Tree ensembles are in ``predictor.inference.trees``, the ONNX Runtime engine
+in ``predictor.inference.native``; choosing and verifying an engine is
+``predictor.inference.fastpath``. ``EngineSlot`` holds the engine that answers, and lets a better
+one take over while the model serves.
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ from scipy.special import expit
 class Engine(Protocol):
     """What answers requests: scikit-learn itself, or a compiled model."""
 
-    name: str
-    takes_frames: bool
+    @property
+    def name(self) -> str:
+        """Which engine this is, for logs, metrics and the home page."""
+        ...
+
+    @property
+    def takes_frames(self) -> bool:
+        """Whether it wants a DataFrame (else a float array)."""
+        ...
 
     def predict(self, features: Any) -> np.ndarray:
         """Labels (classifiers) or values (regressors)."""
@@ -66,6 +75,50 @@ class SklearnEngine:
     def output(self, name: str, features: Any) -> Any:
         """The estimator's own method of that name."""
         return getattr(self.estimator, name)(features)
+
+
+class EngineSlot:
+    """The engine that answers now, and why; ``switch`` hands over to another between two calls.
+
+    The batchers hold the slot, so a switch takes effect at the next batch. An engine switched
+    in must take what the current one takes (a native engine takes frames and arrays alike).
+    """
+
+    def __init__(self, engine: Engine, reason: str) -> None:
+        self.engine = engine
+        self.reason = reason
+        self.switched = False
+        """Whether another engine has taken over since the model loaded."""
+
+    @property
+    def name(self) -> str:
+        """The current engine's name."""
+        return self.engine.name
+
+    @property
+    def takes_frames(self) -> bool:
+        """Whether the current engine wants a DataFrame (else a float array)."""
+        return self.engine.takes_frames
+
+    def switch(self, engine: Engine, reason: str) -> None:
+        """Answer with ``engine`` from the next call on."""
+        self.engine, self.reason, self.switched = engine, reason, True
+
+    def predict(self, features: Any) -> np.ndarray:
+        """The current engine's ``predict``."""
+        return self.engine.predict(features)
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        """The current engine's ``predict_proba``."""
+        return self.engine.predict_proba(features)
+
+    def predict_and_proba(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The current engine's ``predict_and_proba``."""
+        return self.engine.predict_and_proba(features)
+
+    def output(self, name: str, features: Any) -> Any:
+        """The current engine's other outputs."""
+        return self.engine.output(name, features)
 
 
 class CompiledEngine(ABC):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from predictor.inference.engines import Engine, LinearEngine, SklearnEngine
+from predictor.inference.native import NATIVE_TOLERANCE, NativeUnavailableError, OnnxEngine, convert
 from predictor.inference.pipelines import compile_pipeline, is_pipeline
 from predictor.inference.trees import BoostingEngine, TreeEngine, tree_structures
 
@@ -96,9 +97,18 @@ def choose_engine(
 
 
 def verify(
-    compiled: Engine, reference: SklearnEngine, probes: Any, *, is_classifier: bool
+    compiled: Engine,
+    reference: SklearnEngine,
+    probes: Any,
+    *,
+    is_classifier: bool,
+    tolerance: float = TOLERANCE,
 ) -> str | None:
-    """Where the compiled model differs from scikit-learn on ``probes``; None when it does not."""
+    """Where the compiled model differs from scikit-learn on ``probes``; None when it does not.
+
+    Labels must be identical; probabilities and values may differ by ``tolerance``, relative to
+    the larger of 1 and scikit-learn's value.
+    """
     rows = probes if compiled.takes_frames else np.asarray(probes, dtype=np.float64)
     # a few rows at a time take another code path than many rows at once: check both
     chunks = [rows[i : i + 8] for i in range(0, len(rows), 8)]
@@ -119,12 +129,46 @@ def verify(
         else:
             expected = reference.predict(probes)
             answers = [compiled.predict(rows), np.concatenate(list(map(compiled.predict, chunks)))]
-        gap = max(float(np.max(np.abs(expected - answer))) for answer in answers)
+        scale = np.maximum(1.0, np.abs(np.asarray(expected, dtype=np.float64)))
+        gap = max(float(np.max(np.abs(expected - answer) / scale)) for answer in answers)
     except (ValueError, IndexError, AttributeError) as e:
         return f"{type(e).__name__}: {e}"
-    if not gap <= TOLERANCE:
-        return f"largest difference {gap:.3g} > {TOLERANCE:g}"
+    if not gap <= tolerance:
+        return f"largest difference {gap:.3g} > {tolerance:g}"
     return None
+
+
+def choose_native(
+    estimator: Any,
+    model: bytes | None,
+    probes: Any,
+    *,
+    is_classifier: bool,
+    threads: int,
+    origin: str,
+) -> tuple[OnnxEngine | None, str]:
+    """The native engine for ``model`` (converted here when None), verified; or None and why.
+
+    ``origin`` says where the ONNX model came from, for the reason.
+    """
+    try:
+        if model is None:
+            model = convert(estimator, np.asarray(probes).shape[1])
+        native = OnnxEngine(estimator, model, threads=threads)
+    except NativeUnavailableError as e:
+        return None, str(e)
+    mismatch = verify(
+        native,
+        SklearnEngine(estimator),
+        probes,
+        is_classifier=is_classifier,
+        tolerance=NATIVE_TOLERANCE,
+    )
+    if mismatch is not None:
+        return None, f"{native.name} differs from scikit-learn ({mismatch})"
+    return native, (
+        f"{native.name}, {origin}, verified against scikit-learn on {len(probes)} probe rows"
+    )
 
 
 def probe_rows(
@@ -156,4 +200,12 @@ def probe_rows(
     return np.vstack([rows, synthetic])
 
 
-__all__ = ["Engine", "SklearnEngine", "choose_engine", "compile_estimator", "probe_rows", "verify"]
+__all__ = [
+    "Engine",
+    "SklearnEngine",
+    "choose_engine",
+    "choose_native",
+    "compile_estimator",
+    "probe_rows",
+    "verify",
+]

@@ -124,6 +124,15 @@ def model_loaded(
     MODEL_READY.labels(name).set(1)
 
 
+def engine_switched(
+    name: str, version: str, *, sha256: str, runtime: dict[str, str], before: str, after: str
+) -> None:
+    """The model now answers with engine ``after``: the info series moves to that label."""
+    versions = (runtime["scikit-learn"], runtime["numpy"], runtime["python"])
+    MODEL_INFO.labels(name, version, sha256, before, *versions).set(0)
+    MODEL_INFO.labels(name, version, sha256, after, *versions).set(1)
+
+
 def model_draining(name: str) -> None:
     """The model takes no new traffic from now on (readiness is false)."""
     MODEL_READY.labels(name).set(0)

@@ -32,7 +32,7 @@ from predictor.protocol.v2_grpc import decode_grpc, encode_v2_grpc
 from predictor.server import metrics
 from predictor.server.admission import AdmissionLimit
 from predictor.server.metadata import input_types, model_metadata, output_types
-from predictor.server.serving import Arms, load_served
+from predictor.server.serving import Arms, load_served, upgrade_in_background
 from predictor.settings import Settings
 from predictor.shadow.runner import ShadowRunner
 from predictor.shadow.setup import shadow_runner
@@ -77,7 +77,17 @@ class SklearnModel(Model):  # type: ignore[misc]
             engine=loaded.engine.name,
         )
         self.ready = True
+        self.start_native_engines()
         return True
+
+    def start_native_engines(self) -> None:
+        """Convert bare pickles for the native engine in the background (see ``engine_choice``).
+
+        Called once the model is ready, and in each uvicorn worker for its own copy.
+        """
+        arms = self._arms.served if self._arms is not None else []
+        for loaded in [self.loaded] + [a.loaded for a in arms[1:]]:
+            upgrade_in_background(self.name, loaded)
 
     def _arm(self) -> tuple[int | None, LoadedModel]:
         """The arm that answers this request (None without a bandit) and its model."""

@@ -62,6 +62,9 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
         _die_with_parent()
         if kserve_args.configure_logging and not kserve_args.log_config_file:
             configure_logging(None, access_log=self.options.access_log)
+        for model in self.dataplane.model_registry.get_models().values():
+            if isinstance(model, SklearnModel) and model.ready:
+                model.start_native_engines()  # this worker's copy of the model
         super().run(sockets=sockets)
 
     def create_application(self) -> None:

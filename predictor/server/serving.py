@@ -6,9 +6,11 @@ Picklable parts only: uvicorn workers receive the model pickled.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+from predictor.artifact.bundle import runtime_versions
 from predictor.artifact.gate import Loader, load_accepted
 from predictor.artifact.loader import LoadedModel
 from predictor.bandit.router import Bandit
@@ -39,6 +41,33 @@ def served(name: str, loaded: LoadedModel, settings: Settings) -> Served:
         Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch),
         ThreadBatcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch),
     )
+
+
+def upgrade_in_background(name: str, loaded: LoadedModel) -> threading.Thread | None:
+    """Convert a bare pickle for the native engine on a thread, switching when it is verified.
+
+    The model serves meanwhile on the engine it loaded with; the metrics follow the switch.
+    None when there is nothing to convert.
+    """
+    upgrade = loaded.native_upgrade
+    if upgrade is None or loaded.engine.switched:
+        return None
+
+    def convert() -> None:
+        before = loaded.engine.name
+        if upgrade.run(loaded.engine):
+            metrics.engine_switched(
+                name,
+                loaded.version,
+                sha256=loaded.artifact.sha256,
+                runtime=runtime_versions(),
+                before=before,
+                after=loaded.engine.name,
+            )
+
+    thread = threading.Thread(target=convert, name=f"native-engine-{name}", daemon=True)
+    thread.start()
+    return thread
 
 
 def load_served(name: str, settings: Settings, loader: Loader) -> tuple[Served, Arms | None]:

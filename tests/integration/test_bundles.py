@@ -83,6 +83,8 @@ def test_a_good_bundle_serves_with_its_lineage(server: ServerFactory, bundle: Pa
     running = server.start(str(bundle), name="taxi")
     metadata = httpx.get(f"{running.url}/v2/models/taxi").json()
     assert metadata["versions"] == ["1.0.0"]
+    assert metadata["parameters"]["engine"].startswith("ONNX Runtime ")
+    assert "from the bundle, verified against scikit-learn" in metadata["parameters"]["engine"]
     parameters = metadata["parameters"]
     assert parameters["bundle_training_data_version"] == "2026-11"
     assert parameters["bundle_created_by"] == "ci@example.com"
@@ -200,6 +202,7 @@ def test_publishing_to_gcs_is_immutable(
         "registry/taxi/1.0.0/acceptance/e2e.json",
         "registry/taxi/1.0.0/model.joblib",
         "registry/taxi/1.0.0/model.json",
+        "registry/taxi/1.0.0/model.onnx",  # the native engine's model, converted at publish
     ]
     assert (
         uri == f"gs://{gcs.name}/registry/taxi/1.0.0/#{blobs['registry/taxi/1.0.0/model.json'][0]}"
@@ -228,6 +231,7 @@ def test_an_interrupted_gcs_publish_is_completed_by_running_it_again(
         "registry/taxi/1.0.0/acceptance/e2e.json",
         "registry/taxi/1.0.0/model.joblib",
         "registry/taxi/1.0.0/model.json",
+        "registry/taxi/1.0.0/model.onnx",
     ]
     assert bucket.get_blob("registry/taxi/1.0.0/model.joblib").generation == left  # kept as is
     assert uri.startswith(f"gs://{gcs.name}/registry/taxi/1.0.0/#")
@@ -276,6 +280,7 @@ def test_validate_copies_only_an_accepted_bundle(bundle: Path, tmp_path: Path) -
         "acceptance/e2e.json",
         "model.joblib",
         "model.json",
+        "model.onnx",
     ]
     assert (target / "model.joblib").read_bytes() == (bundle / "model.joblib").read_bytes()
     rewrite_manifest(bundle, {"acceptance.confidence.min": 0.99})

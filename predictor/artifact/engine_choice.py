@@ -1,0 +1,137 @@
+"""Which engine serves a loaded model, verified on probe rows; and the native engine's upgrade.
+
+At load: scikit-learn, or the compiled fast path when it matches scikit-learn. A model the native
+engine takes (``predictor.inference.native``) then goes native in one of two ways:
+
+- a bundle carries its ONNX model (converted at ``publish``, named with its digest in
+  ``model.json``): it is verified on the probe rows and the bundle's e2e rows (within their
+  ``atol``) at load, and serves from the first request;
+- a bare pickle serves at once on the engine above, and ``NativeUpgrade`` converts and verifies
+  it in the background once the model is ready, then switches the ``EngineSlot``.
+
+Either way a native model that differs from scikit-learn never serves, and the reason says why.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from predictor.artifact.acceptance import AcceptanceSets, check_e2e
+from predictor.errors import PayloadError
+from predictor.inference.engines import EngineSlot, SklearnEngine
+from predictor.inference.fastpath import choose_engine, choose_native, probe_rows
+from predictor.inference.features import rows_to_features
+from predictor.inference.native import OnnxEngine, convertible
+from predictor.inference.signature import Signature
+from predictor.protocol.v1 import answer_v1
+from predictor.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NativeUpgrade:
+    """Convert the estimator for the native engine and verify it, off the request path."""
+
+    estimator: Any
+    probes: Any
+    is_classifier: bool
+    threads: int
+    serving_reason: str
+    """Why the engine that serves until the switch was chosen."""
+
+    def attempt(self, model: bytes | None = None, *, origin: str) -> tuple[OnnxEngine | None, str]:
+        """The verified native engine (converting unless ``model`` is given), or None and why."""
+        return choose_native(
+            self.estimator,
+            model,
+            self.probes,
+            is_classifier=self.is_classifier,
+            threads=self.threads,
+            origin=origin,
+        )
+
+    def run(self, slot: EngineSlot) -> bool:
+        """Convert, verify and switch ``slot`` to the native engine; False (and why) if not.
+
+        Nothing to do when the slot has switched already (a uvicorn worker's copy of a model
+        whose conversion finished before the worker started).
+        """
+        if slot.switched:
+            return False
+        engine, reason = self.attempt(origin="converted in the background")
+        if engine is None:
+            slot.reason = f"{self.serving_reason}; native engine: {reason}"
+            logger.warning("native engine not used: %s", reason)
+            return False
+        slot.switch(engine, reason)
+        logger.info("engine: switched to %s", reason)
+        return True
+
+
+def select_engine(
+    estimator: Any,
+    signature: Signature,
+    sets: AcceptanceSets,
+    settings: Settings,
+    *,
+    native_model: bytes | None = None,
+) -> tuple[EngineSlot, NativeUpgrade | None]:
+    """The engine to serve with from the first request, and the upgrade to run later (if any).
+
+    ``native_model`` is a bundle's ONNX model, its digest already checked.
+    """
+    if not signature.all_numeric or signature.n_features is None:
+        reason = "scikit-learn (the fast path takes numeric features only)"
+        return EngineSlot(SklearnEngine(estimator), reason), None
+    probes = _probes(estimator, signature, sets)
+    is_classifier = signature.task == "classification"
+    engine, reason = choose_engine(
+        estimator, probes, enabled=settings.fast_path, is_classifier=is_classifier
+    )
+    if not (settings.fast_path and settings.native_engine and convertible(estimator)):
+        return EngineSlot(engine, reason), None
+    upgrade = NativeUpgrade(estimator, probes, is_classifier, settings.native_threads, reason)
+    if native_model is not None:
+        native, why = upgrade.attempt(native_model, origin="from the bundle")
+        if native is not None and sets.e2e is not None:
+            infer = functools.partial(answer_v1, native, signature, "")
+            e2e = check_e2e(sets.e2e, infer, atol=sets.e2e_atol)
+            if not e2e.passed:  # its float32 sums miss the deployer's own tolerance
+                why = f"{native.name} misses the bundle's e2e rows ({e2e.summary})"
+                native = None
+        if native is not None:
+            return EngineSlot(native, why), None
+        logger.warning("the bundle's native model is not used: %s", why)
+        return EngineSlot(engine, f"{reason}; native engine: {why}"), None
+    return EngineSlot(engine, f"{reason}; native engine: converting in the background"), upgrade
+
+
+def _probes(estimator: Any, signature: Signature, sets: AcceptanceSets) -> Any:
+    """Probe rows: the acceptance sets' rows and synthetic ones (a frame when names are known)."""
+    extra: list[Any] = []
+    for data in (sets.e2e, sets.confidence):
+        if data is not None:
+            try:
+                features = rows_to_features(
+                    _as_lists(data["instances"], signature), signature, frame=False
+                )
+                extra.extend(np.asarray(features).tolist())
+            except PayloadError:
+                pass  # the acceptance check itself will report these rows
+    probes: Any = probe_rows(estimator, signature.n_features or 0, extra)
+    if signature.feature_names is not None:
+        import pandas as pd
+
+        probes = pd.DataFrame(probes, columns=list(signature.feature_names))
+    return probes
+
+
+def _as_lists(rows: list[Any], signature: Signature) -> list[Any]:
+    names = signature.feature_names or ()
+    return [[row.get(n) for n in names] if isinstance(row, dict) else row for row in rows]
