@@ -33,13 +33,19 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class Empty(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
-    """Ready, and one fixed answer to every ModelInfer."""
+    """Ready, and a fixed answer to every ModelInfer (one label per row asked about)."""
 
     def __init__(self, model: str) -> None:
-        reply = pb.ModelInferResponse(model_name=model, model_version="1", id="1")
-        tensor = reply.outputs.add(name="predict", datatype="INT64", shape=[1])
-        tensor.contents.int64_contents.append(1)
-        self.reply = reply
+        self.model = model
+        self.replies: dict[int, pb.ModelInferResponse] = {}
+
+    def reply(self, rows: int) -> pb.ModelInferResponse:
+        if rows not in self.replies:
+            reply = pb.ModelInferResponse(model_name=self.model, model_version="1", id="1")
+            tensor = reply.outputs.add(name="predict", datatype="INT64", shape=[rows])
+            tensor.contents.int64_contents.extend([1] * rows)
+            self.replies[rows] = reply
+        return self.replies[rows]
 
     async def ServerReady(self, request: Any, context: Any) -> pb.ServerReadyResponse:  # noqa: N802
         return pb.ServerReadyResponse(ready=True)
@@ -48,7 +54,7 @@ class Empty(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         return pb.ModelReadyResponse(ready=True)
 
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:  # noqa: N802
-        return self.reply
+        return self.reply(request.inputs[0].shape[0] if request.inputs else 1)
 
 
 async def serve(model: str, http_port: int, grpc_port: int) -> None:

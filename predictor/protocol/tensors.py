@@ -6,7 +6,7 @@ v2 datatype and values, ``predict_proba`` carrying its class labels as a JSON st
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,9 +72,11 @@ def misfit(name: str, datatype: str, shape: Sequence[int]) -> PayloadError:
 def new_id() -> str:
     """A random (version 4) UUID string for a response whose request carried no id.
 
-    What ``str(uuid.uuid4())`` gives, without building a ``UUID`` object (a few microseconds).
+    What ``str(uuid.uuid4())`` gives, without building a ``UUID`` object or a system call: an
+    id names a response, it guards no secret, so Python's own generator draws the bits (seeded
+    from the system, and again in each forked worker).
     """
-    digits = os.urandom(16).hex()
+    digits = f"{random.getrandbits(128):032x}"
     variant = "89ab"[int(digits[16], 16) & 3]
     return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 

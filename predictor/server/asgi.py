@@ -79,6 +79,36 @@ def inference_route(path: str) -> tuple[str, str, str | None] | None:
     return None
 
 
+ROUTE_KEY = "predictor.route"
+"""Where ``MetricsMiddleware`` leaves the inference route it matched, for the endpoint."""
+
+
+class RawResponse:
+    """A response sent as its two ASGI messages, headers encoded once (no Starlette Response).
+
+    Called like a Starlette response; the inference endpoint answers with it, which saves about
+    a tenth of a small request's time.
+    """
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self, body: bytes, media_type: str, extra: Mapping[str, str], status: int = 200
+    ) -> None:
+        self.body = body
+        self.status = status
+        self.headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", media_type.encode()),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the status and headers, then the body."""
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 def json_response(body: Any, version: str) -> Response:
     """A JSON response naming the model version (numpy arrays serialised natively)."""
     return Response(
@@ -100,7 +130,9 @@ class InferenceEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve an inference request, or pass the request on."""
-        route = inference_route(scope.get("path", "")) if scope["type"] == "http" else None
+        route: tuple[str, str, str | None] | None = None
+        if scope["type"] == "http":
+            route = scope.get(ROUTE_KEY) or inference_route(scope.get("path", ""))
         if route is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
@@ -125,7 +157,7 @@ class InferenceEndpoint:
 
     async def _answer(
         self, name: str, protocol: str, asked_version: str | None, scope: Scope, receive: Receive
-    ) -> Response:
+    ) -> RawResponse:
         model = self.registry.get_model(name)
         if not isinstance(model, SklearnModel):
             raise not_served(name)
@@ -138,7 +170,7 @@ class InferenceEndpoint:
 
     async def _infer(
         self, model: SklearnModel, name: str, protocol: str, scope: Scope, receive: Receive
-    ) -> Response:
+    ) -> RawResponse:
         body = await read_body(receive)
         headers = scope.get("headers", ())
         event = request_event(headers, body)
@@ -163,16 +195,12 @@ class InferenceEndpoint:
             content = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
             media_type = JSON
         if event is None:
-            return Response(content=content, media_type=media_type, headers=extra)
+            return RawResponse(content, media_type, extra)
         attributes = response_attributes(name)
         if event.mode == BINARY:
             extra.update(binary_headers(attributes))
-            return Response(content=content, media_type=media_type, headers=extra)
-        return Response(
-            content=structured_body(attributes, answer, media_type),
-            media_type=STRUCTURED,
-            headers=extra,
-        )
+            return RawResponse(content, media_type, extra)
+        return RawResponse(structured_body(attributes, answer, media_type), STRUCTURED, extra)
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -241,6 +269,7 @@ class MetricsMiddleware:
         if route is None:
             await self.app(scope, receive, send)
             return
+        scope[ROUTE_KEY] = route  # matched once: the endpoint reads it
         asked, protocol, _ = route
         model = self.registry.get_model(asked)
         served = isinstance(model, SklearnModel) and model.ready

@@ -174,7 +174,14 @@ def observe_predictions(
     classes = signature.classes
     if PREDICT in results:
         labels = np.asarray(results[PREDICT])
-        counts = [int(np.count_nonzero(labels == label)) for label in classes]
+        if labels.size <= FEW_ROWS:  # a dictionary lookup a row beats a comparison a class
+            counts, position = [0] * len(classes), class_positions(classes)
+            for label in labels.tolist():
+                at = position.get(label)
+                if at is not None:
+                    counts[at] += 1
+        else:
+            counts = [int(np.count_nonzero(labels == label)) for label in classes]
     elif proba is not None:
         counts = np.bincount(np.argmax(proba, axis=1), minlength=len(classes)).tolist()
     else:
@@ -184,6 +191,16 @@ def observe_predictions(
             counter.inc(count)
     if proba is not None:
         labelled(TOP_PROBABILITY, name, version).observe_many(np.max(proba, axis=1))
+
+
+FEW_ROWS = 8
+"""Up to this many labels, classes are counted row by row (one lookup each)."""
+
+
+@functools.cache
+def class_positions(classes: tuple[Any, ...]) -> dict[Any, int]:
+    """Each class label's position in ``classes`` (remembered)."""
+    return {label: i for i, label in enumerate(classes)}
 
 
 @functools.cache

@@ -56,7 +56,8 @@ def test_v1_and_v2_rest_answer_like_sklearn(demo: RunningServer, demo_model_dir:
     )
     assert v1.status_code == 200
     assert v1.json()["predictions"] == labels
-    np.testing.assert_allclose(v1.json()["predict_proba"], proba, atol=1e-12)
+    # the demo (gradient boosting) goes native once converted: float32 sums, within 1e-6
+    np.testing.assert_allclose(v1.json()["predict_proba"], proba, atol=1e-6)
     v2 = httpx.post(
         f"{demo.url}/v2/models/taxi/infer",
         content=json.dumps(
@@ -113,7 +114,7 @@ def test_grpc_infer_with_contents_and_with_raw_bytes(
     predict, probabilities = by_contents.outputs
     assert [b.decode() for b in predict.contents.bytes_contents] == labels
     np.testing.assert_allclose(
-        np.asarray(probabilities.contents.fp64_contents).reshape(3, 3), proba, atol=1e-12
+        np.asarray(probabilities.contents.fp64_contents).reshape(3, 3), proba, atol=1e-6
     )
     assert json.loads(probabilities.parameters["classes"].string_param) == [
         "long",

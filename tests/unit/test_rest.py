@@ -76,7 +76,8 @@ def test_v1_probabilities_come_with_their_class_labels(
     body = response.json()
     expected = demo_estimator.predict_proba(frame(ROWS))  # type: ignore[attr-defined]
     assert body["classes"] == ["long", "medium", "short"]
-    np.testing.assert_allclose(body["predict_proba"], expected, rtol=0, atol=1e-12)
+    # compiled, or native once converted in the background (float32 sums): within 1e-6
+    np.testing.assert_allclose(body["predict_proba"], expected, rtol=0, atol=1e-6)
     assert body["predictions"] == body["predict"]
 
 
