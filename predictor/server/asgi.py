@@ -1,18 +1,12 @@
-"""ASGI pieces in front of KServe's FastAPI app: inference endpoints, body limit, metrics.
+"""The inference endpoint in front of KServe's FastAPI app (its middlewares: ``middleware``).
 
 ``InferenceEndpoint`` answers the inference routes (v1 ``:predict``, v2 ``infer``, versioned or
 not) before FastAPI's router sees them: no request object, no dependency injection, the body
-read once and parsed once with orjson. Errors go to the app's own exception handlers (KServe's
-for its exceptions, ``failures.rest_error`` for ours and for anything unexpected), found by the
-exception's MRO exactly as Starlette would, so each error maps to a status in one place. A client
-that goes away mid-body gets no answer and is not counted. ``BodyLimitMiddleware`` refuses
-bodies over the limit; ``MetricsMiddleware`` counts and times inference requests with the
-status that went on the wire.
-
-The three are app middlewares (so the FastAPI app is complete on its own, e.g. under a test
-client), and ``front_door`` stacks them once more in front of the whole app for the server:
-there inference requests skip the framework's own layers (proxy headers, Starlette's error and
-telemetry middlewares, FastAPI's body limit), about 15% of a 64-row v1 request's time.
+read once and parsed once with orjson, the answer sent as two raw ASGI messages
+(``RawResponse``). Errors go to the app's own exception handlers (KServe's for its exceptions,
+``failures.rest_error`` for ours and for anything unexpected), found by the exception's MRO
+exactly as Starlette would, so each error maps to a status in one place. A client that goes
+away mid-body gets no answer and is not counted.
 """
 
 from __future__ import annotations
@@ -26,7 +20,7 @@ import orjson
 from kserve.model_repository import ModelRepository
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from predictor.errors import (
     BodyTooLargeError,
@@ -43,8 +37,7 @@ from predictor.protocol.events import (
     structured_body,
 )
 from predictor.protocol.v2_rest import JSON_LENGTH_HEADER, parse_infer_body, parse_json
-from predictor.server import metrics
-from predictor.server.failures import REQUEST_ID_HEADER, error_response
+from predictor.server.failures import REQUEST_ID_HEADER
 from predictor.server.model import SklearnModel
 
 VERSION_HEADER = "x-model-version"
@@ -69,7 +62,11 @@ INFERENCE_PATHS = (
 )
 
 
-def inference_route(path: str) -> tuple[str, str, str | None] | None:
+Route = tuple[str, str, str | None]
+"""An inference path's model name, protocol (``v1`` or ``v2``) and the version asked (if any)."""
+
+
+def inference_route(path: str) -> Route | None:
     """(model name, protocol, version asked) of an inference path; None for any other path."""
     for pattern, protocol in INFERENCE_PATHS:
         match = pattern.match(path)
@@ -122,24 +119,34 @@ class InferenceEndpoint:
     """Answer POSTs to inference paths directly; everything else goes on to the app."""
 
     def __init__(
-        self, app: ASGIApp, registry: ModelRepository, handlers: Mapping[Any, Handler]
+        self,
+        app: ASGIApp,
+        registry: ModelRepository,
+        handlers: Mapping[Any, Handler],
+        max_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.registry = registry
         self.handlers = handlers  # the app's own exception handlers (filled in after this is built)
+        self.max_bytes = max_bytes
+        """Refuse bodies above this while reading them (when no body limit stands in front)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve an inference request, or pass the request on."""
-        route: tuple[str, str, str | None] | None = None
+        route: Route | None = None
         if scope["type"] == "http":
             route = scope.get(ROUTE_KEY) or inference_route(scope.get("path", ""))
         if route is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
+        await self.serve(route, scope, receive, send)
+
+    async def serve(self, route: Route, scope: Scope, receive: Receive, send: Send) -> int | None:
+        """Answer an inference POST; the status sent (None: the client went away first)."""
         try:
             response = await self._answer(*route, scope, receive)
         except ClientGoneError:
-            return  # nobody is left to answer
+            return None  # nobody is left to answer
         except Exception as exc:
             handler = self._handler_for(exc)
             if handler is None:
@@ -148,6 +155,7 @@ class InferenceEndpoint:
             if inspect.isawaitable(response):
                 response = await response
         await response(scope, receive, send)
+        return response.status if isinstance(response, RawResponse) else response.status_code
 
     def _handler_for(self, exc: Exception) -> Handler | None:
         for kind in type(exc).__mro__:
@@ -171,7 +179,7 @@ class InferenceEndpoint:
     async def _infer(
         self, model: SklearnModel, name: str, protocol: str, scope: Scope, receive: Receive
     ) -> RawResponse:
-        body = await read_body(receive)
+        body = await read_body(receive, self.max_bytes)
         headers = scope.get("headers", ())
         event = request_event(headers, body)
         if event is not None and event.data is not None:
@@ -203,14 +211,24 @@ class InferenceEndpoint:
         return RawResponse(structured_body(attributes, answer, media_type), STRUCTURED, extra)
 
 
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body (the body limit, when in front, raises while it is read)."""
+async def read_body(receive: Receive, max_bytes: int | None = None) -> bytes:
+    """The whole request body.
+
+    Raises:
+        ClientGoneError: the client went away.
+        BodyTooLargeError: more than ``max_bytes`` arrived (a body limit in front raises too).
+    """
     chunks = []
+    received = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGoneError()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if max_bytes is not None and received > max_bytes:
+            raise BodyTooLargeError(max_bytes)
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
@@ -221,86 +239,3 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes``: at once by Content-Length, else while reading."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on, counting its body against the limit."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for key, value in scope.get("headers", ()):
-            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await error_response(BodyTooLargeError(self.max_bytes))(scope, receive, send)
-                return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
-            return message
-
-        await self.app(scope, limited, send)
-
-
-class MetricsMiddleware:
-    """Count and time inference requests, labelled with the status that went on the wire."""
-
-    def __init__(self, app: ASGIApp, registry: ModelRepository) -> None:
-        self.app = app
-        self.registry = registry
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve the request; record it when its path is an inference route."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        route = inference_route(scope.get("path", ""))
-        if route is None:
-            await self.app(scope, receive, send)
-            return
-        scope[ROUTE_KEY] = route  # matched once: the endpoint reads it
-        asked, protocol, _ = route
-        model = self.registry.get_model(asked)
-        served = isinstance(model, SklearnModel) and model.ready
-        name = asked if served else "unknown"  # unknown names must not mint new label sets
-        status: int | None = None  # stays None when nothing is sent: a client that went away
-
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        with metrics.InFlight(name) as flight:
-            try:
-                await self.app(scope, receive, capture)
-            except BaseException:
-                status = status or 500
-                raise
-            finally:
-                if status is not None:
-                    version = model.version if served else "unknown"
-                    metrics.observe_request(name, version, protocol, str(status), flight.elapsed)
-
-
-def front_door(
-    app: ASGIApp, registry: ModelRepository, handlers: Mapping[Any, Handler], max_body_bytes: int
-) -> ASGIApp:
-    """Metrics, body limit and inference endpoint in front of ``app`` (the served ASGI app).
-
-    ``handlers`` are the app's exception handlers, which include KServe's catch-all for
-    ``Exception`` (a 500), so an error here is answered exactly as inside the app.
-    """
-    endpoint = InferenceEndpoint(app, registry=registry, handlers=handlers)
-    return MetricsMiddleware(BodyLimitMiddleware(endpoint, max_bytes=max_body_bytes), registry)

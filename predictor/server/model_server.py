@@ -29,9 +29,9 @@ from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from predictor.errors import PortInUseError
 from predictor.server import failures, metrics
-from predictor.server.asgi import front_door
 from predictor.server.grpc_server import PredictorGRPCServer
 from predictor.server.logs import configure_logging
+from predictor.server.middleware import front_door
 from predictor.server.model import SklearnModel
 from predictor.server.rest import register_routes
 
@@ -71,7 +71,7 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
         """Configure KServe's global app (what uvicorn serves) with our routes first.
 
         The server also puts our inference endpoint in front of the whole app (see
-        ``asgi.front_door``), unless a custom access-log format asks for its middleware to see
+        ``middleware.front_door``), unless a custom access-log format asks for its middleware to see
         every request.
         """
         from kserve.model_server import app

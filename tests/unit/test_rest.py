@@ -20,7 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from predictor.demo import FEATURES
-from predictor.server.asgi import InferenceEndpoint, front_door
+from predictor.server.asgi import InferenceEndpoint
+from predictor.server.middleware import front_door
 from tests.estimators import BAD_INPUT, BROKEN, ChoosyRegressor
 from tests.helpers import in_process_app, served_app
 

@@ -1,0 +1,164 @@
+"""The middlewares in front of inference: body limit, metrics, and the server's front door.
+
+``BodyLimitMiddleware`` refuses bodies over the limit; ``MetricsMiddleware`` counts and times
+inference requests with the status that went on the wire. They are app middlewares around
+``asgi.InferenceEndpoint`` (so the FastAPI app is complete on its own, e.g. under a test client).
+``FrontDoor`` is all three as one, in front of the whole app for the server: inference requests
+skip the framework's own layers (proxy headers, Starlette's error and telemetry middlewares,
+FastAPI's body limit) and the per-request wrappers of the three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kserve.model_repository import ModelRepository
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from predictor.errors import BodyTooLargeError
+from predictor.server import metrics
+from predictor.server.asgi import ROUTE_KEY, Handler, InferenceEndpoint, inference_route
+from predictor.server.failures import error_response
+from predictor.server.model import SklearnModel
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes``: at once by Content-Length, else while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, counting its body against the limit."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await error_response(BodyTooLargeError(self.max_bytes))(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLargeError(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class MetricsMiddleware:
+    """Count and time inference requests, labelled with the status that went on the wire."""
+
+    def __init__(self, app: ASGIApp, registry: ModelRepository) -> None:
+        self.app = app
+        self.registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request; record it when its path is an inference route."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = inference_route(scope.get("path", ""))
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        scope[ROUTE_KEY] = route  # matched once: the endpoint reads it
+        asked, protocol, _ = route
+        model = self.registry.get_model(asked)
+        served = isinstance(model, SklearnModel) and model.ready
+        name = asked if served else "unknown"  # unknown names must not mint new label sets
+        status: int | None = None  # stays None when nothing is sent: a client that went away
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with metrics.InFlight(name) as flight:
+            try:
+                await self.app(scope, receive, capture)
+            except BaseException:
+                status = status or 500
+                raise
+            finally:
+                if status is not None:
+                    version = model.version if served else "unknown"
+                    metrics.observe_request(name, version, protocol, str(status), flight.elapsed)
+
+
+class FrontDoor:
+    """The server's front: the three middlewares above as one, for inference POSTs.
+
+    It does what ``MetricsMiddleware(BodyLimitMiddleware(InferenceEndpoint))`` does (count and
+    time the request with the status sent, refuse a body over the limit, answer), without a
+    wrapper around ``send`` and ``receive`` per request. Anything else goes to that stack.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        registry: ModelRepository,
+        handlers: Mapping[Any, Handler],
+        max_body_bytes: int,
+    ) -> None:
+        self.registry = registry
+        self.max_bytes = max_body_bytes
+        self.endpoint = InferenceEndpoint(app, registry, handlers, max_bytes=max_body_bytes)
+        self.stack = MetricsMiddleware(
+            BodyLimitMiddleware(InferenceEndpoint(app, registry, handlers), max_body_bytes),
+            registry,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer an inference POST here; pass anything else to the stack."""
+        route = inference_route(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope.get("method") != "POST":
+            await self.stack(scope, receive, send)
+            return
+        asked, protocol, _ = route
+        model = self.registry.get_model(asked)
+        served = isinstance(model, SklearnModel) and model.ready
+        name = asked if served else "unknown"  # unknown names must not mint new label sets
+        status: int | None = None  # stays None when nothing is sent: a client that went away
+        with metrics.InFlight(name) as flight:
+            try:
+                if _declared_length(scope) > self.max_bytes:
+                    too_large = error_response(BodyTooLargeError(self.max_bytes))
+                    await too_large(scope, receive, send)
+                    status = too_large.status_code
+                else:
+                    status = await self.endpoint.serve(route, scope, receive, send)
+            except BaseException:
+                status = status or 500
+                raise
+            finally:
+                if status is not None:
+                    version = model.version if served else "unknown"
+                    metrics.observe_request(name, version, protocol, str(status), flight.elapsed)
+
+
+def _declared_length(scope: Scope) -> int:
+    """The request's Content-Length (0 when absent or not a number)."""
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def front_door(
+    app: ASGIApp, registry: ModelRepository, handlers: Mapping[Any, Handler], max_body_bytes: int
+) -> ASGIApp:
+    """Metrics, body limit and inference endpoint in front of ``app`` (the served ASGI app).
+
+    ``handlers`` are the app's exception handlers, which include KServe's catch-all for
+    ``Exception`` (a 500), so an error here is answered exactly as inside the app.
+    """
+    return FrontDoor(app, registry, handlers, max_body_bytes)
