@@ -45,7 +45,7 @@ def draw(cells: list[dict[str, Any]], out: Path, *, title: str = "") -> None:
     )
     servers = [s for s in ORDER if any(key[0] == s for key in by_key)]
     width = 0.8 / max(len(servers), 1)
-    figure, axes = plt.subplots(figsize=(max(8, 1.1 * len(groups)), 4.8), dpi=110)
+    figure, axes = plt.subplots(figsize=(max(8, 1.1 * len(groups)), 5.2), dpi=110)
     for i, server in enumerate(servers):
         xs, ys = [], []
         for j, (model, protocol, rows, concurrency) in enumerate(groups):
@@ -60,7 +60,9 @@ def draw(cells: list[dict[str, Any]], out: Path, *, title: str = "") -> None:
     axes.set_xticklabels([f"{m.upper()}\n{p} {r} row{'s' * (r > 1)}" for m, p, r, _ in groups])
     axes.grid(axis="y", which="both", alpha=0.3)
     axes.set_axisbelow(True)
-    axes.legend(fontsize="small", ncol=min(len(servers), 3), loc="upper right")
+    axes.legend(
+        fontsize="small", ncol=len(servers), loc="upper center", bbox_to_anchor=(0.5, -0.14)
+    )
     axes.set_title(title or "Requests per second at 32 concurrent requests, server on one core")
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
