@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +72,64 @@ def test_v1_and_v2_rest_answer_like_sklearn(demo: RunningServer, demo_model_dir:
     assert httpx.get(f"{demo.url}/v1/models/taxi").json() == {"name": "taxi", "ready": True}
     assert httpx.get(f"{demo.url}/v2/health/live").json() == {"live": True}
     assert httpx.get(f"{demo.url}/v2/models/taxi/ready").json() == {"name": "taxi", "ready": True}
+
+
+TRITON_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
+
+client = triton.InferenceServerClient(sys.argv[1])
+rows = np.asarray(json.loads(sys.argv[2]), dtype=np.float64)
+found = {"live": client.is_server_live(), "ready": client.is_model_ready("taxi")}
+metadata = client.get_model_metadata("taxi")
+found["metadata"] = [metadata.name, list(metadata.versions), [o.name for o in metadata.outputs]]
+tensor = triton.InferInput("trips", list(rows.shape), "FP64")
+tensor.set_data_from_numpy(rows)
+wanted = [triton.InferRequestedOutput("predict"), triton.InferRequestedOutput("predict_proba")]
+result = client.infer("taxi", [tensor], outputs=wanted, request_id="triton-1")
+found["predict"] = [label.decode() for label in result.as_numpy("predict")]
+found["predict_proba"] = result.as_numpy("predict_proba").tolist()
+found["response"] = [result.get_response().id, result.get_response().model_version]
+bad = triton.InferInput("trips", [3, 2], "FP64")
+bad.set_data_from_numpy(rows[:, :2].copy())
+try:
+    client.infer("taxi", [bad])
+except InferenceServerException as e:
+    found["refused"] = [e.status(), e.message()]
+print(json.dumps(found))
+"""
+
+
+def test_tritons_grpc_client_talks_to_us_unchanged(
+    demo: RunningServer, demo_model_dir: Path
+) -> None:
+    """tritonclient, a real Open Inference Protocol client, calls us as its users would.
+
+    It sends raw (binary) input contents and reads raw outputs: the other half of the protocol
+    from the stubs above. It runs in its own process: its protobuf package ("inference") is the
+    one KServe's modules register here.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", TRITON_CLIENT, demo.grpc_target, json.dumps(ROWS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(done.stdout)
+    rest = httpx.get(f"{demo.url}/v2/models/taxi").json()
+    version = rest["versions"][0]
+    assert found["live"] and found["ready"]
+    assert found["metadata"] == ["taxi", [version], [o["name"] for o in rest["outputs"]]]
+    labels, proba = expected(demo_model_dir)
+    assert found["predict"] == labels
+    np.testing.assert_allclose(found["predict_proba"], proba, atol=1e-6)
+    assert found["response"] == ["triton-1", version]
+    status, message = found["refused"]
+    assert status == "StatusCode.INVALID_ARGUMENT"
+    assert "expected 3 features" in message
 
 
 def test_grpc_health_and_metadata(stub: GRPCInferenceServiceStub, demo: RunningServer) -> None:
