@@ -22,7 +22,13 @@ import numpy as np
 from predictor.inference.engines import Engine, LinearEngine, SklearnEngine
 from predictor.inference.native import NATIVE_TOLERANCE, NativeUnavailableError, OnnxEngine, convert
 from predictor.inference.pipelines import compile_pipeline, is_pipeline
-from predictor.inference.trees import BoostingEngine, TreeEngine, tree_structures
+from predictor.inference.trees import (
+    FORESTS,
+    TREES,
+    BoostingEngine,
+    TreeEngine,
+    tree_structures,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +42,7 @@ LINEAR = {
     ("sklearn.linear_model", n)
     for n in ("LinearRegression", "Ridge", "Lasso", "ElasticNet", "LogisticRegression")
 }
-FORESTS = {
-    ("sklearn.ensemble", n)
-    for n in (
-        "RandomForestClassifier",
-        "RandomForestRegressor",
-        "ExtraTreesClassifier",
-        "ExtraTreesRegressor",
-    )
-}
-TREES = {("sklearn.tree", n) for n in ("DecisionTreeClassifier", "DecisionTreeRegressor")}
-BOOSTING = {("sklearn.ensemble", "GradientBoostingClassifier")}
+BOOSTING = ("sklearn.ensemble", "GradientBoostingClassifier")
 
 
 def compile_estimator(estimator: Any) -> Engine | None:
@@ -64,7 +60,7 @@ def compile_estimator(estimator: Any) -> Engine | None:
         return TreeEngine(estimator, [t.tree_ for t in estimator.estimators_], average=True)
     if key in TREES:
         return TreeEngine(estimator, [estimator.tree_], average=True)
-    if key in BOOSTING and getattr(estimator, "init", None) is None:
+    if key == BOOSTING and getattr(estimator, "init", None) is None:
         return BoostingEngine(estimator)
     return None
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from predictor.inference.engines import CompiledEngine
 from predictor.inference.pipelines import is_pipeline
+from predictor.inference.trees import FORESTS, TREES
 
 NATIVE_TOLERANCE = 1e-5
 """Largest difference allowed between ONNX Runtime and scikit-learn, relative to the larger of
@@ -33,19 +34,19 @@ NATIVE_TOLERANCE = 1e-5
 OPSET = {"": 17, "ai.onnx.ml": 3}
 """ONNX operator sets the conversion targets (ai.onnx.ml 3: trees with float64 thresholds)."""
 
-TREE_MODELS = {("sklearn.tree", n) for n in ("DecisionTreeClassifier", "DecisionTreeRegressor")} | {
-    ("sklearn.ensemble", n)
-    for n in (
-        "RandomForestClassifier",
-        "RandomForestRegressor",
-        "ExtraTreesClassifier",
-        "ExtraTreesRegressor",
-        "GradientBoostingClassifier",
-        "GradientBoostingRegressor",
-        "HistGradientBoostingClassifier",
-        "HistGradientBoostingRegressor",
-    )
-}
+TREE_MODELS = (
+    FORESTS
+    | TREES
+    | {
+        ("sklearn.ensemble", n)
+        for n in (
+            "GradientBoostingClassifier",
+            "GradientBoostingRegressor",
+            "HistGradientBoostingClassifier",
+            "HistGradientBoostingRegressor",
+        )
+    }
+)
 EXTERNAL = {
     ("xgboost.sklearn", "XGBClassifier"),
     ("xgboost.sklearn", "XGBRegressor"),

@@ -13,6 +13,19 @@ import numpy as np
 
 from predictor.inference.engines import CompiledEngine, probabilities
 
+FORESTS = {
+    ("sklearn.ensemble", n)
+    for n in (
+        "RandomForestClassifier",
+        "RandomForestRegressor",
+        "ExtraTreesClassifier",
+        "ExtraTreesRegressor",
+    )
+}
+"""Forests by scikit-learn package and class name (exact classes: subclasses may differ)."""
+TREES = {("sklearn.tree", n) for n in ("DecisionTreeClassifier", "DecisionTreeRegressor")}
+"""Single decision trees, likewise."""
+
 WALK_ROWS = 256
 """Up to this many rows all trees are walked at once in numpy (measured faster than tree by tree
 up to about 400 rows of a 100-tree forest); above it, tree by tree through scikit-learn."""

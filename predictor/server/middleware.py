@@ -70,10 +70,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         scope[ROUTE_KEY] = route  # matched once: the endpoint reads it
-        asked, protocol, _ = route
-        model = self.registry.get_model(asked)
-        served = isinstance(model, SklearnModel) and model.ready
-        name = asked if served else "unknown"  # unknown names must not mint new label sets
+        name, version = labels_for(self.registry, route[0])
         status: int | None = None  # stays None when nothing is sent: a client that went away
 
         async def capture(message: Message) -> None:
@@ -90,8 +87,7 @@ class MetricsMiddleware:
                 raise
             finally:
                 if status is not None:
-                    version = model.version if served else "unknown"
-                    metrics.observe_request(name, version, protocol, str(status), flight.elapsed)
+                    metrics.observe_request(name, version, route[1], str(status), flight.elapsed)
 
 
 class FrontDoor:
@@ -123,10 +119,7 @@ class FrontDoor:
         if route is None or scope.get("method") != "POST":
             await self.stack(scope, receive, send)
             return
-        asked, protocol, _ = route
-        model = self.registry.get_model(asked)
-        served = isinstance(model, SklearnModel) and model.ready
-        name = asked if served else "unknown"  # unknown names must not mint new label sets
+        name, version = labels_for(self.registry, route[0])
         status: int | None = None  # stays None when nothing is sent: a client that went away
         with metrics.InFlight(name) as flight:
             try:
@@ -141,8 +134,19 @@ class FrontDoor:
                 raise
             finally:
                 if status is not None:
-                    version = model.version if served else "unknown"
-                    metrics.observe_request(name, version, protocol, str(status), flight.elapsed)
+                    metrics.observe_request(name, version, route[1], str(status), flight.elapsed)
+
+
+def labels_for(registry: ModelRepository, asked: str) -> tuple[str, str]:
+    """The model and version labels of a request for model ``asked``.
+
+    A name that is not ours, or not ready, is counted as "unknown": unknown names must not mint
+    new label sets.
+    """
+    model = registry.get_model(asked)
+    if isinstance(model, SklearnModel) and model.ready:
+        return asked, model.version
+    return "unknown", "unknown"
 
 
 def _declared_length(scope: Scope) -> int:

@@ -37,6 +37,17 @@ def forest(tmp_path_factory: pytest.TempPathFactory) -> tuple[RandomForestClassi
     return model, path
 
 
+def published(model_file: Path, tmp_path: Path) -> str:
+    """The forest published as a bundle (with its native model); the folder to serve."""
+    spec = BundleSpec(model_file=model_file, name="forest", version="1.0.0", created_by="tests")
+    return publish(spec, str(tmp_path / "registry"))
+
+
+def another_models_onnx() -> bytes:
+    """The ONNX model of another forest, trained on the opposite labels."""
+    return convert(RandomForestClassifier(n_estimators=5, random_state=1).fit(X, 1 - Y), 8)
+
+
 def engine_of(server: RunningServer) -> str:
     return str(httpx.get(f"{server.url}/v2/models/forest").json()["parameters"]["engine"])
 
@@ -83,10 +94,7 @@ def test_a_published_forest_answers_natively_from_the_first_request(
     server: ServerFactory, forest: tuple[RandomForestClassifier, Path], tmp_path: Path
 ) -> None:
     model, path = forest
-    uri = publish(
-        BundleSpec(model_file=path, name="forest", version="1.0.0", created_by="tests"),
-        str(tmp_path / "registry"),
-    )
+    uri = published(path, tmp_path)
     manifest = json.loads((Path(uri) / "model.json").read_text())
     onnx = (Path(uri) / "model.onnx").read_bytes()
     assert manifest["native"]["sha256"] == hashlib.sha256(onnx).hexdigest()
@@ -133,12 +141,8 @@ def test_a_bundle_whose_native_model_was_changed_is_refused(
     server: ServerFactory, forest: tuple[RandomForestClassifier, Path], tmp_path: Path
 ) -> None:
     _, path = forest
-    uri = publish(
-        BundleSpec(model_file=path, name="forest", version="1.0.0", created_by="tests"),
-        str(tmp_path / "registry"),
-    )
-    other = RandomForestClassifier(n_estimators=5, random_state=1).fit(X, 1 - Y)
-    (Path(uri) / "model.onnx").write_bytes(convert(other, 8))
+    uri = published(path, tmp_path)
+    (Path(uri) / "model.onnx").write_bytes(another_models_onnx())
     refused = server.run_to_exit(uri, name="forest")
     assert refused.process.returncode == 1
     assert "native model model.onnx: sha256 is" in refused.log()
@@ -149,12 +153,8 @@ def test_a_native_model_that_is_not_the_pickles_serves_nothing(
 ) -> None:
     """Even with its digest recorded, another model's ONNX never answers: the pickle's engine does."""
     model, path = forest
-    uri = publish(
-        BundleSpec(model_file=path, name="forest", version="1.0.0", created_by="tests"),
-        str(tmp_path / "registry"),
-    )
-    other = RandomForestClassifier(n_estimators=5, random_state=1).fit(X, 1 - Y)
-    onnx = convert(other, 8)
+    uri = published(path, tmp_path)
+    onnx = another_models_onnx()
     (Path(uri) / "model.onnx").write_bytes(onnx)
     manifest_path = Path(uri) / "model.json"
     manifest = json.loads(manifest_path.read_text())
