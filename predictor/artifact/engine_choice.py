@@ -91,25 +91,49 @@ def select_engine(
         return EngineSlot(SklearnEngine(estimator), reason), None
     probes = _probes(estimator, signature, sets)
     is_classifier = signature.task == "classification"
+    wants_native = settings.fast_path and settings.native_engine and convertible(estimator)
+    why = None
+    if wants_native and native_model is not None:
+        native, why = _bundle_native(
+            estimator, native_model, probes, signature, sets, settings.native_threads
+        )
+        if native is not None:  # the compiled engine, a fallback only, need not be built
+            return EngineSlot(native, why), None
+        logger.warning("the bundle's native model is not used: %s", why)
     engine, reason = choose_engine(
         estimator, probes, enabled=settings.fast_path, is_classifier=is_classifier
     )
-    if not (settings.fast_path and settings.native_engine and convertible(estimator)):
+    if not wants_native:
         return EngineSlot(engine, reason), None
-    upgrade = NativeUpgrade(estimator, probes, is_classifier, settings.native_threads, reason)
-    if native_model is not None:
-        native, why = upgrade.attempt(native_model, origin="from the bundle")
-        if native is not None and sets.e2e is not None:
-            infer = functools.partial(answer_v1, native, signature, "")
-            e2e = check_e2e(sets.e2e, infer, atol=sets.e2e_atol)
-            if not e2e.passed:  # its float32 sums miss the deployer's own tolerance
-                why = f"{native.name} misses the bundle's e2e rows ({e2e.summary})"
-                native = None
-        if native is not None:
-            return EngineSlot(native, why), None
-        logger.warning("the bundle's native model is not used: %s", why)
+    if why is not None:
         return EngineSlot(engine, f"{reason}; native engine: {why}"), None
+    upgrade = NativeUpgrade(estimator, probes, is_classifier, settings.native_threads, reason)
     return EngineSlot(engine, f"{reason}; native engine: converting in the background"), upgrade
+
+
+def _bundle_native(
+    estimator: Any,
+    model: bytes,
+    probes: Any,
+    signature: Signature,
+    sets: AcceptanceSets,
+    threads: int,
+) -> tuple[OnnxEngine | None, str]:
+    """A bundle's native model, verified on the probe rows and the bundle's e2e rows; or why not."""
+    native, why = choose_native(
+        estimator,
+        model,
+        probes,
+        is_classifier=signature.task == "classification",
+        threads=threads,
+        origin="from the bundle",
+    )
+    if native is not None and sets.e2e is not None:
+        infer = functools.partial(answer_v1, native, signature, "")
+        e2e = check_e2e(sets.e2e, infer, atol=sets.e2e_atol)
+        if not e2e.passed:  # its float32 sums miss the deployer's own tolerance
+            return None, f"{native.name} misses the bundle's e2e rows ({e2e.summary})"
+    return native, why
 
 
 def _probes(estimator: Any, signature: Signature, sets: AcceptanceSets) -> Any:

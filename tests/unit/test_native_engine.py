@@ -197,3 +197,30 @@ def test_linear_models_keep_the_compiled_engine() -> None:
     )
     assert upgrade is None
     assert isinstance(slot.engine, LinearEngine)
+
+
+def test_a_bundles_native_model_serves_without_building_the_compiled_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    estimator = CLASSIFIERS[0]
+    signature = signature_of(estimator)
+    settings = Settings(model_uri="unused.joblib")
+    model = convert(estimator, 5)
+
+    def no_compiled_engine(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the compiled engine was built")
+
+    monkeypatch.setattr("predictor.artifact.engine_choice.choose_engine", no_compiled_engine)
+    slot, upgrade = select_engine(
+        estimator, signature, AcceptanceSets(), settings, native_model=model
+    )
+    assert upgrade is None
+    assert isinstance(slot.engine, OnnxEngine) and "from the bundle" in slot.reason
+    monkeypatch.undo()
+    other = RandomForestClassifier(n_estimators=5, random_state=1).fit(X, 1 - BINARY)
+    slot, upgrade = select_engine(
+        estimator, signature, AcceptanceSets(), settings, native_model=convert(other, 5)
+    )
+    assert upgrade is None
+    assert slot.name.startswith("compiled RandomForestClassifier")
+    assert "; native engine: ONNX Runtime" in slot.reason and "differs" in slot.reason
