@@ -45,11 +45,11 @@ class NativeUpgrade:
     serving_reason: str
     """Why the engine that serves until the switch was chosen."""
 
-    def attempt(self, model: bytes | None = None, *, origin: str) -> tuple[OnnxEngine | None, str]:
-        """The verified native engine (converting unless ``model`` is given), or None and why."""
+    def attempt(self, *, origin: str) -> tuple[OnnxEngine | None, str]:
+        """The estimator converted and verified for the native engine, or None and why."""
         return choose_native(
             self.estimator,
-            model,
+            None,
             self.probes,
             is_classifier=self.is_classifier,
             threads=self.threads,
