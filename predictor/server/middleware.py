@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor.errors import BodyTooLargeError
 from predictor.server import metrics
-from predictor.server.asgi import ROUTE_KEY, Handler, InferenceEndpoint, inference_route
+from predictor.server.asgi import ROUTE_KEY, Handler, InferenceEndpoint, header, inference_route
 from predictor.server.failures import error_response
 from predictor.server.model import SklearnModel
 
@@ -35,10 +35,9 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for key, value in scope.get("headers", ()):
-            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await error_response(BodyTooLargeError(self.max_bytes))(scope, receive, send)
-                return
+        if declared_length(scope) > self.max_bytes:
+            await error_response(BodyTooLargeError(self.max_bytes))(scope, receive, send)
+            return
         received = 0
 
         async def limited() -> Message:
@@ -123,7 +122,7 @@ class FrontDoor:
         status: int | None = None  # stays None when nothing is sent: a client that went away
         with metrics.InFlight(name) as flight:
             try:
-                if _declared_length(scope) > self.max_bytes:
+                if declared_length(scope) > self.max_bytes:
                     too_large = error_response(BodyTooLargeError(self.max_bytes))
                     await too_large(scope, receive, send)
                     status = too_large.status_code
@@ -149,12 +148,10 @@ def labels_for(registry: ModelRepository, asked: str) -> tuple[str, str]:
     return "unknown", "unknown"
 
 
-def _declared_length(scope: Scope) -> int:
+def declared_length(scope: Scope) -> int:
     """The request's Content-Length (0 when absent or not a number)."""
-    for key, value in scope.get("headers", ()):
-        if key == b"content-length":
-            return int(value) if value.isdigit() else 0
-    return 0
+    value = header(scope, b"content-length")
+    return int(value) if value is not None and value.isascii() and value.isdigit() else 0
 
 
 def front_door(
