@@ -154,3 +154,32 @@ def test_without_a_log_the_shadow_computes_only_what_the_primary_did() -> None:
         ]
     )
     assert target.asked == [frozenset({"predict"})]
+
+
+class SignShadow:
+    """A shadow that says "yes" for a positive first feature, with matching probabilities."""
+
+    version = "2"
+    classes: tuple[Any, ...] | None = CLASSES
+
+    def answer(self, features: Any, wanted: Any = None) -> dict[str, np.ndarray]:
+        yes = np.asarray(features)[:, 0] > 0
+        return {
+            "predict": np.where(yes, "yes", "no"),
+            "predict_proba": np.column_stack([~yes, yes]).astype(float),
+        }
+
+
+def test_requests_that_asked_for_different_outputs_are_each_compared_with_their_own_rows() -> None:
+    runner = ShadowRunner(model="m-groups", version="1", classes=CLASSES, target=SignShadow())
+    proba = {"predict": np.array(["no"]), "predict_proba": np.array([[0.4, 0.6]])}
+    runner.handle(
+        [
+            Offered(0.0, "a", np.array([[1.0], [-1.0]]), 2, {"predict": np.array(["yes", "no"])}),
+            Offered(0.0, "b", np.array([[1.0]]), 1, proba),  # shadow: yes
+            Offered(0.0, "c", np.array([[-1.0]]), 1, {"predict": np.array(["yes"])}),  # shadow: no
+        ]
+    )
+    agreed = SHADOW_PREDICTIONS.labels("m-groups", "1", "2", "agree")._value.get()
+    disagreed = SHADOW_PREDICTIONS.labels("m-groups", "1", "2", "disagree")._value.get()
+    assert (agreed, disagreed) == (2, 2)
