@@ -64,11 +64,11 @@ class Settings(BaseSettings):
     native_threads: int = Field(default=1, ge=1)
     """ONNX Runtime threads per inference (1 leaves the other cores to concurrent requests)."""
 
-    batch_max_rows: int = Field(default=1024, ge=1)
+    batch_max_rows: int | None = Field(default=None, ge=1)
     """Most rows one model call may combine from concurrent requests (1 switches batching off).
 
-    High on purpose: one call over many rows brings a forest's nodes back into the CPU caches
-    once, not once per request (docs/performance.md has the measurement).
+    Unset: 1,024 for tree ensembles (one call over many rows brings their nodes back into the
+    CPU caches once, not once per request), 64 for other models.
     """
 
     batch_max_wait_ms: float = Field(default=0.0, ge=0)

@@ -17,6 +17,7 @@ from predictor.bandit.router import Bandit
 from predictor.bandit.setup import bandit_for
 from predictor.inference.batching import Batcher, ThreadBatcher
 from predictor.inference.estimator import run_estimator
+from predictor.inference.native import convertible
 from predictor.protocol.tensors import new_id
 from predictor.server import metrics
 from predictor.settings import Settings
@@ -35,12 +36,27 @@ def served(name: str, loaded: LoadedModel, settings: Settings) -> Served:
     """``loaded`` with batchers sized by the settings, counting batches as ``name``."""
     run = functools.partial(run_estimator, loaded.engine)
     on_batch = functools.partial(metrics.observe_batch, name, loaded.version)
-    max_rows, max_wait_s = settings.batch_max_rows, settings.batch_max_wait_ms / 1000
+    max_rows = settings.batch_max_rows or batch_rows_for(loaded.estimator)
+    max_wait_s = settings.batch_max_wait_ms / 1000
     return Served(
         loaded,
         Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch),
         ThreadBatcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch),
     )
+
+
+TREE_BATCH_ROWS = 1024
+"""Rows per call for tree ensembles: measured on the bench's forest, 64-row requests at c=32
+answered 1.26-1.30 times as many requests as with 64 (their nodes leave the CPU caches between
+calls; one call over many rows brings them back once)."""
+BATCH_ROWS = 64
+"""Rows per call for other models: measured on a linear model, 64-row requests at c=32 answered
+0.72-0.83 times as many with 1,024; why was not established."""
+
+
+def batch_rows_for(estimator: Any) -> int:
+    """The default ``batch_max_rows`` for a model: high for tree ensembles, 64 for others."""
+    return TREE_BATCH_ROWS if convertible(estimator) else BATCH_ROWS
 
 
 def upgrade_in_background(name: str, loaded: LoadedModel) -> threading.Thread | None:

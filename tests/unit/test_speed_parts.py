@@ -17,6 +17,8 @@ from sklearn.ensemble import (
     RandomForestClassifier,
 )
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from predictor.errors import OverloadedError, PayloadError
@@ -25,6 +27,7 @@ from predictor.inference.batching import Batcher, ThreadBatcher
 from predictor.inference.cache import PredictionCache
 from predictor.inference.fastpath import SklearnEngine, choose_engine, compile_estimator, probe_rows
 from predictor.server.admission import AdmissionLimit
+from predictor.server.serving import batch_rows_for
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(600, 6))
@@ -302,3 +305,12 @@ def test_cache_is_bounded_keyed_by_version_and_input() -> None:
     assert cache.get(keys[1]) is None  # type: ignore[arg-type]
     assert cache.get(keys[2]) is not None  # type: ignore[arg-type]
     assert PredictionCache(size=0).key("v1", ("predict",), rows) is None
+
+
+def test_tree_ensembles_batch_more_rows_per_call_by_default() -> None:
+    x, y = np.random.default_rng(0).normal(size=(50, 3)), np.arange(50) % 2
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y)
+    in_pipeline = Pipeline([("scale", StandardScaler()), ("trees", forest)]).fit(x, y)
+    linear = LogisticRegression().fit(x, y)
+    assert [batch_rows_for(m) for m in (forest, in_pipeline, linear)] == [1024, 1024, 64]
+    assert batch_rows_for(DecisionTreeClassifier().fit(x, y)) == 1024
