@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     """Comma-separated model URIs served together as arms of a multi-armed bandit: each request
     is answered by one, chosen by bandit_policy, which learns from POST .../feedback."""
 
+    bandit_model_sha256s: str | None = Field(default=None, min_length=1)
+    """Comma-separated hex sha256 digests the arms' artifacts must match, one per URI of
+    bandit_model_uris and in its order, as model_sha256 for a single model."""
+
     bandit_policy: Literal["thompson", "epsilon_greedy", "ucb1"] = "thompson"
     """How the bandit picks the arm for a request."""
 
@@ -146,6 +150,12 @@ class Settings(BaseSettings):
             raise ValueError("model_uri or model_dir: required, missing")
         if len(self.bandit_uris) == 1:
             raise ValueError("bandit_model_uris: a bandit needs two URIs or more")
+        pins = self.bandit_pins
+        if pins and len(pins) != len(self.bandit_uris):
+            raise ValueError(
+                f"bandit_model_sha256s: expected one digest per arm ({len(self.bandit_uris)}), "
+                f"got {len(pins)}"
+            )
         if self.shadow_model_uri is not None and self.shadow_url is not None:
             raise ValueError("shadow_model_uri and shadow_url: set one, not both")
         return self
@@ -173,6 +183,11 @@ class Settings(BaseSettings):
         """The bandit's arms, in order (empty: no bandit)."""
         return [u.strip() for u in (self.bandit_model_uris or "").split(",") if u.strip()]
 
+    @property
+    def bandit_pins(self) -> list[str]:
+        """The arms' digests, in order (empty: the arms are not pinned)."""
+        return [_sha256(d) for d in (self.bandit_model_sha256s or "").split(",") if d.strip()]
+
     def for_arm(self, index: int) -> Settings:
         """The settings that load bandit arm ``index``: its URI, its own download folder."""
         download = self.download_dir / f"arm-{index}" if self.download_dir is not None else None
@@ -180,7 +195,7 @@ class Settings(BaseSettings):
             update={
                 "model_uri": self.bandit_uris[index],
                 "model_dir": None,
-                "model_sha256": None,
+                "model_sha256": self.bandit_pins[index] if self.bandit_pins else None,
                 "download_dir": download,
                 "bandit_model_uris": None,
             }
@@ -191,10 +206,27 @@ class Settings(BaseSettings):
     def _check_sha256(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        value = value.strip().lower().removeprefix("sha256:")
-        if not _SHA256.match(value):
-            raise ValueError("expected 64 hex characters (a sha256 digest)")
+        return _sha256(value)
+
+    @field_validator("bandit_model_sha256s")
+    @classmethod
+    def _check_sha256s(cls, value: str | None) -> str | None:
+        for digest in (value or "").split(","):
+            if digest.strip():
+                _sha256(digest)
         return value
+
+
+def _sha256(value: str) -> str:
+    """``value`` as a bare lower-case hex digest (``sha256:`` prefix allowed).
+
+    Raises:
+        ValueError: it is not 64 hex characters.
+    """
+    value = value.strip().lower().removeprefix("sha256:")
+    if not _SHA256.match(value):
+        raise ValueError("expected 64 hex characters (a sha256 digest)")
+    return value
 
 
 def load_settings(overrides: dict[str, Any]) -> Settings:

@@ -36,6 +36,7 @@ from predictor.server.serving import Arms, load_served, upgrade_in_background
 from predictor.settings import Settings
 from predictor.shadow.runner import ShadowRunner
 from predictor.shadow.setup import shadow_runner
+from predictor.shadow.targets import ShadowModel
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ class SklearnModel(Model):  # type: ignore[misc]
         arms = self._arms.served if self._arms is not None else []
         for loaded in [self.loaded] + [a.loaded for a in arms[1:]]:
             upgrade_in_background(self.name, loaded)
+        shadow = self._shadow.target if self._shadow is not None else None
+        if isinstance(shadow, ShadowModel):
+            upgrade_in_background(self.name, shadow.loaded, shadow=True)
 
     def _arm(self) -> tuple[int | None, LoadedModel]:
         """The arm that answers this request (None without a bandit) and its model."""

@@ -6,6 +6,7 @@ Picklable parts only: uvicorn workers receive the model pickled.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from predictor.inference.native import convertible
 from predictor.protocol.tensors import new_id
 from predictor.server import metrics
 from predictor.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,14 @@ def batch_rows_for(estimator: Any) -> int:
     return TREE_BATCH_ROWS if convertible(estimator) else BATCH_ROWS
 
 
-def upgrade_in_background(name: str, loaded: LoadedModel) -> threading.Thread | None:
+def upgrade_in_background(
+    name: str, loaded: LoadedModel, *, shadow: bool = False
+) -> threading.Thread | None:
     """Convert a bare pickle for the native engine on a thread, switching when it is verified.
 
-    The model serves meanwhile on the engine it loaded with; the metrics follow the switch.
-    None when there is nothing to convert.
+    The model serves meanwhile on the engine it loaded with; the metrics follow the switch (a
+    ``shadow`` model has no series of its own: its switch is only logged). None when there is
+    nothing to convert.
     """
     upgrade = loaded.native_upgrade
     if upgrade is None or loaded.engine.switched:
@@ -71,7 +77,11 @@ def upgrade_in_background(name: str, loaded: LoadedModel) -> threading.Thread | 
 
     def convert() -> None:
         before = loaded.engine.name
-        if upgrade.run(loaded.engine):
+        if not upgrade.run(loaded.engine):
+            return
+        if shadow:
+            logger.info("shadow model %s: now on the %s engine", loaded.version, loaded.engine.name)
+        else:
             metrics.engine_switched(
                 name,
                 loaded.version,

@@ -130,6 +130,25 @@ def test_responses_name_their_arm_and_feedback_is_checked(
     assert not_bandit.status_code == 404
 
 
+def test_each_arm_can_be_pinned_by_its_digest(server: ServerFactory, arms: dict[str, Path]) -> None:
+    a, b = sha256_file(arms["A"]), sha256_file(arms["B"])
+    pinned = server.start(
+        None, args=bandit_args(arms, "ucb1", "--bandit_model_sha256s", f"{a},{b}")
+    )
+    answer = httpx.post(f"{pinned.url}/v1/models/model:predict", json={"instances": ROW})
+    assert answer.status_code == 200 and answer.json()["model_version"] == a[:12]  # ucb1: A first
+
+    wrong = bandit_args(arms, "ucb1", "--bandit_model_sha256s", f"{a},{a}")
+    refused = server.run_to_exit(None, args=wrong)
+    assert refused.process.returncode == 1, refused.log()
+    assert "sha256" in refused.log()
+    miscounted = server.run_to_exit(
+        None, args=bandit_args(arms, "ucb1", "--bandit_model_sha256s", a)
+    )
+    assert miscounted.process.returncode == 2, miscounted.log()
+    assert "expected one digest per arm (2), got 1" in miscounted.log()
+
+
 def metric(server: RunningServer, name: str) -> dict[str, float]:
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text):

@@ -23,6 +23,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from prometheus_client.parser import text_string_to_metric_families
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from predictor.artifact.storage import sha256_file
@@ -145,6 +146,30 @@ def test_callers_get_the_primary_and_the_shadow_is_compared_and_logged(
     assert f"agreement: {sum(r['agree'] for r in lines) / len(lines):.4f}" in report.stdout
     assert "confusion (rows: primary label, columns: shadow label):" in report.stdout
     assert "PSI of shadow vs primary outputs:" in report.stdout
+
+
+def test_a_bare_forest_as_shadow_moves_to_the_native_engine_and_keeps_comparing(
+    server: ServerFactory, models: dict[str, Path], tmp_path: Path
+) -> None:
+    labels = np.where(X[:, 0] - X[:, 1] > 0, "up", "down")
+    forest = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(X, labels)
+    joblib.dump(forest, tmp_path / "forest.joblib")
+    running = server.start(
+        str(models["primary"]), args=["--shadow_model_uri", str(tmp_path / "forest.joblib")]
+    )
+    deadline = time.monotonic() + 60
+    while "now on the ONNX Runtime" not in running.log():
+        assert time.monotonic() < deadline, running.log()[-3000:]
+        time.sleep(0.2)
+    assert f"shadow model {sha256_file(tmp_path / 'forest.joblib')[:12]}: now on" in running.log()
+    info = httpx.get(f"{running.url}/metrics").text
+    assert "RandomForest" not in info  # the primary's model_info is the primary's alone
+
+    answer = httpx.post(f"{running.url}/v1/models/model:predict", json={"instances": ROWS.tolist()})
+    assert answer.status_code == 200
+    counts = wait_for_rows(running, len(ROWS))
+    expected = int((forest.predict(ROWS) == np.asarray(answer.json()["predictions"])).sum())
+    assert abs(counts["agree"] - expected) <= 1, (counts, expected)
 
 
 def test_a_mirror_endpoint_is_compared_as_a_shadow(

@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from predictor.bandit.policies import ArmStats, choose, selection_probabilities
 from predictor.bandit.router import reward_of
 from predictor.bandit.state import MemoryState
 from predictor.errors import FeedbackNotFoundError, PayloadError
+from predictor.settings import Settings
 from predictor.shadow.compare import compare
 from predictor.shadow.report import psi, summarize
 from predictor.shadow.runner import SHADOW_DROPPED, SHADOW_PREDICTIONS, Offered, ShadowRunner
@@ -183,3 +185,14 @@ def test_requests_that_asked_for_different_outputs_are_each_compared_with_their_
     agreed = SHADOW_PREDICTIONS.labels("m-groups", "1", "2", "agree")._value.get()
     disagreed = SHADOW_PREDICTIONS.labels("m-groups", "1", "2", "disagree")._value.get()
     assert (agreed, disagreed) == (2, 2)
+
+
+def test_each_bandit_arm_loads_with_its_own_pin() -> None:
+    a, b = "a" * 64, "B" * 64
+    settings = Settings(
+        bandit_model_uris="x.joblib,y.joblib", bandit_model_sha256s=f"{a}, sha256:{b}"
+    )
+    assert [settings.for_arm(i).model_sha256 for i in (0, 1)] == [a, "b" * 64]
+    assert Settings(bandit_model_uris="x.joblib,y.joblib").for_arm(1).model_sha256 is None
+    with pytest.raises(ValidationError, match="expected 64 hex characters"):
+        Settings(bandit_model_uris="x.joblib,y.joblib", bandit_model_sha256s=f"{a},nope")
