@@ -78,6 +78,8 @@ def inference_route(path: str) -> Route | None:
 
 ROUTE_KEY = "predictor.route"
 """Where ``MetricsMiddleware`` leaves the inference route it matched, for the endpoint."""
+ANSWERED_BY_KEY = "predictor.answered_by"
+"""Where the endpoint leaves the version of the bandit arm that answered, for the metrics."""
 
 
 class RawResponse:
@@ -193,7 +195,9 @@ class InferenceEndpoint:
             answer, split = await model.infer_v2_rest(request)
         extra = {VERSION_HEADER: model.version}
         if model.is_bandit and isinstance(answer, dict):  # the arm that answered
-            extra[VERSION_HEADER] = str(answer.get("model_version", model.version))
+            extra[VERSION_HEADER] = scope[ANSWERED_BY_KEY] = str(
+                answer.get("model_version", model.version)
+            )
             if "id" in answer:
                 extra[REQUEST_ID_HEADER] = str(answer["id"])
         if isinstance(answer, bytes):

@@ -85,6 +85,8 @@ class ThreadedServicer:
                 status, detail = grpc_status(e, request.id, f"gRPC inference on model {name}")
             finally:
                 version = model.version if served else "unknown"
+                if served and model.is_bandit and status is grpc.StatusCode.OK:
+                    version = response.model_version  # the arm that answered
                 metrics.observe_request(name, version, "grpc", status.name, flight.elapsed)
         context.abort(status, detail)
         raise AssertionError("context.abort() returned")  # it raises; this line is not reached

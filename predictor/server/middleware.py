@@ -18,7 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor.errors import BodyTooLargeError
 from predictor.server import metrics
-from predictor.server.asgi import ROUTE_KEY, Handler, InferenceEndpoint, header, inference_route
+from predictor.server.asgi import (
+    ANSWERED_BY_KEY,
+    ROUTE_KEY,
+    Handler,
+    InferenceEndpoint,
+    header,
+    inference_route,
+)
 from predictor.server.failures import error_response
 from predictor.server.model import SklearnModel
 
@@ -133,6 +140,7 @@ class FrontDoor:
                 raise
             finally:
                 if status is not None:
+                    version = scope.get(ANSWERED_BY_KEY, version)  # a bandit's arm
                     metrics.observe_request(name, version, route[1], str(status), flight.elapsed)
 
 

@@ -41,9 +41,10 @@ logger = logging.getLogger(__name__)
 
 MAX_DRAIN = 256
 """Most queued requests the worker takes at once for one shadow call."""
-WAKE_S = 0.02
+WAKE_S = 0.1
 """How often the worker looks at the queue (requests never wake it: that would cost a thread
-switch each, on the serving cores)."""
+switch each, on the serving cores). Measured against 0.02 s on the linear model's 1-row v2 cell
+at c=32: 1.05 times the requests per second with the shadow on (8 rounds, 6 in its favour)."""
 
 SHADOW_PREDICTIONS = Counter(
     "predictor_shadow_predictions",
@@ -163,8 +164,13 @@ class ShadowRunner:
         assert pending is not None
         while True:
             stopping = self._stopping.wait(WAKE_S)
-            while pending:
+            # Only what queued before this wake, then sleep again: a worker that chased requests
+            # one by one would hold the GIL against the event loop in turns and slow every
+            # caller. A shadow that cannot keep up fills the queue instead (drops are counted).
+            left = len(pending)
+            while left > 0 or (stopping and pending):
                 items = [pending.popleft() for _ in range(min(MAX_DRAIN, len(pending)))]
+                left -= len(items)
                 try:
                     self.handle(items)
                 except Exception:  # the shadow must never take the server down

@@ -91,6 +91,13 @@ def test_every_policy_learns_to_send_most_traffic_to_the_better_arm(
     last = chosen[-400:]
     assert last.count("B") >= 0.8 * len(last), f"{policy}: {last.count('B')} of 400 to B"
     assert "A" in chosen  # it explored
+    counted = {}  # the request metrics name the arm that answered, as the responses do
+    text = httpx.get(f"{running.url}/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "predictor_requests_total" and sample.labels["protocol"] == "v1":
+                counted[versions(arms)[sample.labels["version"]]] = sample.value
+    assert counted == {"A": chosen.count("A"), "B": chosen.count("B")}
 
 
 def test_responses_name_their_arm_and_feedback_is_checked(
@@ -113,6 +120,13 @@ def test_responses_name_their_arm_and_feedback_is_checked(
     tensor.contents.fp64_contents.extend(ROW[0])
     reply = stub.ModelInfer(request)
     assert reply.model_version in by_version and reply.id  # a new id, to give feedback for
+    grpc_counted = [
+        s.labels["version"]
+        for family in text_string_to_metric_families(httpx.get(f"{running.url}/metrics").text)
+        for s in family.samples
+        if s.name == "predictor_requests_total" and s.labels["protocol"] == "grpc"
+    ]
+    assert grpc_counted == [reply.model_version]  # counted as the arm that answered
 
     feedback = f"{running.url}/v2/models/model/feedback"
     first = httpx.post(feedback, json={"id": reply.id, "reward": 1})
