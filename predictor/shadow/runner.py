@@ -194,15 +194,16 @@ class ShadowRunner:
         groups: dict[tuple[str, ...], list[int]] = {}
         for k, item in enumerate(items):
             groups.setdefault(tuple(item.results), []).append(k)
+        # The usual case, one group (every request asked alike), compares the answers as they are.
+        offsets = np.cumsum([0] + [i.n_rows for i in items]) if len(groups) > 1 else None
         agree = disagree = 0
         deltas: list[np.ndarray] = []
         records: list[dict[str, Any]] = []
         for names, members in groups.items():
             primary = {n: _stacked([items[k].results[n] for k in members]) for n in names}
-            if len(members) == len(items):  # the usual case: every request asked alike
+            if offsets is None:
                 theirs = answers
             else:
-                offsets = np.cumsum([0] + [i.n_rows for i in items])
                 rows = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in members])
                 theirs = {n: v[rows] for n, v in answers.items()}
             found = compare(
