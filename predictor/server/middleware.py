@@ -93,7 +93,7 @@ class MetricsMiddleware:
                 raise
             finally:
                 if status is not None:
-                    metrics.observe_request(name, version, route[1], str(status), flight.elapsed)
+                    _observe(scope, name, version, route[1], status, flight.elapsed)
 
 
 class FrontDoor:
@@ -140,8 +140,7 @@ class FrontDoor:
                 raise
             finally:
                 if status is not None:
-                    version = scope.get(ANSWERED_BY_KEY, version)  # a bandit's arm
-                    metrics.observe_request(name, version, route[1], str(status), flight.elapsed)
+                    _observe(scope, name, version, route[1], status, flight.elapsed)
 
 
 def labels_for(registry: ModelRepository, asked: str) -> tuple[str, str]:
@@ -154,6 +153,14 @@ def labels_for(registry: ModelRepository, asked: str) -> tuple[str, str]:
     if isinstance(model, SklearnModel) and model.ready:
         return asked, model.version
     return "unknown", "unknown"
+
+
+def _observe(
+    scope: Scope, name: str, version: str, protocol: str, status: int, seconds: float
+) -> None:
+    """Count a finished request, under the bandit arm that answered when the endpoint named one."""
+    version = scope.get(ANSWERED_BY_KEY, version)
+    metrics.observe_request(name, version, protocol, str(status), seconds)
 
 
 def declared_length(scope: Scope) -> int:
