@@ -188,18 +188,16 @@ class InferenceEndpoint:
             body = event.data
         if protocol == "v1":
             answer: Any = await model.infer_v1(parse_json(body))
-            split = None
+            split, version, answer_id = None, answer.get("model_version"), answer.get("id")
         else:
             json_length = header(scope, JSON_LENGTH_HEADER.encode())
             request = parse_infer_body(body, json_length=json_length, model_name=name)
-            answer, split = await model.infer_v2_rest(request)
+            answer, split, version, answer_id = await model.infer_v2_rest(request)
         extra = {VERSION_HEADER: model.version}
-        if model.is_bandit and isinstance(answer, dict):  # the arm that answered
-            extra[VERSION_HEADER] = scope[ANSWERED_BY_KEY] = str(
-                answer.get("model_version", model.version)
-            )
-            if "id" in answer:
-                extra[REQUEST_ID_HEADER] = str(answer["id"])
+        if model.is_bandit:  # the arm that answered, and the id its feedback names
+            extra[VERSION_HEADER] = scope[ANSWERED_BY_KEY] = str(version or model.version)
+            if answer_id is not None:
+                extra[REQUEST_ID_HEADER] = str(answer_id)
         if isinstance(answer, bytes):
             extra[JSON_LENGTH_HEADER] = str(split)
             content, media_type = answer, OCTETS

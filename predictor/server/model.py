@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from kserve import Model
 from kserve.metrics import PREDICT_HIST_TIME
@@ -39,6 +39,17 @@ from predictor.shadow.setup import shadow_runner
 from predictor.shadow.targets import ShadowModel
 
 logger = logging.getLogger(__name__)
+
+
+class RestAnswer(NamedTuple):
+    """A v2 REST answer, and who gave it (a bandit's arm, for the headers and the metrics)."""
+
+    body: dict[str, Any] | bytes
+    json_length: int | None
+    """The JSON part's length when ``body`` is a binary answer (bytes); None for JSON."""
+    version: str
+    """The version that answered: the model's, or the bandit arm's."""
+    request_id: str | None
 
 
 class SklearnModel(Model):  # type: ignore[misc]
@@ -193,13 +204,14 @@ class SklearnModel(Model):  # type: ignore[misc]
             request_id=self._pulled(arm, message.id) or "",
         )
 
-    async def infer_v2_rest(
-        self, request: InferRequest
-    ) -> tuple[dict[str, Any] | bytes, int | None]:
+    async def infer_v2_rest(self, request: InferRequest) -> RestAnswer:
         """Answer a v2 REST request: a JSON document, or bytes and the JSON length if binary."""
         if wants_binary(request):
-            body, json_length = (await self.infer_v2(request)).to_rest()
-            return body, json_length
+            response = await self.infer_v2(request)
+            body, json_length = response.to_rest()
+            return RestAnswer(
+                body, json_length, response.model_version or self.version, response.id
+            )
         loaded, batch, results = await self._answer_v2(request)
         document = encode_v2_json(
             results,
@@ -209,7 +221,7 @@ class SklearnModel(Model):  # type: ignore[misc]
             version=loaded.version,
             request_id=request.id,
         )
-        return document, None
+        return RestAnswer(document, None, loaded.version, request.id)
 
     def _response(
         self, loaded: LoadedModel, batch: Batch, results: Results, request: InferRequest

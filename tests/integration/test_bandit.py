@@ -9,6 +9,7 @@ same id changes nothing. With ``--bandit_state redis://``, what was learned surv
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -114,6 +115,28 @@ def test_responses_name_their_arm_and_feedback_is_checked(
     )
     assert v2.status_code == 200 and v2.json()["id"] == "q-1"
     assert v2.json()["model_version"] in by_version
+    binary = httpx.post(  # binary outputs: the JSON part names the arm, and so do the headers
+        f"{running.url}/v2/models/model/infer",
+        json={
+            "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": ROW}],
+            "parameters": {"binary_data_output": True},
+        },
+    )
+    assert binary.status_code == 200, binary.text
+    header = json.loads(binary.content[: int(binary.headers["inference-header-content-length"])])
+    assert header["model_version"] in by_version
+    assert binary.headers["x-model-version"] == header["model_version"]
+    assert binary.headers["x-request-id"] == header["id"]
+    v2_counted = {
+        s.labels["version"]: s.value
+        for family in text_string_to_metric_families(httpx.get(f"{running.url}/metrics").text)
+        for s in family.samples
+        if s.name == "predictor_requests_total" and s.labels["protocol"] == "v2"
+    }
+    expected: dict[str, float] = {}
+    for answered in (v2.json()["model_version"], header["model_version"]):
+        expected[answered] = expected.get(answered, 0) + 1
+    assert v2_counted == expected  # each counted as the arm that answered
     stub = GRPCInferenceServiceStub(grpc.insecure_channel(running.grpc_target))
     request = pb.ModelInferRequest(model_name="model")
     tensor = request.inputs.add(name="x", datatype="FP64", shape=[1, 3])
