@@ -186,7 +186,7 @@ class Settings(BaseSettings):
     @property
     def bandit_pins(self) -> list[str]:
         """The arms' digests, in order (empty: the arms are not pinned)."""
-        return [_sha256(d) for d in (self.bandit_model_sha256s or "").split(",") if d.strip()]
+        return self.bandit_model_sha256s.split(",") if self.bandit_model_sha256s else []
 
     def for_arm(self, index: int) -> Settings:
         """The settings that load bandit arm ``index``: its URI, its own download folder."""
@@ -211,10 +211,8 @@ class Settings(BaseSettings):
     @field_validator("bandit_model_sha256s")
     @classmethod
     def _check_sha256s(cls, value: str | None) -> str | None:
-        for digest in (value or "").split(","):
-            if digest.strip():
-                _sha256(digest)
-        return value
+        digests = [_sha256(d) for d in (value or "").split(",") if d.strip()]
+        return ",".join(digests) or None
 
 
 def _sha256(value: str) -> str:

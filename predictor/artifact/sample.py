@@ -51,12 +51,9 @@ def sample_features(frame: pd.DataFrame, signature: Signature) -> list[dict[str,
     """
     columns = [str(c) for c in frame.columns]
     if signature.feature_names is not None:
-        missing = [n for n in signature.feature_names if n not in columns]
-        if missing:
-            raise PublishError(
-                f"the sample lacks the feature column(s) {', '.join(missing)}; "
-                f"the model takes: {', '.join(signature.feature_names)}"
-            )
+        lacking = signature.lacking(columns)
+        if lacking is not None:
+            raise PublishError(f"the sample {lacking}")
         names = list(signature.feature_names)
     else:
         if signature.n_features is not None and len(columns) != signature.n_features:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -104,6 +105,22 @@ class Signature:
             return OutputSpec(PREDICT, self.label_datatype)
         width = (len(self.classes),) if self.classes is not None else ()
         return OutputSpec(name, NUMERIC, width if name == PREDICT_PROBA else ())
+
+    def lacking(self, columns: Iterable[str]) -> str | None:
+        """Why a table with ``columns`` cannot feed this model by name; None when it can.
+
+        Only for models fitted with feature names (others take columns by position).
+        """
+        if self.feature_names is None:
+            return None
+        present = set(columns)
+        missing = [n for n in self.feature_names if n not in present]
+        if not missing:
+            return None
+        return (
+            f"lacks the feature column(s) {', '.join(missing)}; "
+            f"the model takes: {', '.join(self.feature_names)}"
+        )
 
     def feature_label(self, index: int) -> str:
         """How messages name feature ``index``: its name when known, else its position."""

@@ -54,12 +54,9 @@ def input_columns(names: Sequence[str], signature: Signature, id_column: str | N
     if id_column is not None and id_column not in present:
         raise ScoringError(f"the input has no id column {id_column!r} (--id_column)")
     if signature.feature_names is not None:
-        missing = [n for n in signature.feature_names if n not in present]
-        if missing:
-            raise ScoringError(
-                f"the input lacks the feature column(s) {', '.join(missing)}; "
-                f"the model takes: {', '.join(signature.feature_names)}"
-            )
+        lacking = signature.lacking(present)
+        if lacking is not None:
+            raise ScoringError(f"the input {lacking}")
         return Columns(signature.feature_names, id_column)
     rest = tuple(n for n in present if n != id_column)
     width = 1 if signature.text else signature.n_features

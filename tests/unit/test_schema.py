@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.cluster import KMeans
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.ensemble import HistGradientBoostingRegressor, IsolationForest
@@ -14,6 +15,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
+from predictor.artifact.sample import sample_features
+from predictor.errors import PublishError
 from predictor.inference.signature import OutputSpec, signature_of
 
 X = np.random.default_rng(0).normal(size=(60, 3))
@@ -86,3 +89,26 @@ def test_every_output_with_its_type_and_shape() -> None:
         OutputSpec("predict", "INT64"),
         OutputSpec("transform", "FP64", (2,)),
     )
+
+
+def test_a_sample_names_each_feature_type_and_must_hold_every_named_column() -> None:
+    model = make_pipeline(
+        ColumnTransformer(
+            [("cat", OneHotEncoder(), ["city", "kind"]), ("num", StandardScaler(), ["size"])]
+        ),
+        LogisticRegression(),
+    ).fit(FRAME, Y)
+    signature = signature_of(model)
+
+    features = sample_features(FRAME[["kind", "size", "city"]], signature)  # any order
+
+    assert features == [
+        {"name": "city", "dtype": "BYTES"},
+        {"name": "size", "dtype": "FP64"},
+        {"name": "kind", "dtype": "BYTES"},
+    ]
+    assert signature.lacking(["city", "size", "kind", "extra"]) is None
+    with pytest.raises(
+        PublishError, match=r"the sample lacks the feature column\(s\) kind; the model takes: city"
+    ):
+        sample_features(FRAME[["size", "city"]], signature)
