@@ -128,14 +128,15 @@ def binary_headers(attributes: dict[str, str]) -> dict[str, str]:
     return {f"ce-{name}": value for name, value in attributes.items()}
 
 
-def structured_body(attributes: dict[str, str], data: Any, content_type: str) -> bytes:
+def structured_body(attributes: dict[str, str], content: bytes, content_type: str) -> bytes:
     """A structured-mode answer: the attributes and the prediction as ``data``.
 
-    ``data`` is a JSON document (already parsed) or raw bytes, which go in ``data_base64``.
+    ``content`` is the answer as sent in binary mode: a JSON document goes in ``data`` as it
+    is (not parsed and serialized again), other bytes go in ``data_base64``.
     """
     event: dict[str, Any] = dict(attributes, datacontenttype=content_type)
-    if isinstance(data, bytes):
-        event["data_base64"] = base64.b64encode(data).decode("ascii")
+    if content_type == "application/json":
+        event["data"] = orjson.Fragment(content)
     else:
-        event["data"] = data
-    return orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY)
+        event["data_base64"] = base64.b64encode(content).decode("ascii")
+    return orjson.dumps(event)

@@ -210,7 +210,7 @@ class InferenceEndpoint:
         if event.mode == BINARY:
             extra.update(binary_headers(attributes))
             return RawResponse(content, media_type, extra)
-        return RawResponse(structured_body(attributes, answer, media_type), STRUCTURED, extra)
+        return RawResponse(structured_body(attributes, content, media_type), STRUCTURED, extra)
 
 
 async def read_body(receive: Receive, max_bytes: int | None = None) -> bytes:

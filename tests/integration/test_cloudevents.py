@@ -6,6 +6,8 @@ Binary mode (``ce-*`` headers) is answered as stock KServe answers it; structure
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,6 +105,21 @@ def test_structured_mode_gets_a_structured_event_back(
     predictions = answer["predictions"] if path == V1 else answer["outputs"][0]["data"]
     assert predictions == expected
     assert answer["model_version"] == response.headers["x-model-version"]
+
+
+def test_a_structured_event_asking_binary_outputs_gets_them_base64(running: RunningServer) -> None:
+    data = dict(v2_body(), parameters={"binary_data_output": True})
+    headers, body = to_structured(request_event(data))
+    response = httpx.post(running.url + V2, headers=headers, content=body)
+
+    assert response.status_code == 200, response.text
+    event = json.loads(response.content)
+    assert event["datacontenttype"] == "application/octet-stream" and "data" not in event
+    raw = base64.b64decode(event["data_base64"])
+    length = int(response.headers["inference-header-content-length"])
+    header = json.loads(raw[:length])
+    sizes = [o["parameters"]["binary_data_size"] for o in header["outputs"]]
+    assert header["id"] == "trip-7" and sizes and len(raw) == length + sum(sizes)
 
 
 def test_a_binary_event_missing_a_header_gets_400_naming_it(running: RunningServer) -> None:
