@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -207,6 +208,19 @@ def served_app(model_uri: str, *, name: str = "model", max_body_bytes: int = 1 <
     return rest.served(app, handlers=app.exception_handlers)
 
 
+def await_native_engines(timeout: float = 120.0) -> None:
+    """Wait for every background conversion to the native engine to end.
+
+    They convert under ``warnings.catch_warnings``, which swaps the process's filters and is
+    not thread-safe: one running while FastAPI builds routes (FastAPI silences a pydantic
+    warning the same way) can restore filters under it, and pytest's "error" filter turns that
+    warning into a failure.
+    """
+    for thread in threading.enumerate():
+        if thread.name.startswith("native-engine-"):
+            thread.join(timeout)
+
+
 def _wired(
     model_uri: str, *, name: str, max_body_bytes: int
 ) -> tuple[PredictorRESTServer, FastAPI]:
@@ -214,6 +228,7 @@ def _wired(
         name, settings=Settings(model_uri=model_uri, max_body_bytes=max_body_bytes)
     )
     model.load()
+    await_native_engines()
     registry = ModelRepository()
     registry.update(model)
     dataplane = DataPlane(model_registry=registry)

@@ -24,7 +24,6 @@ from predictor.artifact.gate import Loader
 from predictor.artifact.loader import LoadedModel, load_model
 from predictor.errors import FeedbackNotFoundError, ModelNotReadyError
 from predictor.inference.batch import Batch, Results
-from predictor.inference.batching import Batcher, ThreadBatcher
 from predictor.inference.cache import PredictionCache
 from predictor.protocol.v1 import decode_v1, encode_v1
 from predictor.protocol.v2 import decode_v2, encode_v2, encode_v2_json, wants_binary
@@ -32,7 +31,7 @@ from predictor.protocol.v2_grpc import decode_grpc, encode_v2_grpc
 from predictor.server import metrics
 from predictor.server.admission import AdmissionLimit
 from predictor.server.metadata import input_types, model_metadata, output_types
-from predictor.server.serving import Arms, load_served, upgrade_in_background
+from predictor.server.serving import Arms, Served, load_served, upgrade_in_background
 from predictor.settings import Settings
 from predictor.shadow.runner import ShadowRunner
 from predictor.shadow.setup import shadow_runner
@@ -60,8 +59,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._settings = settings
         self._loader = loader
         self._loaded: LoadedModel | None = None
-        self._batcher: Batcher | None = None
-        self._thread_batcher: ThreadBatcher | None = None
+        self._served: Served | None = None
+        """The model (a bandit's first arm) and its batchers; set by ``load()``."""
         self._cache = PredictionCache(settings.cache_size)
         self._admission = AdmissionLimit(settings.max_in_flight, name)
         self._shadow: ShadowRunner | None = None
@@ -75,8 +74,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         Raises:
             ArtifactError: the model must not serve; ``AcceptanceError`` when its own tests fail.
         """
-        first, self._arms = load_served(self.name, self._settings, self._loader)
-        loaded, self._batcher, self._thread_batcher = first.loaded, first.batcher, first.threaded
+        self._served, self._arms = load_served(self.name, self._settings, self._loader)
+        loaded = self._served.loaded
         self._loaded = loaded
         self._cache = PredictionCache(self._settings.cache_size)
         self._shadow = shadow_runner(self.name, loaded, self._settings, loader=self._loader)
@@ -254,14 +253,8 @@ class SklearnModel(Model):  # type: ignore[misc]
     ) -> Results:
         key, results = self._cached(loaded, batch)
         if results is None:
-            batcher = (
-                self._batcher
-                if arm is None or self._arms is None
-                else self._arms.served[arm].batcher
-            )
-            assert batcher is not None  # set by load(), with _loaded
             started = time.perf_counter()
-            results = await batcher.submit(batch)
+            results = await self._batchers(arm).batcher.submit(batch)
             self._computed(loaded, batch, key, results, started, request_id)
         return results
 
@@ -272,18 +265,20 @@ class SklearnModel(Model):  # type: ignore[misc]
         request_id: str | None = None,
         arm: int | None = None,
     ) -> Results:
+        """``_results`` for gRPC's worker threads: batched with them, on the calling thread."""
         key, results = self._cached(loaded, batch)
         if results is None:
-            batcher = (
-                self._thread_batcher
-                if arm is None or self._arms is None
-                else self._arms.served[arm].threaded
-            )
-            assert batcher is not None  # set by load(), with _loaded
             started = time.perf_counter()
-            results = batcher.submit(batch)
+            results = self._batchers(arm).threaded.submit(batch)
             self._computed(loaded, batch, key, results, started, request_id)
         return results
+
+    def _batchers(self, arm: int | None) -> Served:
+        """The batchers of the arm that answers (the model's own without a bandit)."""
+        if arm is not None and self._arms is not None:
+            return self._arms.served[arm]
+        assert self._served is not None  # set by load(), with _loaded
+        return self._served
 
     def _cached(self, loaded: LoadedModel, batch: Batch) -> tuple[Any, Results | None]:
         """The cache key for ``batch`` (None if not cacheable) and its cached results, if any."""
