@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 from kserve import Model
 from kserve.metrics import PREDICT_HIST_TIME
@@ -31,24 +31,19 @@ from predictor.protocol.v2_grpc import decode_grpc, encode_v2_grpc
 from predictor.server import metrics
 from predictor.server.admission import AdmissionLimit
 from predictor.server.metadata import input_types, model_metadata, output_types
-from predictor.server.serving import Arms, Served, load_served, upgrade_in_background
+from predictor.server.serving import (
+    Arms,
+    RestAnswer,
+    Served,
+    load_served,
+    upgrade_in_background,
+)
 from predictor.settings import Settings
 from predictor.shadow.runner import ShadowRunner
 from predictor.shadow.setup import shadow_runner
 from predictor.shadow.targets import ShadowModel
 
 logger = logging.getLogger(__name__)
-
-
-class RestAnswer(NamedTuple):
-    """A v2 REST answer, and who gave it (a bandit's arm, for the headers and the metrics)."""
-
-    body: dict[str, Any] | bytes
-    json_length: int | None
-    """The JSON part's length when ``body`` is a binary answer (bytes); None for JSON."""
-    version: str
-    """The version that answered: the model's, or the bandit arm's."""
-    request_id: str | None
 
 
 class SklearnModel(Model):  # type: ignore[misc]

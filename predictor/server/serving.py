@@ -1,4 +1,4 @@
-"""A loaded model ready to answer: with its batchers; and a bandit's arms, each one of those.
+"""A loaded model ready to answer, with its batchers; a bandit's arms; who gave a REST answer.
 
 Picklable parts only: uvicorn workers receive the model pickled.
 """
@@ -9,7 +9,7 @@ import functools
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from predictor.artifact.bundle import runtime_versions
 from predictor.artifact.gate import Loader, load_accepted
@@ -24,6 +24,17 @@ from predictor.server import metrics
 from predictor.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class RestAnswer(NamedTuple):
+    """A v2 REST answer, and who gave it (a bandit's arm, for the headers and the metrics)."""
+
+    body: dict[str, Any] | bytes
+    json_length: int | None
+    """The JSON part's length when ``body`` is a binary answer (bytes); None for JSON."""
+    version: str
+    """The version that answered: the model's, or the bandit arm's."""
+    request_id: str | None
 
 
 @dataclass(frozen=True)
