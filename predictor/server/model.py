@@ -53,7 +53,6 @@ class SklearnModel(Model):  # type: ignore[misc]
         super().__init__(name, return_response_headers=True)
         self._settings = settings
         self._loader = loader
-        self._loaded: LoadedModel | None = None
         self._served: Served | None = None
         """The model (a bandit's first arm) and its batchers; set by ``load()``."""
         self._cache = PredictionCache(settings.cache_size)
@@ -71,7 +70,6 @@ class SklearnModel(Model):  # type: ignore[misc]
         """
         self._served, self._arms = load_served(self.name, self._settings, self._loader)
         loaded = self._served.loaded
-        self._loaded = loaded
         self._cache = PredictionCache(self._settings.cache_size)
         self._shadow = shadow_runner(self.name, loaded, self._settings, loader=self._loader)
         metrics.model_loaded(
@@ -141,9 +139,9 @@ class SklearnModel(Model):  # type: ignore[misc]
     @property
     def loaded(self) -> LoadedModel:
         """The loaded model; raises ModelNotReadyError (503) before ``load()`` succeeded."""
-        if self._loaded is None:
+        if self._served is None:
             raise ModelNotReadyError(self.name)
-        return self._loaded
+        return self._served.loaded
 
     @property
     def version(self) -> str:
@@ -272,7 +270,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         """The batchers of the arm that answers (the model's own without a bandit)."""
         if arm is not None and self._arms is not None:
             return self._arms.served[arm]
-        assert self._served is not None  # set by load(), with _loaded
+        assert self._served is not None  # set by load(), before any request is let in
         return self._served
 
     def _cached(self, loaded: LoadedModel, batch: Batch) -> tuple[Any, Results | None]:
