@@ -23,7 +23,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor.server.model import SklearnModel
-from predictor.server.model_server import PredictorRESTServer, RestOptions
+from predictor.server.model_server import PredictorRESTServer, RestOptions, start_native_engines
 from predictor.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -212,9 +212,9 @@ def await_native_engines(timeout: float = 120.0) -> None:
     """Wait for every background conversion to the native engine to end.
 
     They convert under ``warnings.catch_warnings``, which swaps the process's filters and is
-    not thread-safe: one running while FastAPI builds routes (FastAPI silences a pydantic
-    warning the same way) can restore filters under it, and pytest's "error" filter turns that
-    warning into a failure.
+    not thread-safe: one running while a later test's FastAPI builds routes (FastAPI silences a
+    pydantic warning the same way) can restore filters under it, and pytest's "error" filter
+    turns that warning into a failure.
     """
     for thread in threading.enumerate():
         if thread.name.startswith("native-engine-"):
@@ -228,7 +228,6 @@ def _wired(
         name, settings=Settings(model_uri=model_uri, max_body_bytes=max_body_bytes)
     )
     model.load()
-    await_native_engines()
     registry = ModelRepository()
     registry.update(model)
     dataplane = DataPlane(model_registry=registry)
@@ -241,4 +240,6 @@ def _wired(
     )
     app = FastAPI()
     rest.configure_app(app)
+    start_native_engines(registry)  # as the server does once its app is built
+    await_native_engines()
     return rest, app

@@ -81,13 +81,13 @@ class SklearnModel(Model):  # type: ignore[misc]
             engine=loaded.engine.name,
         )
         self.ready = True
-        self.start_native_engines()
         return True
 
     def start_native_engines(self) -> None:
         """Convert bare pickles for the native engine in the background (see ``engine_choice``).
 
-        Called once the model is ready, and in each uvicorn worker for its own copy.
+        The server calls it once the model is ready and its app is built, in each process that
+        serves (``model_server.start_native_engines``).
         """
         arms = self._arms.served if self._arms is not None else []
         for loaded in [self.loaded] + [a.loaded for a in arms[1:]]:

@@ -62,9 +62,6 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
         _die_with_parent()
         if kserve_args.configure_logging and not kserve_args.log_config_file:
             configure_logging(None, access_log=self.options.access_log)
-        for model in self.dataplane.model_registry.get_models().values():
-            if isinstance(model, SklearnModel) and model.ready:
-                model.start_native_engines()  # this worker's copy of the model
         super().run(sockets=sockets)
 
     def create_application(self) -> None:
@@ -78,6 +75,7 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
 
         self.configure_app(app)
         self._server.front = functools.partial(self.served, handlers=app.exception_handlers)
+        start_native_engines(self.dataplane.model_registry)  # in each process that serves REST
 
     def served(self, app: Any, handlers: Mapping[Any, Any]) -> Any:
         """What uvicorn serves for ``app``: our inference front door before it (``front_door``).
@@ -160,6 +158,18 @@ class DrainingServer(_RefreshingServer):  # type: ignore[misc]
                 metrics.model_draining(model.name)
         logger.info("draining: not ready, serving for %.1fs before shutting down", self.delay_s)
         threading.Timer(self.delay_s, super().handle_exit, args=(sig, frame)).start()
+
+
+def start_native_engines(registry: Any) -> None:
+    """Start converting the ready models' bare pickles for the native engine, in this process.
+
+    Only once the app is built: a conversion's ``warnings.catch_warnings`` is not thread-safe, and
+    one running while FastAPI builds the routes (which silences a pydantic warning the same way)
+    can leave the process's warning filters changed.
+    """
+    for model in registry.get_models().values():
+        if isinstance(model, SklearnModel) and model.ready:
+            model.start_native_engines()
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -259,6 +269,8 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
             multi._rest_server = rest  # every worker process runs our REST server
             self._rest_multiprocess_server = multi
             self.servers.append(multi.start())
+            if self._grpc_server is not None:
+                start_native_engines(self.registered_models)  # gRPC is served from this process
         else:
             self._rest_server = rest
             self.servers.append(rest.start())

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pickle
+import threading
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pytest
+from kserve.model_repository import ModelRepository
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.ensemble import (
     ExtraTreesRegressor,
@@ -30,7 +34,10 @@ from predictor.inference.engines import EngineSlot, LinearEngine, SklearnEngine
 from predictor.inference.fastpath import choose_native, probe_rows
 from predictor.inference.native import OnnxEngine, convert, convertible
 from predictor.inference.signature import signature_of
+from predictor.server.model import SklearnModel
+from predictor.server.model_server import start_native_engines
 from predictor.settings import Settings
+from tests.helpers import await_native_engines
 
 RNG = np.random.default_rng(3)
 X = RNG.normal(size=(400, 5))
@@ -162,6 +169,24 @@ def test_a_bare_pickle_serves_at_once_and_upgrades_later() -> None:
     assert "converted in the background" in slot.reason
     np.testing.assert_allclose(slot.predict_proba(X[:30]), before, rtol=0, atol=1e-5)
     assert not upgrade.run(slot)  # once switched, there is nothing more to do
+
+
+def test_a_served_bare_pickle_converts_only_once_the_server_has_built_its_app(
+    tmp_path: Path,
+) -> None:
+    # A conversion swaps the process's warning filters, which is not thread-safe: it must not
+    # run while the server builds its routes, so loading starts none and the server starts it.
+    joblib.dump(CLASSIFIERS[1], tmp_path / "model.joblib")
+    model = SklearnModel("forest", settings=Settings(model_uri=str(tmp_path / "model.joblib")))
+    model.load()
+    assert model.ready
+    assert not [t for t in threading.enumerate() if t.name.startswith("native-engine-")]
+    assert model.loaded.engine.name.startswith("compiled RandomForestClassifier")
+    registry = ModelRepository()
+    registry.update(model)
+    start_native_engines(registry)
+    await_native_engines()
+    assert model.loaded.engine.name.startswith("ONNX Runtime ")
 
 
 def test_a_failed_upgrade_keeps_the_engine_and_says_why() -> None:
