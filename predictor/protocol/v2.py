@@ -101,11 +101,19 @@ def _decode_v2_columns(
 
 def _tensor_array(tensor: InferInput) -> np.ndarray:
     try:
-        array: np.ndarray = np.asarray(tensor.as_numpy())
+        if tensor.datatype == "FP32":  # 1e300 would become infinity, with a warning
+            with np.errstate(over="raise"):
+                array: np.ndarray = np.asarray(tensor.as_numpy())
+        else:
+            array = np.asarray(tensor.as_numpy())
     except InvalidInput as e:
         raise PayloadError(
             f"input '{tensor.name}': unsupported datatype {tensor.datatype!r}; "
             "expected FP32, FP64, INT8-64, UINT8-64, BOOL or BYTES"
+        ) from e
+    except (OverflowError, FloatingPointError) as e:  # 2**63 as INT64, -1 as UINT8, 1e300 as FP32
+        raise PayloadError(
+            f"input '{tensor.name}': a value is out of the range of datatype {tensor.datatype}"
         ) from e
     except (ValueError, TypeError) as e:
         raise misfit(tensor.name, tensor.datatype, tensor.shape) from e

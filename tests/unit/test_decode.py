@@ -172,6 +172,18 @@ def test_v2_one_tensor_per_feature_in_any_order() -> None:
         ),
         ([InferInput("x", [1, 3], "FP64", data=[1, "a", 3])], "data does not fit datatype FP64"),
         (
+            [InferInput("x", [1, 3], "INT64", data=[1, 2**63, 3])],
+            "input 'x': a value is out of the range of datatype INT64",
+        ),
+        (
+            [InferInput("x", [1, 3], "UINT8", data=[1, -1, 3])],
+            "input 'x': a value is out of the range of datatype UINT8",
+        ),
+        (
+            [InferInput("x", [1, 3], "FP32", data=[1.0, 1e300, 3.0])],
+            "input 'x': a value is out of the range of datatype FP32",
+        ),
+        (
             [InferInput("x", [1, 3], "BYTES", data=["1", "2", "3"])],
             "expected numbers for every feature",
         ),
