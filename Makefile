@@ -13,6 +13,9 @@ DEMO_REGISTRY ?= demo/registry
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 PYTEST_ARGS ?=
+# `make test` runs the suite on this many processes (pytest-xdist; a file's tests stay together);
+# 0 runs it in this one.
+TEST_JOBS ?= 2
 # Libraries whose estimators the predictor serves: `make test` installs them (the model zoo
 # tests serve their estimators). torch 2.13.0 is the version whose CPU build these machines hold.
 MODEL_EXTRAS ?= xgboost,lightgbm,skorch
@@ -98,7 +101,7 @@ validate: $(STAMP) ## Run every load-time check on a bundle without serving: URI
 	$(PY) -m predictor validate $(URI)
 
 test: $(STAMP) $(EXTRAS_STAMP) test-tools ## Run the whole test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 test-tools: ## Install the system tools the tests use (Prometheus, Redis, nginx; from Debian) when missing
 	@missing=""; \
