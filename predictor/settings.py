@@ -10,6 +10,8 @@ environment.
 from __future__ import annotations
 
 import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,8 +48,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """Request bodies above this size get 413 without being read whole."""
 
-    gcs_deadline_seconds: float = Field(default=120.0, gt=0)
-    """Total time budget for retrying transient errors (GCS, S3, MLflow) during one fetch."""
+    store_deadline_seconds: float = Field(default=120.0, gt=0)
+    """Total time budget for retrying transient errors of a store (GCS, S3, MLflow) in one
+    read or write."""
+
+    gcs_deadline_seconds: float | None = Field(default=None, gt=0)
+    """Deprecated: the old name of store_deadline_seconds, still accepted (with a warning)."""
 
     allow_version_skew: bool = False
     """Serve a bundle saved with a different scikit-learn minor version (results may differ)."""
@@ -144,6 +150,22 @@ class Settings(BaseSettings):
     bandit_feedback_ttl_seconds: float = Field(default=3600.0, gt=0)
     """How long a response id takes feedback."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("gcs_deadline_seconds") is not None:
+            warnings.warn(
+                "PREDICTOR_GCS_DEADLINE_SECONDS (--gcs_deadline_seconds) is deprecated: use "
+                "PREDICTOR_STORE_DEADLINE_SECONDS (--store_deadline_seconds); it governs every "
+                "store, not GCS alone",
+                FutureWarning,
+                stacklevel=2,
+            )
+            data = dict(data)
+            data.setdefault("store_deadline_seconds", data["gcs_deadline_seconds"])
+            data["gcs_deadline_seconds"] = None
+        return data
+
     @model_validator(mode="after")
     def _one_model(self) -> Settings:
         if self.model_uri is None and self.model_dir is None and not self.bandit_uris:
@@ -171,6 +193,68 @@ class Settings(BaseSettings):
                 "download_dir": download,
                 "shadow_model_uri": None,
             }
+        )
+
+    @property
+    def source(self) -> ModelSource:
+        """Where the model comes from and how far it is trusted."""
+        return ModelSource(
+            location=self.model_location,
+            sha256=self.model_sha256,
+            download_dir=self.download_dir,
+            deadline_seconds=self.store_deadline_seconds,
+            allow_version_skew=self.allow_version_skew,
+            require_digest=self.require_digest,
+        )
+
+    @property
+    def engines(self) -> Engines:
+        """Which engines may answer for the model."""
+        return Engines(
+            fast_path=self.fast_path,
+            native_engine=self.native_engine,
+            native_threads=self.native_threads,
+        )
+
+    @property
+    def limits(self) -> Limits:
+        """How much the server takes in, and how it batches and caches."""
+        return Limits(
+            max_body_bytes=self.max_body_bytes,
+            batch_max_rows=self.batch_max_rows,
+            batch_max_wait_ms=self.batch_max_wait_ms,
+            cache_size=self.cache_size,
+            max_in_flight=self.max_in_flight,
+            shutdown_delay_seconds=self.shutdown_delay_seconds,
+            access_log=self.access_log,
+        )
+
+    @property
+    def shadow(self) -> Shadow:
+        """The shadow beside the model, and the prediction log."""
+        return Shadow(
+            model_uri=self.shadow_model_uri,
+            url=self.shadow_url,
+            optional=self.shadow_optional,
+            sample_rate=self.shadow_sample_rate,
+            queue_size=self.shadow_queue_size,
+            tolerance=self.shadow_tolerance,
+            prediction_log=self.prediction_log,
+            log_inputs=self.log_inputs,
+            log_max_bytes=self.prediction_log_max_bytes,
+            log_max_seconds=self.prediction_log_max_seconds,
+            deadline_seconds=self.store_deadline_seconds,
+        )
+
+    @property
+    def bandit(self) -> Bandit:
+        """The bandit's arms, policy and state."""
+        return Bandit(
+            uris=tuple(self.bandit_uris),
+            policy=self.bandit_policy,
+            epsilon=self.bandit_epsilon,
+            state=self.bandit_state,
+            feedback_ttl_seconds=self.bandit_feedback_ttl_seconds,
         )
 
     @property
@@ -213,6 +297,68 @@ class Settings(BaseSettings):
     def _check_sha256s(cls, value: str | None) -> str | None:
         digests = [_sha256(d) for d in (value or "").split(",") if d.strip()]
         return ",".join(digests) or None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model comes from and how far it is trusted (``Settings.source``)."""
+
+    location: str
+    sha256: str | None
+    download_dir: Path | None
+    deadline_seconds: float
+    allow_version_skew: bool
+    require_digest: bool
+
+
+@dataclass(frozen=True)
+class Engines:
+    """Which engines may answer for the model (``Settings.engines``)."""
+
+    fast_path: bool
+    native_engine: bool
+    native_threads: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the server takes in, how it batches and caches (``Settings.limits``)."""
+
+    max_body_bytes: int
+    batch_max_rows: int | None
+    batch_max_wait_ms: float
+    cache_size: int
+    max_in_flight: int
+    shutdown_delay_seconds: float
+    access_log: bool
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """The shadow and the prediction log (``Settings.shadow``)."""
+
+    model_uri: str | None
+    url: str | None
+    optional: bool
+    sample_rate: float
+    queue_size: int
+    tolerance: float
+    prediction_log: str | None
+    log_inputs: bool
+    log_max_bytes: int
+    log_max_seconds: float
+    deadline_seconds: float
+
+
+@dataclass(frozen=True)
+class Bandit:
+    """The bandit's arms, policy and where its state lives (``Settings.bandit``)."""
+
+    uris: tuple[str, ...]
+    policy: str
+    epsilon: float
+    state: str | None
+    feedback_ttl_seconds: float
 
 
 def _sha256(value: str) -> str:

@@ -88,7 +88,7 @@ def load_model(settings: Settings) -> LoadedModel:
     started = time.monotonic()
     uri = parse_model_uri(settings.model_location)
     fetched = fetch(
-        uri, download_dir=settings.download_dir, deadline_s=settings.gcs_deadline_seconds
+        uri, download_dir=settings.download_dir, deadline_s=settings.store_deadline_seconds
     )
     if fetched.target.is_dir():
         fetched = replace(fetched, target=model_folder(fetched.target))

@@ -1,8 +1,9 @@
 """The bandit: picks the arm for each request, records pulls and feedback, exports per-arm metrics.
 
 The arms' records are read from the state at most every ``refresh_s`` (Redis is not asked on
-every request); the policy picks from them. Metrics per arm (labelled by model and the arm's
-version): pulls, feedback received, rewards summed, and the current selection probability.
+every request); the policy picks from them. Metrics per arm (``metrics.series``, labelled by
+model and the arm's version): pulls, feedback received, rewards summed, and the current
+selection probability.
 """
 
 from __future__ import annotations
@@ -14,25 +15,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from prometheus_client import Counter, Gauge
 
 from predictor.bandit.policies import ArmStats, choose, selection_probabilities
 from predictor.bandit.state import BanditState
 from predictor.errors import PayloadError
-from predictor.metric_handles import labelled
-
-PULLS = Counter("predictor_bandit_pulls", "Requests answered by each arm.", ["model", "version"])
-FEEDBACK = Counter(
-    "predictor_bandit_feedback", "Rewards received for each arm.", ["model", "version"]
-)
-REWARDS = Counter(
-    "predictor_bandit_rewards", "Sum of the rewards received for each arm.", ["model", "version"]
-)
-PROBABILITY = Gauge(
-    "predictor_bandit_selection_probability",
-    "How likely each arm is to answer the next request.",
-    ["model", "version"],
-    multiprocess_mode="mostrecent",
+from predictor.metrics.handles import labelled
+from predictor.metrics.series import (
+    BANDIT_FEEDBACK,
+    BANDIT_PROBABILITY,
+    BANDIT_PULLS,
+    BANDIT_REWARDS,
 )
 
 
@@ -100,7 +92,7 @@ class Bandit:
     def pulled(self, arm: int, response_id: str) -> None:
         """Arm ``arm`` answered ``response_id``."""
         self.state.pulled(arm, response_id)
-        labelled(PULLS, self.model, self.versions[arm]).inc()
+        labelled(BANDIT_PULLS, self.model, self.versions[arm]).inc()
 
     def feedback(self, body: Any) -> dict[str, Any]:
         """Record the reward a feedback body carries; the answer to send back.
@@ -120,13 +112,6 @@ class Bandit:
             self.policy, self._stats, self._rng, epsilon=self.epsilon, draws=500
         )
         for version, stats, p in zip(self.versions, self._stats, probabilities, strict=True):
-            labelled(PROBABILITY, self.model, version)._value.set(p)
-            _set_total(FEEDBACK, self.model, version, stats.feedbacks)
-            _set_total(REWARDS, self.model, version, stats.rewards)
-
-
-def _set_total(counter: Counter, model: str, version: str, total: float) -> None:
-    """Move a counter up to the state's total (the state, maybe shared, is the truth)."""
-    value = counter.labels(model, version)._value
-    if total > value.get():
-        value.inc(total - value.get())
+            labelled(BANDIT_PROBABILITY, self.model, version).set(p)
+            labelled(BANDIT_FEEDBACK, self.model, version).raise_to(stats.feedbacks)
+            labelled(BANDIT_REWARDS, self.model, version).raise_to(stats.rewards)

@@ -32,7 +32,8 @@ def validate(argv: Sequence[str]) -> int:
     )
     parser.add_argument("model_uri", help="a bundle or model file: gs://..., file://... or a path")
     add_settings_flags(
-        parser, only=("model_sha256", "allow_version_skew", "download_dir", "gcs_deadline_seconds")
+        parser,
+        only=("model_sha256", "allow_version_skew", "download_dir", "store_deadline_seconds"),
     )
     parser.add_argument(
         "--copy-to", type=Path, help="copy the accepted model or bundle into this new folder"

@@ -22,7 +22,7 @@ MODEL_FLAGS = (
     "require_digest",
     "allow_version_skew",
     "download_dir",
-    "gcs_deadline_seconds",
+    "store_deadline_seconds",
     "fast_path",
 )
 

@@ -111,7 +111,7 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
     """
     loaded = load_accepted(settings)
     outputs = requested_outputs(list(job.outputs) or None, loaded.signature)
-    gcs = GCSFetcher(deadline_s=settings.gcs_deadline_seconds)
+    gcs = GCSFetcher(deadline_s=settings.store_deadline_seconds)
     index, count = job.shard
     inputs = [f for k, f in enumerate(list_inputs(job.input, gcs)) if k % count == index]
     single = job.output.lower().endswith(FORMATS)

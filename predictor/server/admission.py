@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from predictor.errors import OverloadedError
-from predictor.server import metrics
+from predictor.metrics import record as metrics
 
 
 class AdmissionLimit:

@@ -79,7 +79,7 @@ def inference_route(path: str) -> Route | None:
 ROUTE_KEY = "predictor.route"
 """Where ``MetricsMiddleware`` leaves the inference route it matched, for the endpoint."""
 ANSWERED_BY_KEY = "predictor.answered_by"
-"""Where the endpoint leaves the version of the bandit arm that answered, for the metrics."""
+"""Where the endpoint leaves the version that answered (a bandit's arm), for the metrics."""
 
 
 class RawResponse:
@@ -187,17 +187,16 @@ class InferenceEndpoint:
         if event is not None and event.data is not None:
             body = event.data
         if protocol == "v1":
-            answer: Any = await model.infer_v1(parse_json(body))
-            split, version, answer_id = None, answer.get("model_version"), answer.get("id")
+            answer, split, version, feedback_id = await model.infer_v1(parse_json(body))
         else:
             json_length = header(scope, JSON_LENGTH_HEADER.encode())
             request = parse_infer_body(body, json_length=json_length, model_name=name)
-            answer, split, version, answer_id = await model.infer_v2_rest(request)
-        extra = {VERSION_HEADER: model.version}
-        if model.is_bandit:  # the arm that answered, and the id its feedback names
-            extra[VERSION_HEADER] = scope[ANSWERED_BY_KEY] = str(version or model.version)
-            if answer_id is not None:
-                extra[REQUEST_ID_HEADER] = str(answer_id)
+            answer, split, version, feedback_id = await model.infer_v2_rest(request)
+        # The version that answered (a bandit's arm), for the header and the request metrics.
+        extra = {VERSION_HEADER: version}
+        scope[ANSWERED_BY_KEY] = version
+        if feedback_id is not None:  # the id a feedback for this answer names
+            extra[REQUEST_ID_HEADER] = feedback_id
         if isinstance(answer, bytes):
             extra[JSON_LENGTH_HEADER] = str(split)
             content, media_type = answer, OCTETS

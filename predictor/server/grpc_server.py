@@ -25,7 +25,7 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 
 from predictor.errors import ModelNotReadyError, PortInUseError
-from predictor.server import metrics
+from predictor.metrics import record as metrics
 from predictor.server.failures import grpc_status
 from predictor.server.model import SklearnModel
 
@@ -85,8 +85,8 @@ class ThreadedServicer:
                 status, detail = grpc_status(e, request.id, f"gRPC inference on model {name}")
             finally:
                 version = model.version if served else "unknown"
-                if served and model.is_bandit and status is grpc.StatusCode.OK:
-                    version = response.model_version  # the arm that answered
+                if served and status is grpc.StatusCode.OK:
+                    version = response.model_version  # the version that answered
                 metrics.observe_request(name, version, "grpc", status.name, flight.elapsed)
         context.abort(status, detail)
         raise AssertionError("context.abort() returned")  # it raises; this line is not reached

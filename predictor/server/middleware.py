@@ -17,7 +17,7 @@ from kserve.model_repository import ModelRepository
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor.errors import BodyTooLargeError
-from predictor.server import metrics
+from predictor.metrics import record as metrics
 from predictor.server.asgi import (
     ANSWERED_BY_KEY,
     ROUTE_KEY,

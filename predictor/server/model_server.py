@@ -28,7 +28,8 @@ from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from predictor.errors import PortInUseError
-from predictor.server import failures, metrics
+from predictor.metrics import record as metrics
+from predictor.server import failures
 from predictor.server.grpc_server import PredictorGRPCServer
 from predictor.server.logs import configure_logging
 from predictor.server.middleware import front_door

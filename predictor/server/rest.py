@@ -21,8 +21,8 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor.errors import ModelNotReadyError
+from predictor.metrics import exposition as metrics
 from predictor.protocol.v2_rest import parse_json
-from predictor.server import metrics
 from predictor.server.asgi import JSON, InferenceEndpoint, json_response, not_served
 from predictor.server.home import home_document, prefers_html, render_html
 from predictor.server.middleware import BodyLimitMiddleware, MetricsMiddleware

@@ -27,11 +27,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from prometheus_client import Counter, Histogram
 
 from predictor.inference.batch import Results
 from predictor.inference.features import Features
-from predictor.metric_handles import labelled
+from predictor.metrics.handles import labelled
+from predictor.metrics.series import (
+    SHADOW_DELTA,
+    SHADOW_DROPPED,
+    SHADOW_ERRORS,
+    SHADOW_PREDICTIONS,
+    SHADOW_SECONDS,
+)
 from predictor.protocol.tensors import new_id
 from predictor.shadow.compare import compare
 from predictor.shadow.log import PredictionLog
@@ -45,34 +51,6 @@ WAKE_S = 0.1
 """How often the worker looks at the queue (requests never wake it: that would cost a thread
 switch each, on the serving cores). Measured against 0.02 s on the linear model's 1-row v2 cell
 at c=32: 1.05 times the requests per second with the shadow on (8 rounds, 6 in its favour)."""
-
-SHADOW_PREDICTIONS = Counter(
-    "predictor_shadow_predictions",
-    "Rows answered by the primary and the shadow, by whether they agree.",
-    ["model", "version", "shadow_version", "agreement"],
-)
-SHADOW_DELTA = Histogram(
-    "predictor_shadow_probability_delta",
-    "Largest absolute difference between the primary's and the shadow's probabilities, per row.",
-    ["model", "version", "shadow_version"],
-    buckets=(0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
-)
-SHADOW_ERRORS = Counter(
-    "predictor_shadow_errors",
-    "Shadow calls that failed (the callers were answered by the primary all the same).",
-    ["model", "version"],
-)
-SHADOW_SECONDS = Histogram(
-    "predictor_shadow_duration_seconds",
-    "Time the shadow took per batch of queued requests.",
-    ["model", "version"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
-)
-SHADOW_DROPPED = Counter(
-    "predictor_shadow_dropped",
-    "Requests the shadow did not see because its queue was full.",
-    ["model", "version"],
-)
 
 
 class Offered(NamedTuple):

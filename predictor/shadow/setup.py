@@ -49,7 +49,7 @@ def shadow_runner(
             settings.prediction_log,
             max_bytes=settings.prediction_log_max_bytes,
             max_seconds=settings.prediction_log_max_seconds,
-            deadline_s=settings.gcs_deadline_seconds,
+            deadline_s=settings.store_deadline_seconds,
         )
     return ShadowRunner(
         model=name,

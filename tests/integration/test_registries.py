@@ -136,12 +136,14 @@ def test_each_mlflow_format_loads_and_answers_like_scikit_learn(
 def refusal(uri: str, tmp_path: Path) -> PredictorError:
     """What loading ``uri`` raises, as the server's start-up would meet it."""
     with pytest.raises(PredictorError) as caught:
-        load_accepted(Settings(model_uri=uri, download_dir=tmp_path / "dl", gcs_deadline_seconds=2))
+        load_accepted(
+            Settings(model_uri=uri, download_dir=tmp_path / "dl", store_deadline_seconds=2)
+        )
     return caught.value
 
 
 def assert_refused_in_one_line(server: ServerFactory, uri: str, said: str, **env: str) -> None:
-    refused = server.run_to_exit(uri, env=env, args=["--gcs_deadline_seconds", "2"])
+    refused = server.run_to_exit(uri, env=env, args=["--store_deadline_seconds", "2"])
     log = refused.log()
     assert refused.process.returncode == 2, log
     assert [line for line in log.splitlines() if line.startswith("predictor: ")] == [

@@ -217,7 +217,7 @@ def test_unreachable_gcs_ends_start_up_within_its_deadline(server: ServerFactory
     started = time.monotonic()
     refused = server.run_to_exit(
         "gs://models/taxi/model.joblib",
-        args=["--gcs_deadline_seconds", "3"],
+        args=["--store_deadline_seconds", "3"],
         env={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"},
         timeout=60,
     )
@@ -263,7 +263,7 @@ def test_credentials_never_reach_the_logs(server: ServerFactory, tmp_path: Path)
     )
     refused = server.run_to_exit(
         "gs://models/taxi/model.joblib",
-        args=["--gcs_deadline_seconds", "2"],
+        args=["--store_deadline_seconds", "2"],
         env={"GOOGLE_APPLICATION_CREDENTIALS": str(key)},
         timeout=60,
     )

@@ -8,8 +8,8 @@ import uuid
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from predictor.metrics import record as metrics
 from predictor.protocol.tensors import new_id
-from predictor.server import metrics
 
 BOUNDS = (0.001, 0.01, 0.1, 1.0, 10.0)
 # on every bound, between, below, above all, negative, zero, infinite and not a number

@@ -2,7 +2,7 @@
 
 Each reach lives in one module: KServe's server internals in ``predictor.server.model_server``
 and ``predictor.server.grpc_server`` (the KServe adapter), prometheus_client's metric children in
-``predictor.server.metrics``, scikit-learn's gradient-boosting prior in
+``predictor.metrics.handles``, scikit-learn's gradient-boosting prior in
 ``predictor.inference.trees`` and its column transformer's input indices in
 ``predictor.inference.schema``, google-cloud-storage's client credentials in
 ``predictor.artifact.gcs``. When an upgrade moves one of them, these tests fail first, naming

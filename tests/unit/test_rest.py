@@ -421,7 +421,7 @@ def test_an_estimator_that_breaks_is_a_clean_500_with_the_request_id(
 def test_a_client_gone_mid_body_gets_no_answer_and_is_not_counted(demo_model_dir: Path) -> None:
     import asyncio
 
-    from predictor.server import metrics
+    from predictor.metrics import exposition as metrics
 
     app = served_app(f"file://{demo_model_dir}", name="gone", max_body_bytes=4096)
     scope = {

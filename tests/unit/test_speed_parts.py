@@ -27,7 +27,7 @@ from predictor.inference.batching import Batcher, ThreadBatcher
 from predictor.inference.cache import PredictionCache
 from predictor.inference.fastpath import SklearnEngine, choose_engine, compile_estimator, probe_rows
 from predictor.server.admission import AdmissionLimit
-from predictor.server.serving import batch_rows_for
+from predictor.serving.lane import batch_rows_for
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(600, 6))

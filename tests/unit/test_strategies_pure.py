@@ -13,10 +13,11 @@ from predictor.bandit.policies import ArmStats, choose, selection_probabilities
 from predictor.bandit.router import reward_of
 from predictor.bandit.state import MemoryState
 from predictor.errors import FeedbackNotFoundError, PayloadError
+from predictor.metrics.series import SHADOW_DROPPED, SHADOW_PREDICTIONS
 from predictor.settings import Settings
 from predictor.shadow.compare import compare
 from predictor.shadow.report import psi, summarize
-from predictor.shadow.runner import SHADOW_DROPPED, SHADOW_PREDICTIONS, Offered, ShadowRunner
+from predictor.shadow.runner import Offered, ShadowRunner
 
 CLASSES = ("no", "yes")
 

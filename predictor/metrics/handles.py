@@ -1,5 +1,9 @@
 """Hot-path handles on prometheus_client metrics: the same values, without per-call overhead.
 
+The one module that reaches into prometheus_client's metric children (``_value``, ``_buckets``,
+``_sum``, ``_upper_bounds``); ``tests/unit/test_private_apis.py`` names the version it was written
+for.
+
 ``labelled(metric, *values)`` remembers ``metric.labels(*values)`` and wraps it: counters and
 gauges move their value directly, histograms find their bucket by bisection and take a whole
 array at once (``observe_many``). What ``/metrics`` shows is what prometheus_client's own calls
@@ -52,6 +56,20 @@ class ValueHandle:
     def dec(self, amount: float = 1) -> None:
         """Subtract ``amount`` (gauges)."""
         self._value.inc(-amount)
+
+    def set(self, value: float) -> None:
+        """Set a gauge to ``value``."""
+        self._value.set(value)
+
+    def get(self) -> float:
+        """The current value."""
+        return float(self._value.get())
+
+    def raise_to(self, total: float) -> None:
+        """Move a counter up to ``total`` when it is below (a shared state is the truth)."""
+        current = self._value.get()
+        if total > current:
+            self._value.inc(total - current)
 
 
 class HistogramHandle:

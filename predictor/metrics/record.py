@@ -1,116 +1,31 @@
-"""Prometheus metrics per model and model version, correct with several uvicorn workers.
-
-KServe exports four latency histograms labelled by model name only. These add what operators and
-the canary analysis need: requests and errors by model, version, protocol and status; latency;
-in-flight requests; batch sizes; cache hits; a ``model_info`` gauge (version, digest, library
-versions); model load time; and the distribution of predictions (counts per predicted class, the
-top-class probability, a histogram for regression), which canary analysis compares between
-versions. With ``--workers`` above 1, ``__main__`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
-anything imports prometheus_client, and ``/metrics`` aggregates every worker's values.
-"""
+"""Recording what the server does into the series of ``metrics.series``, per model and version."""
 
 from __future__ import annotations
 
 import functools
-import os
 import time
 from typing import Any
 
 import numpy as np
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
 
 from predictor.inference.signature import PREDICT, PREDICT_PROBA, Signature
-from predictor.metric_handles import ValueHandle, labelled
+from predictor.metrics.handles import ValueHandle, labelled
+from predictor.metrics.series import (
+    BATCH_ROWS,
+    CACHE,
+    IN_FLIGHT,
+    LATENCY,
+    LOAD_SECONDS,
+    MODEL_INFO,
+    MODEL_READY,
+    OVERLOAD_REFUSALS,
+    PREDICTED_CLASS,
+    REGRESSION_VALUE,
+    REQUESTS,
+    TOP_PROBABILITY,
+)
 
 __all__ = ["labelled"]
-
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-PROBABILITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
-REGRESSION_BUCKETS = (-1000.0, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0)
-
-CONTENT_TYPE = CONTENT_TYPE_LATEST
-
-MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-"""Read once at import: whether several worker processes share the metric files."""
-
-REQUESTS = Counter(
-    "predictor_requests",
-    "Inference requests by model, version, protocol (v1, v2, grpc) and status code.",
-    ["model", "version", "protocol", "status"],
-)
-LATENCY = Histogram(
-    "predictor_request_duration_seconds",
-    "Time from request to response, by model, version and protocol.",
-    ["model", "version", "protocol"],
-    buckets=LATENCY_BUCKETS,
-)
-IN_FLIGHT = Gauge(
-    "predictor_in_flight_requests",
-    "Inference requests being served now.",
-    ["model"],
-    multiprocess_mode="livesum",
-)
-BATCH_ROWS = Histogram(
-    "predictor_batch_rows",
-    "Rows per call into the estimator.",
-    ["model", "version"],
-    buckets=BATCH_BUCKETS,
-)
-CACHE = Counter(
-    "predictor_cache_lookups",
-    "Prediction cache lookups by result (hit or miss).",
-    ["model", "version", "result"],
-)
-MODEL_INFO = Gauge(
-    "predictor_model_info",
-    "The model being served (always 1), with its version, digest and library versions.",
-    ["model", "version", "sha256", "engine", "sklearn", "numpy", "python"],
-    multiprocess_mode="max",
-)
-MODEL_READY = Gauge(
-    "predictor_model_ready",
-    "1 while the model takes traffic; 0 while it drains before a shutdown.",
-    ["model"],
-    multiprocess_mode="livemin",
-)
-OVERLOAD_REFUSALS = Counter(
-    "predictor_overload_refusals",
-    "Requests refused at once because PREDICTOR_MAX_IN_FLIGHT were being served.",
-    ["model"],
-)
-LOAD_SECONDS = Gauge(
-    "predictor_model_load_seconds",
-    "Seconds spent fetching, verifying, unpickling and accepting the model.",
-    ["model", "version"],
-    multiprocess_mode="max",
-)
-PREDICTED_CLASS = Counter(
-    "predictor_predictions",
-    "Predicted rows by class (classifiers; class is empty for regressors).",
-    ["model", "version", "class"],
-)
-TOP_PROBABILITY = Histogram(
-    "predictor_prediction_top_probability",
-    "Probability of the predicted class, for rows where probabilities were computed.",
-    ["model", "version"],
-    buckets=PROBABILITY_BUCKETS,
-)
-REGRESSION_VALUE = Histogram(
-    "predictor_prediction_value",
-    "Predicted values of regressors.",
-    ["model", "version"],
-    buckets=REGRESSION_BUCKETS,
-)
 
 
 def model_loaded(
@@ -238,12 +153,3 @@ class InFlight:
     def elapsed(self) -> float:
         """Seconds since the request started."""
         return time.perf_counter() - self.started
-
-
-def exposition() -> bytes:
-    """Every metric in text format, aggregated over worker processes when there are several."""
-    if MULTIPROCESS:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)

@@ -1,0 +1,1 @@
+"""Metrics: every series defined in ``series``, recorded through ``record`` and ``handles``."""

@@ -1,0 +1,73 @@
+"""A strategy with a shadow: every answer is also offered to the shadow, off the response path.
+
+The inner strategy answers; its lane is wrapped so that what it answered (rows and results) is
+handed to the ``ShadowRunner``, whose worker asks the shadow and compares. The caller never
+waits for the shadow and never sees its errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from predictor.artifact.loader import LoadedModel
+from predictor.inference.batch import Batch
+from predictor.serving.strategy import Answer, Lane, Strategy
+from predictor.shadow.runner import ShadowRunner
+
+
+class ShadowedLane:
+    """A lane whose answers are offered to the shadow."""
+
+    def __init__(self, inner: Lane, runner: ShadowRunner) -> None:
+        self._inner = inner
+        self._runner = runner
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The inner lane's model."""
+        return self._inner.loaded
+
+    async def answer(self, batch: Batch, request_id: str | None) -> Answer:
+        """The inner lane's answer, offered to the shadow."""
+        answer = await self._inner.answer(batch, request_id)
+        self._runner.offer(request_id, batch.features, batch.n_rows, answer.results)
+        return answer
+
+    def answer_blocking(self, batch: Batch, request_id: str | None) -> Answer:
+        """The inner lane's answer on this thread, offered to the shadow."""
+        answer = self._inner.answer_blocking(batch, request_id)
+        self._runner.offer(request_id, batch.features, batch.n_rows, answer.results)
+        return answer
+
+
+class Shadowed:
+    """``inner`` answers; the shadow sees what it answered."""
+
+    def __init__(self, inner: Strategy, runner: ShadowRunner) -> None:
+        self._inner = inner
+        self.runner = runner
+        self._lanes = {id(lane): ShadowedLane(lane, runner) for lane in inner.lanes()}
+
+    @property
+    def face(self) -> LoadedModel:
+        """The inner strategy's face."""
+        return self._inner.face
+
+    def choose(self) -> Lane:
+        """The inner strategy's choice, wrapped."""
+        lane = self._inner.choose()
+        return self._lanes.get(id(lane)) or ShadowedLane(lane, self.runner)
+
+    def lanes(self) -> Sequence[Lane]:
+        """The inner strategy's lanes (the shadow answers no caller)."""
+        return self._inner.lanes()
+
+    def feedback(self, body: Any) -> dict[str, Any]:
+        """The inner strategy's feedback."""
+        return self._inner.feedback(body)
+
+    def stop(self) -> None:
+        """Let the shadow finish what is queued and close its log; then the inner strategy."""
+        self.runner.stop()
+        self._inner.stop()
