@@ -9,10 +9,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -27,6 +27,8 @@ from predictor.server.model_server import PredictorRESTServer, RestOptions, star
 from predictor.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
 
 
 def infer_request(
@@ -50,6 +52,24 @@ def infer_request(
         ],
         outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=name) for name in outputs],
     )
+
+
+def wait_until(
+    condition: Callable[[], T | None | bool], *, timeout: float, what: str, every: float = 0.01
+) -> T:
+    """Poll ``condition`` until it returns something true; that value. Fails loudly at ``timeout``.
+
+    A wait on what the test needs, never a fixed sleep: it returns as soon as the condition
+    holds, and a condition that never holds fails the test naming ``what`` it waited for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g}s for {what}; it did not happen")
+        time.sleep(every)
 
 
 def free_port() -> int:

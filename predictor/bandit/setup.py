@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from predictor.artifact.loader import LoadedModel
 from predictor.bandit.router import Bandit
 from predictor.bandit.state import BanditState, MemoryState, RedisState
 from predictor.errors import ConfigError
+from predictor.loading.loader import LoadedModel
 from predictor.settings import Settings
 
 

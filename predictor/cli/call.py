@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from predictor.errors import CallError, PredictorError
+from predictor.errors import CallError
+from predictor.exits import run_command
 
 
 def call(argv: Sequence[str]) -> int:
@@ -41,7 +42,7 @@ def call(argv: Sequence[str]) -> int:
     from predictor.client.endpoint import call as call_endpoint
     from predictor.client.shapes import render, rows_from_csv, rows_from_json
 
-    try:
+    def work() -> None:
         if args.instances is not None:
             found = rows_from_json(args.instances)
         else:
@@ -56,8 +57,6 @@ def call(argv: Sequence[str]) -> int:
         )
         outputs = [o for o in args.outputs.split(",") if o]
         header, table = call_endpoint(endpoint, args.protocol, found, outputs)
-    except PredictorError as e:
-        print(f"predictor call: {e}", file=sys.stderr)
-        return e.exit_code
-    sys.stdout.write(render(header, table, args.style))
-    return 0
+        sys.stdout.write(render(header, table, args.style))
+
+    return run_command("predictor call", work)

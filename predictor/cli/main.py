@@ -28,7 +28,8 @@ from predictor.cli.flags import add_settings_flags, settings_from
 from predictor.cli.offline import publish, validate
 from predictor.cli.score import score
 from predictor.cli.shadow_report import shadow_report
-from predictor.errors import PortInUseError, PredictorError
+from predictor.errors import PredictorError
+from predictor.exits import run_command
 
 logger = logging.getLogger("predictor")
 
@@ -66,54 +67,47 @@ def serve(argv: Sequence[str]) -> int:
     from predictor.server.model import SklearnModel
     from predictor.server.model_server import PredictorServer, RestOptions
 
-    try:
+    logged = False  # whether logging is configured (a settings error comes before it)
+
+    def work() -> None:
+        nonlocal logged
         settings = settings_from(args)
-    except PredictorError as e:
-        return refuse_to_serve(args.model_name, e, logged=False)
-    if args.configure_logging:
-        configure_logging(args.log_config_file, access_log=settings.access_log)
-    try:
+        if args.configure_logging:
+            configure_logging(args.log_config_file, access_log=settings.access_log)
+        logged = True
         model = SklearnModel(args.model_name, settings=settings)
         model.load()
-    except PredictorError as e:
-        return refuse_to_serve(args.model_name, e)
-
-    server = PredictorServer(
-        options=RestOptions(
-            max_body_bytes=settings.max_body_bytes,
-            access_log=settings.access_log,
-            shutdown_delay_s=settings.shutdown_delay_seconds,
-        ),
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        workers=args.workers,
-        max_threads=args.max_threads,
-        max_asyncio_workers=args.max_asyncio_workers,
-        enable_grpc=args.enable_grpc,
-        enable_docs_url=args.enable_docs_url,
-        enable_latency_logging=args.enable_latency_logging,
-        access_log_format=args.access_log_format,
-        event_loop=args.event_loop,
-        timeout_keep_alive=args.timeout_keep_alive,
-    )
-    # Everything loaded so far lives as long as the process: move it out of the collector's way so
-    # that full collections, which would walk the whole heap (pandas, scikit-learn, the model), stay
-    # short under load.
-    gc.freeze()
-    gc.enable()
-    try:
+        server = PredictorServer(
+            options=RestOptions(
+                max_body_bytes=settings.max_body_bytes,
+                access_log=settings.access_log,
+                shutdown_delay_s=settings.shutdown_delay_seconds,
+            ),
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            workers=args.workers,
+            max_threads=args.max_threads,
+            max_asyncio_workers=args.max_asyncio_workers,
+            enable_grpc=args.enable_grpc,
+            enable_docs_url=args.enable_docs_url,
+            enable_latency_logging=args.enable_latency_logging,
+            access_log_format=args.access_log_format,
+            event_loop=args.event_loop,
+            timeout_keep_alive=args.timeout_keep_alive,
+        )
+        # Everything loaded so far lives as long as the process: move it out of the collector's
+        # way so that full collections, which would walk the whole heap (pandas, scikit-learn,
+        # the model), stay short under load.
+        gc.freeze()
+        gc.enable()
         server.start([model])
-    except PortInUseError as e:
-        return refuse_to_serve(args.model_name, e)
-    return 0
 
+    def say(error: PredictorError) -> None:
+        if logged:
+            logger.error("cannot serve model %r: %s", args.model_name, error)
+        print(f"predictor: cannot serve model {args.model_name!r}: {error}", file=sys.stderr)
 
-def refuse_to_serve(model_name: str, error: PredictorError, *, logged: bool = True) -> int:
-    """Say why the model will not be served (in the log, and in one line on stderr)."""
-    if logged:
-        logger.error("cannot serve model %r: %s", model_name, error)
-    print(f"predictor: cannot serve model {model_name!r}: {error}", file=sys.stderr)
-    return error.exit_code
+    return run_command("predictor", work, say=say)
 
 
 COMMANDS = {

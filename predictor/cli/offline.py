@@ -1,6 +1,6 @@
 """The offline commands: ``validate`` a model or bundle, ``publish`` a bundle.
 
-Both run the server's own load-time checks and acceptance gate (``predictor.artifact.gate``)
+Both run the server's own load-time checks and acceptance gate (``predictor.loading.loader``)
 without importing the server. Each ends with its error's exit code: 0 done, 1 refused (the
 model failed a check, or the version is already published), 2 could not run.
 """
@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from predictor.cli.flags import add_settings_flags, settings_from
-from predictor.errors import EXIT_CANNOT_RUN, PredictorError
+from predictor.errors import ConfigError, PredictorError
+from predictor.exits import run_command
 
 
 def configure_logging() -> None:
@@ -41,30 +42,37 @@ def validate(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     configure_logging()
 
-    from predictor.artifact.gate import load_accepted
+    from predictor.loading.loader import load_accepted
 
-    try:
+    judged = False  # set once the settings are read: any refusal after is the model's verdict
+
+    def work() -> None:
+        nonlocal judged
         settings = settings_from(args)
-    except PredictorError as e:
-        print(f"predictor validate: {e}", file=sys.stderr)
-        return e.exit_code
-    try:
+        judged = True
         loaded = load_accepted(settings)
-    except PredictorError as e:
-        print(f"REFUSED {args.model_uri}: {e}")
-        return e.exit_code
-    print(f"ACCEPTED {args.model_uri}: version {loaded.version}, sha256 {loaded.artifact.sha256}")
-    print(loaded.acceptance.describe())
-    if args.copy_to is not None:
-        import shutil
+        print(
+            f"ACCEPTED {args.model_uri}: version {loaded.version}, sha256 {loaded.artifact.sha256}"
+        )
+        print(loaded.acceptance.describe())
+        if args.copy_to is not None:
+            import shutil
 
-        if loaded.manifest is not None:
-            shutil.copytree(loaded.artifact.root, args.copy_to)
+            if loaded.manifest is not None:
+                shutil.copytree(loaded.artifact.root, args.copy_to)
+            else:
+                args.copy_to.mkdir(parents=True)
+                model_file = loaded.artifact.model_file
+                shutil.copy2(model_file, args.copy_to / model_file.name)
+            print(f"copied to {args.copy_to}")
+
+    def say(error: PredictorError) -> None:
+        if judged:  # the model's verdict goes to stdout, as ACCEPTED does
+            print(f"REFUSED {args.model_uri}: {error}")
         else:
-            args.copy_to.mkdir(parents=True)
-            shutil.copy2(loaded.artifact.model_file, args.copy_to / loaded.artifact.model_file.name)
-        print(f"copied to {args.copy_to}")
-    return 0
+            print(f"predictor validate: {error}", file=sys.stderr)
+
+    return run_command("predictor validate", work, say=say)
 
 
 def publish(argv: Sequence[str]) -> int:
@@ -121,37 +129,33 @@ def publish(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     configure_logging()
 
-    from predictor.artifact.publish import BundleSpec
-    from predictor.artifact.publish import publish as publish_bundle
+    from predictor.bundle.publish import BundleSpec
+    from predictor.bundle.publish import publish as publish_bundle
 
-    try:
-        recorded = json.loads(args.metrics.read_text()) if args.metrics else {}
-    except (OSError, ValueError) as e:
-        print(f"predictor publish: cannot read --metrics: {e}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
-    spec = BundleSpec(
-        model_file=args.model,
-        name=args.name,
-        version=args.version,
-        e2e_file=args.e2e,
-        atol=args.atol,
-        confidence_file=args.confidence,
-        metric=args.metric,
-        minimum=args.minimum,
-        maximum=args.maximum,
-        training_data_uri=args.training_data_uri,
-        training_data_version=args.training_data_version,
-        feature_extractor_version=args.feature_extractor_version,
-        string_features=tuple(f for f in args.string_features.split(",") if f),
-        sample_file=args.sample,
-        code_files=tuple(args.code),
-        metrics=recorded,
-        **({"created_by": args.created_by} if args.created_by else {}),
-    )
-    try:
-        uri = publish_bundle(spec, args.to)
-    except PredictorError as e:
-        print(f"predictor publish: {e}", file=sys.stderr)
-        return e.exit_code
-    print(uri)
-    return 0
+    def work() -> None:
+        try:
+            recorded = json.loads(args.metrics.read_text()) if args.metrics else {}
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read --metrics: {e}") from e
+        spec = BundleSpec(
+            model_file=args.model,
+            name=args.name,
+            version=args.version,
+            e2e_file=args.e2e,
+            atol=args.atol,
+            confidence_file=args.confidence,
+            metric=args.metric,
+            minimum=args.minimum,
+            maximum=args.maximum,
+            training_data_uri=args.training_data_uri,
+            training_data_version=args.training_data_version,
+            feature_extractor_version=args.feature_extractor_version,
+            string_features=tuple(f for f in args.string_features.split(",") if f),
+            sample_file=args.sample,
+            code_files=tuple(args.code),
+            metrics=recorded,
+            **({"created_by": args.created_by} if args.created_by else {}),
+        )
+        print(publish_bundle(spec, args.to))
+
+    return run_command("predictor publish", work)

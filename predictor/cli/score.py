@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from predictor.cli.flags import add_settings_flags, settings_from
-from predictor.errors import PredictorError
+from predictor.exits import run_command
 
 MODEL_FLAGS = (
     "model_uri",
@@ -93,10 +93,11 @@ def score(argv: Sequence[str]) -> int:
         shard=args.shard,
         progress=sys.stderr.isatty(),
     )
-    try:
+
+    def work() -> None:
         result = run(job, settings_from(args))
-    except PredictorError as e:
-        print(f"predictor score: {e}", file=sys.stderr)
-        return e.exit_code
-    print(f"done: {len(result.files)} file(s), {result.rows} rows scored, {result.errors} refused")
-    return 0
+        print(
+            f"done: {len(result.files)} file(s), {result.rows} rows scored, {result.errors} refused"
+        )
+
+    return run_command("predictor score", work)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import glob
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from predictor.errors import ConfigError
+from predictor.exits import run_command
 from predictor.shadow.report import describe, summarize
 
 
@@ -52,13 +53,12 @@ def shadow_report(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m predictor shadow-report", description=__doc__)
     parser.add_argument("logs", nargs="+", help="JSON Lines files, folders of them, or globs")
     args = parser.parse_args(argv)
-    paths = log_files(args.logs)
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing or not paths:
-        print(
-            f"predictor shadow-report: no such log: {', '.join(missing) or args.logs[0]}",
-            file=sys.stderr,
-        )
-        return 2
-    print(describe(summarize(records(paths))))
-    return 0
+
+    def work() -> None:
+        paths = log_files(args.logs)
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing or not paths:
+            raise ConfigError(f"no such log: {', '.join(missing) or args.logs[0]}")
+        print(describe(summarize(records(paths))))
+
+    return run_command("predictor shadow-report", work)

@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from predictor.errors import EXIT_CANNOT_RUN
+from predictor.exits import run_command
 from predictor.rollout.analysis import AnalysisConfig, parse_duration
 from predictor.rollout.auto import run_auto
 from predictor.rollout.controller import Rollout
@@ -127,7 +126,9 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     from predictor.rollout.kube import InferenceServices, api_client
 
     isvcs = None
-    try:
+
+    def work() -> None:
+        nonlocal isvcs
         timeout = parse_duration(args.timeout)
         isvcs = InferenceServices(api_client(kubeconfig=args.kubeconfig, context=args.context))
         rollout = Rollout(
@@ -170,7 +171,7 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
             from predictor.rollout.prometheus import Prometheus
 
             config = AnalysisConfig.load(args.analysis)
-            steps = [int(s) for s in args.steps.split(",") if s.strip()]
+            steps = parse_steps(args.steps)
             prometheus = Prometheus(config.prometheus)
             try:
                 run_auto(
@@ -183,13 +184,23 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
                 )
             finally:
                 prometheus.close()
-    except RolloutError as e:
-        print(f"canary {args.command}: {e}", file=sys.stderr)
-        return e.exit_code
-    except ValueError as e:
-        print(f"canary {args.command}: {e}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+
+    try:
+        return run_command(f"canary {args.command}", work)
     finally:
         if isvcs is not None:
             isvcs.close()
-    return 0
+
+
+def parse_steps(text: str) -> list[int]:
+    """``10,25,50,100`` as percents.
+
+    Raises:
+        RolloutError: a step is not a whole number.
+    """
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise RolloutError(
+            "--steps: expected comma-separated whole percents, e.g. 10,25,50,100"
+        ) from None

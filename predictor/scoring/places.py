@@ -1,9 +1,9 @@
-"""Where batch scoring reads and writes: local paths, or gs:// through the GCS adapter.
+"""Where batch scoring reads and writes: local paths, or any bucket store (``gs://``, ``s3://``).
 
-Inputs are one file, a folder or prefix (every CSV, Parquet and JSON Lines file in it), or a
-glob (``data/*.csv``, ``gs://bucket/day=*/part-*.parquet``). Outputs are written as parts, each
-recorded once it is complete (a local file renamed into place, or a create-only upload), then
-joined. A rerun asks the destination which parts it holds and skips them.
+Inputs are one file, a folder or prefix (every CSV, Parquet and JSON Lines file in it), or a glob
+(``data/*.csv``, ``gs://bucket/day=*/part-*.parquet``, ``s3://bucket/in/*.csv``). Outputs are
+written as parts, each recorded once it is complete (a local file renamed into place, or a
+create-only upload), then joined. A rerun asks the destination which parts it holds and skips them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,10 +19,13 @@ from urllib.parse import urlparse
 
 from typing_extensions import override
 
-from predictor.artifact.gcs import GCSFetcher
-from predictor.artifact.storage import ModelURI
 from predictor.errors import ScoringError
 from predictor.scoring.tables import FORMATS
+from predictor.stores.base import BucketStore, is_bucket
+from predictor.stores.uris import as_prefix, object_uri
+
+StoreFor = Callable[[str], BucketStore]
+"""The bucket store of a scheme (one per scheme for a run)."""
 
 GLOB_CHARS = "*?["
 
@@ -33,37 +37,39 @@ class InputFile:
     name: str
     """The file's name; the output of a folder run keeps it (``day1.csv`` to ``day1.csv``)."""
     location: str
-    """A local path or ``gs://bucket/object``."""
+    """A local path or ``<scheme>://bucket/object``."""
 
 
-def split_gs(uri: str) -> tuple[str, str]:
-    """``gs://bucket/path`` as (bucket, path)."""
+def split_bucket(uri: str) -> tuple[str, str, str]:
+    """``<scheme>://bucket/path`` as (scheme, bucket, path).
+
+    Raises:
+        ScoringError: the URI names no bucket.
+    """
     parsed = urlparse(uri)
-    if parsed.scheme != "gs" or not parsed.netloc:
-        raise ScoringError("expected gs://bucket/path")
-    return parsed.netloc, parsed.path.lstrip("/")
+    if not parsed.netloc:
+        raise ScoringError(f"expected {parsed.scheme}://bucket/path")
+    return parsed.scheme, parsed.netloc, parsed.path.lstrip("/")
 
 
-def list_inputs(spec: str, gcs: GCSFetcher | None) -> list[InputFile]:
+def list_inputs(spec: str, stores: StoreFor) -> list[InputFile]:
     """The input files a path, folder, prefix or glob names, in name order.
 
     Raises:
         ScoringError: it names no file in a format we read.
     """
-    if spec.startswith("gs://"):
-        if gcs is None:
-            raise ScoringError("gs:// input needs the GCS adapter")
-        bucket, path = split_gs(spec)
+    if is_bucket(spec):
+        scheme, bucket, path = split_bucket(spec)
         pattern = path if any(c in path for c in GLOB_CHARS) else None
         prefix = path.split("*")[0].split("?")[0].split("[")[0] if pattern else path
-        names = gcs.list_names(bucket, prefix)
+        names = stores(scheme).list_names(bucket, prefix)
         if pattern is not None:
             names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         elif not path.endswith(FORMATS):
             names = [n for n in names if "/" not in n[len(prefix.rstrip("/")) + 1 :]]
         else:
             names = [n for n in names if n == path]
-        found = [InputFile(Path(n).name, f"gs://{bucket}/{n}") for n in names]
+        found = [InputFile(Path(n).name, f"{scheme}://{bucket}/{n}") for n in names]
     else:
         local = Path(spec).expanduser()
         if any(c in spec for c in GLOB_CHARS):
@@ -85,24 +91,21 @@ def list_inputs(spec: str, gcs: GCSFetcher | None) -> list[InputFile]:
     return found
 
 
-def local_copy(item: InputFile, work: Path, gcs: GCSFetcher | None) -> tuple[Path, str]:
+def local_copy(item: InputFile, work: Path, stores: StoreFor) -> tuple[Path, str]:
     """A local path to read ``item`` from, and what tells its content from another's.
 
-    A GCS object is downloaded into ``work``; its generation tells it apart. A local file is
-    told apart by its size and modification time.
+    A bucket object is downloaded into ``work``; its generation (GCS) or ETag (S3) tells it
+    apart. A local file is told apart by its size and modification time.
     """
-    if not item.location.startswith("gs://"):
+    if not is_bucket(item.location):
         path = Path(item.location)
         stat = path.stat()
         return path, f"{stat.st_size}:{stat.st_mtime_ns}"
-    assert gcs is not None
-    bucket, name = split_gs(item.location)
+    scheme, bucket, name = split_bucket(item.location)
     folder = work / "input"
     folder.mkdir(parents=True, exist_ok=True)
-    generation = gcs.download_object(
-        ModelURI(raw=item.location, scheme="gs", bucket=bucket, path=name), folder
-    )
-    return folder / Path(name).name, str(generation)
+    token = stores(scheme).download_object(object_uri(scheme, bucket, name), folder)
+    return folder / Path(name).name, token
 
 
 class Destination(Protocol):
@@ -188,25 +191,25 @@ class LocalFolder(Destination):
             pass  # other groups still have parts
 
 
-class GCSPrefix(Destination):
-    """A ``gs://bucket/prefix/``; parts are objects under ``<prefix>/_parts/<group>/``."""
+class BucketPrefix(Destination):
+    """A prefix in a bucket store; parts are objects under ``<prefix>/_parts/<group>/``."""
 
-    def __init__(self, uri: str, gcs: GCSFetcher) -> None:
-        self.bucket, path = split_gs(uri)
-        self.prefix = path.rstrip("/") + "/" if path else ""
-        self.gcs = gcs
+    def __init__(self, uri: str, store: BucketStore) -> None:
+        self.scheme, self.bucket, path = split_bucket(uri)
+        self.prefix = as_prefix(path)
+        self.store = store
 
     def _name(self, *parts: str) -> str:
         return self.prefix + "/".join(parts)
 
     @override
     def has(self, name: str) -> bool:
-        return self._name(name) in self.gcs.list_names(self.bucket, self._name(name))
+        return self._name(name) in self.store.list_names(self.bucket, self._name(name))
 
     @override
     def parts(self, group: str) -> set[str]:
         folder = self._name(PARTS, group) + "/"
-        return {n[len(folder) :] for n in self.gcs.list_names(self.bucket, folder)}
+        return {n[len(folder) :] for n in self.store.list_names(self.bucket, folder)}
 
     @override
     def part_folder(self, group: str, work: Path) -> Path:
@@ -217,7 +220,7 @@ class GCSPrefix(Destination):
     @override
     def put_part(self, group: str, path: Path) -> None:
         # Create-only: a part another run recorded first is that run's identical work.
-        self.gcs.upload_new(path, self.bucket, self._name(PARTS, group, path.name))
+        self.store.upload_new(path, self.bucket, self._name(PARTS, group, path.name))
 
     @override
     def get_parts(self, group: str, names: list[str], into: Path) -> list[Path]:
@@ -227,25 +230,19 @@ class GCSPrefix(Destination):
         for name in names:
             target = folder / name
             if not target.exists():
-                object_name = self._name(PARTS, group, name)
-                uri = ModelURI(
-                    raw=f"gs://{self.bucket}/{object_name}",
-                    scheme="gs",
-                    bucket=self.bucket,
-                    path=object_name,
-                )
-                self.gcs.download_object(uri, folder)
+                uri = object_uri(self.scheme, self.bucket, self._name(PARTS, group, name))
+                self.store.download_object(uri, folder)
             local.append(target)
         return local
 
     @override
     def put(self, path: Path, name: str) -> str:
-        uri = f"gs://{self.bucket}/{self._name(name)}"
-        if self.gcs.upload_new(path, self.bucket, self._name(name)) is None:
+        uri = f"{self.scheme}://{self.bucket}/{self._name(name)}"
+        if not self.store.upload_new(path, self.bucket, self._name(name)):
             raise ScoringError(f"{uri} exists already; outputs are never overwritten")
         return uri
 
     @override
     def drop_parts(self, group: str) -> None:
         folder = self._name(PARTS, group) + "/"
-        self.gcs.delete(self.bucket, self.gcs.list_names(self.bucket, folder))
+        self.store.delete(self.bucket, self.store.list_names(self.bucket, folder))

@@ -15,6 +15,7 @@ flat whatever the input's size.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -29,25 +30,25 @@ from typing import Any
 
 from tqdm import tqdm
 
-from predictor.artifact.gate import load_accepted
-from predictor.artifact.gcs import GCSFetcher
-from predictor.artifact.loader import LoadedModel
 from predictor.errors import ScoringError, TooManyRefusedRowsError
 from predictor.inference.batch import requested_outputs
 from predictor.inference.signature import NUMERIC, Signature
+from predictor.loading.loader import LoadedModel, load_accepted
 from predictor.scoring.chunks import Columns, input_columns
 from predictor.scoring.places import (
+    BucketPrefix,
     Destination,
-    GCSPrefix,
     InputFile,
     LocalFolder,
+    StoreFor,
     list_inputs,
     local_copy,
-    split_gs,
+    split_bucket,
 )
 from predictor.scoring.tables import FORMATS, concatenate, read_tables, table_format
 from predictor.scoring.workers import executor, score_part
 from predictor.settings import Settings
+from predictor.stores.base import bucket_store, is_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +112,14 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
     """
     loaded = load_accepted(settings)
     outputs = requested_outputs(list(job.outputs) or None, loaded.signature)
-    gcs = GCSFetcher(deadline_s=settings.store_deadline_seconds)
+    deadline_s = settings.store_deadline_seconds
+    stores: StoreFor = functools.cache(lambda scheme: bucket_store(scheme, deadline_s=deadline_s))
     index, count = job.shard
-    inputs = [f for k, f in enumerate(list_inputs(job.input, gcs)) if k % count == index]
+    inputs = [f for k, f in enumerate(list_inputs(job.input, stores)) if k % count == index]
     single = job.output.lower().endswith(FORMATS)
     if single and count > 1:
         raise ScoringError("a sharded run writes a folder or prefix, not one file (--output)")
-    destination, output_name = _destination(job.output, single, gcs)
+    destination, output_name = _destination(job.output, single, stores)
     result = RunResult()
     if single and destination.has(output_name):
         report(f"{job.output} exists already; nothing to do (outputs are never overwritten)")
@@ -130,7 +132,7 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
                 if not single and destination.has(item.name):
                     report(f"{item.name}: already scored in {job.output}; skipped")
                     continue
-                plan = _Plan(job, loaded, outputs, fmt, destination, item, work, gcs)
+                plan = _Plan(job, loaded, outputs, fmt, destination, item, work, stores)
                 scored = plan.score(pool, report, joined=not single)
                 if scored is not None:
                     result.files.append(scored)
@@ -145,11 +147,11 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
     return result
 
 
-def _destination(output: str, single: bool, gcs: GCSFetcher) -> tuple[Destination, str]:
-    if output.startswith("gs://"):
-        bucket, path = split_gs(output)
+def _destination(output: str, single: bool, stores: StoreFor) -> tuple[Destination, str]:
+    if is_bucket(output):
+        scheme, bucket, path = split_bucket(output)
         folder, _, name = path.rpartition("/") if single else (path, "", "")
-        return GCSPrefix(f"gs://{bucket}/{folder}", gcs), name
+        return BucketPrefix(f"{scheme}://{bucket}/{folder}", stores(scheme)), name
     target = Path(output).expanduser()
     return (LocalFolder(target.parent), target.name) if single else (LocalFolder(target), "")
 
@@ -174,12 +176,12 @@ class _Plan:
     destination: Destination
     item: InputFile
     work: Path
-    gcs: GCSFetcher
+    stores: StoreFor
 
     def score(self, executor: Executor, report: Report, *, joined: bool) -> FileResult | None:
         """Score the file into parts, and join them when ``joined``; None when it has no rows."""
         started = time.monotonic()
-        path, content = local_copy(self.item, self.work, self.gcs)
+        path, content = local_copy(self.item, self.work, self.stores)
         stamp = fingerprint(self.loaded, self.job, self.outputs, self.fmt, content)
         done = {n for n in self.destination.parts(self.item.name) if _PART.match(n)}
         done = {n for n in done if n.startswith(stamp)}
@@ -209,7 +211,7 @@ class _Plan:
         while pending:
             self._record(pending.popleft().result(), bar)
         bar.close()
-        if self.item.location.startswith("gs://"):
+        if is_bucket(self.item.location):  # a downloaded copy
             path.unlink(missing_ok=True)
         if columns is None:
             self.destination.drop_parts(self.item.name)

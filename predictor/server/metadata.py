@@ -9,7 +9,7 @@ import sklearn
 from predictor.inference.signature import PREDICT_PROBA, Signature
 
 if TYPE_CHECKING:
-    from predictor.artifact.loader import LoadedModel
+    from predictor.loading.loader import LoadedModel
 
 PLATFORM = f"sklearn_{sklearn.__version__}"
 

@@ -16,9 +16,8 @@ from kserve import Model
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
-from predictor.artifact.gate import Loader
-from predictor.artifact.loader import LoadedModel, load_model
 from predictor.errors import ModelNotReadyError
+from predictor.loading.loader import LoadedModel, Loader, load_model
 from predictor.server import answers
 from predictor.server.admission import AdmissionLimit
 from predictor.server.metadata import input_types, model_metadata, output_types

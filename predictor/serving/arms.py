@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from predictor.artifact.loader import LoadedModel
 from predictor.bandit.router import Bandit
 from predictor.inference.batch import Batch
+from predictor.loading.loader import LoadedModel
 from predictor.protocol.tensors import new_id
 from predictor.serving.strategy import Answer, Lane
 

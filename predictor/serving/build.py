@@ -1,16 +1,16 @@
 """The strategy the settings ask for: one model, a bandit's arms, and a shadow around either.
 
-Every model is loaded, verified and accepted (``artifact.gate``) before any lane is built; one
-that fails stops the start. ``start_native_engines`` moves bare pickles to the native engine in
-the background once the server's app is built.
+Every model is loaded, verified and accepted (``loading.loader.load_accepted``) before any lane is
+built; one that fails stops the start. ``start_native_engines`` moves bare pickles to the native
+engine in the background once the server's app is built.
 """
 
 from __future__ import annotations
 
-from predictor.artifact.bundle import runtime_versions
-from predictor.artifact.gate import Loader, load_accepted
 from predictor.bandit.setup import bandit_for
+from predictor.bundle.manifest import runtime_versions
 from predictor.inference.cache import PredictionCache
+from predictor.loading.loader import Loader, load_accepted
 from predictor.metrics import record
 from predictor.serving.arms import BanditArms
 from predictor.serving.lane import ModelLane

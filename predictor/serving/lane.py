@@ -12,12 +12,12 @@ import functools
 import time
 from typing import Any
 
-from predictor.artifact.loader import LoadedModel
 from predictor.inference.batch import Batch, Results
 from predictor.inference.batching import Batcher, ThreadBatcher
 from predictor.inference.cache import PredictionCache
 from predictor.inference.estimator import run_estimator
 from predictor.inference.native import convertible
+from predictor.loading.loader import LoadedModel
 from predictor.metrics import kserve_series, record
 from predictor.serving.strategy import Answer
 from predictor.settings import Limits

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from predictor.artifact.bundle import runtime_versions
-from predictor.artifact.loader import LoadedModel
+from predictor.bundle.manifest import runtime_versions
+from predictor.loading.loader import LoadedModel
 from predictor.metrics import record
 
 logger = logging.getLogger(__name__)

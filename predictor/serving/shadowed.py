@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from predictor.artifact.loader import LoadedModel
 from predictor.inference.batch import Batch
+from predictor.loading.loader import LoadedModel
 from predictor.serving.strategy import Answer, Lane, Strategy
 from predictor.shadow.runner import ShadowRunner
 

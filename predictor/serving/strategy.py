@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
-from predictor.artifact.loader import LoadedModel
 from predictor.errors import FeedbackNotFoundError
 from predictor.inference.batch import Batch, Results
+from predictor.loading.loader import LoadedModel
 
 
 class Answer(NamedTuple):

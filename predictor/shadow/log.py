@@ -2,9 +2,9 @@
 
 Records are written in batches (one write per batch the shadow worker handles) to
 ``predictions-<UTC time>-<pid>-<n>.jsonl``. A file is closed when it reaches ``max_bytes`` or
-``max_seconds``, and at shutdown. In a local folder the open file is readable as it grows; for a
-``gs://bucket/prefix/`` it is written locally and uploaded whole when closed, create-only
-(``ifGenerationMatch=0``), as ``publish`` writes.
+``max_seconds``, and at shutdown. In a local folder the open file is readable as it grows; under
+a bucket prefix (``gs://``, ``s3://``) it is written locally and uploaded whole when closed,
+create-only, as ``publish`` writes.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from typing import IO, Any
 
 import orjson
 
-from predictor.artifact.gcs import GCSFetcher
+from predictor.stores.base import BucketStore, bucket_store, is_bucket
+from predictor.stores.uris import as_prefix
 
 logger = logging.getLogger(__name__)
 
 
 class PredictionLog:
-    """Appends records to rotated JSON Lines files in a folder or under a GCS prefix."""
+    """Appends records to rotated JSON Lines files in a folder or under a bucket prefix."""
 
     def __init__(
         self, target: str, *, max_bytes: int, max_seconds: float, deadline_s: float = 120.0
@@ -34,11 +35,13 @@ class PredictionLog:
         self.target = target
         self.max_bytes = max_bytes
         self.max_seconds = max_seconds
-        self._gcs: GCSFetcher | None = None
-        if target.startswith("gs://"):
-            bucket, _, prefix = target[len("gs://") :].partition("/")
-            self._bucket, self._prefix = bucket, prefix.rstrip("/") + "/" if prefix else ""
-            self._gcs = GCSFetcher(deadline_s=deadline_s)
+        self._store: BucketStore | None = None
+        if is_bucket(target):
+            scheme, _, rest = target.partition("://")
+            bucket, _, prefix = rest.partition("/")
+            self._where = f"{scheme}://{bucket}/"
+            self._bucket, self._prefix = bucket, as_prefix(prefix)
+            self._store = bucket_store(scheme, deadline_s=deadline_s)
             self._folder = Path(tempfile.mkdtemp(prefix="predictor-log-"))
         else:
             self._folder = Path(target)
@@ -77,16 +80,16 @@ class PredictionLog:
         self._opened = time.monotonic()
 
     def rotate(self) -> None:
-        """Close the open file (uploading it, on GCS); the next write opens a new one."""
+        """Close the open file (uploading it, to a bucket); the next write opens a new one."""
         if self._file is None or self._path is None:
             return
         self._file.close()
         self._file = None
-        if self._gcs is not None:
+        if self._store is not None:
             name = self._prefix + self._path.name
             try:
-                if self._gcs.upload_new(self._path, self._bucket, name) is None:
-                    logger.error("gs://%s/%s exists; this log file was kept", self._bucket, name)
+                if not self._store.upload_new(self._path, self._bucket, name):
+                    logger.error("%s%s exists; this log file was kept", self._where, name)
                 else:
                     self._path.unlink()
             except Exception:  # a log upload must never take the server down

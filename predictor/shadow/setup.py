@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from predictor.artifact.gate import Loader, load_accepted
-from predictor.artifact.loader import LoadedModel
 from predictor.errors import PredictorError
+from predictor.loading.loader import LoadedModel, Loader, load_accepted
 from predictor.settings import Settings
 from predictor.shadow.log import PredictionLog
 from predictor.shadow.runner import ShadowRunner

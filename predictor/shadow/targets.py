@@ -14,11 +14,11 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from predictor.artifact.loader import LoadedModel
 from predictor.inference.batch import Results
 from predictor.inference.estimator import run_estimator
 from predictor.inference.features import Features
 from predictor.inference.signature import PREDICT, PREDICT_PROBA
+from predictor.loading.loader import LoadedModel
 
 MIRROR_TIMEOUT_S = 5.0
 

@@ -27,7 +27,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 
-from predictor.artifact.storage import sha256_file
+from predictor.stores.files import sha256_file
 from tests.helpers import RunningServer, ServerFactory, free_port
 
 pytestmark = pytest.mark.timeout(300)

@@ -24,12 +24,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from predictor.artifact.loader import load_model
-from predictor.artifact.publish import BundleSpec, publish, stage_bundle
-from predictor.artifact.storage import sha256_file
+from predictor.bundle.publish import BundleSpec, publish, stage_bundle
 from predictor.demo import make_trips
 from predictor.errors import IncompatibleModelError, PublishError, VersionExistsError
+from predictor.loading.loader import load_model
 from predictor.settings import Settings
+from predictor.stores.files import sha256_file
 from tests.gcs import GCSBucket
 from tests.helpers import REPO_ROOT, ServerFactory
 

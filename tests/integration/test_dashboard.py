@@ -8,14 +8,13 @@ pages declare (a counter's ``_total``, a histogram's ``_bucket``).
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
 import joblib
 
 from predictor.monitoring.dashboard import dashboard, metric_names
-from tests.helpers import ServerFactory
+from tests.helpers import ServerFactory, wait_until
 
 ROWS = {"instances": [[0.1, -0.3, 1.2, 0.5], [-1.0, 0.4, 0.0, 2.0]]}
 
@@ -58,11 +57,13 @@ def test_every_metric_in_the_dashboard_is_exported(
                     f"/v2/models/{name}/feedback", json={"id": answer.json()["id"], "reward": 1}
                 )
             page = client.get("/metrics").text
-            for _ in range(100):  # the shadow compares off the response path, every 20 ms
-                if name != "taxi" or "predictor_shadow_predictions_total{" in page:
-                    break
-                time.sleep(0.05)
-                page = client.get("/metrics").text
+            if name == "taxi":  # the shadow compares off the response path, every 0.1 s
+
+                def compared(client: httpx.Client = client) -> str | None:
+                    page = client.get("/metrics").text
+                    return page if "predictor_shadow_predictions_total{" in page else None
+
+                page = wait_until(compared, timeout=10, what="the shadow's first comparison")
             pages.append(page)
             found |= exported(pages[-1])
     used = metric_names(dashboard())

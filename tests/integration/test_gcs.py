@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from predictor.artifact.storage import fetch_model, parse_model_uri, sha256_file
 from predictor.errors import StorageAuthError, StorageError, StorageNotFoundError
+from predictor.stores.fetch import fetch_model
+from predictor.stores.files import sha256_file
+from predictor.stores.uris import parse_model_uri
 from tests.gcs import FaultProxy, GCSBucket, GCSEmulator
 
 pytestmark = pytest.mark.gcs

@@ -22,7 +22,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.ensemble import RandomForestClassifier
 
-from predictor.artifact.storage import sha256_file
+from predictor.stores.files import sha256_file
 from tests.helpers import RunningServer, ServerFactory, infer_request
 
 ROWS = [[1.0, 200.0, 2.0], [17.0, 18.0, 1.0], [40.0, 250.0, 6.0]]

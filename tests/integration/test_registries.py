@@ -22,10 +22,10 @@ import joblib
 import numpy as np
 import pytest
 
-from predictor.artifact.gate import load_accepted
-from predictor.artifact.storage import sha256_file
 from predictor.errors import PredictorError, StorageAuthError, StorageError, StorageNotFoundError
+from predictor.loading.loader import load_accepted
 from predictor.settings import Settings
+from predictor.stores.files import sha256_file
 from tests.helpers import ServerFactory, free_port
 from tests.stores import MLFLOW_ADMIN, MLflowServer, S3Server
 

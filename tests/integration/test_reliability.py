@@ -29,7 +29,14 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from sklearn.ensemble import RandomForestClassifier
 
-from tests.helpers import RunningServer, ServerFactory, free_port, infer_request, served_app
+from tests.helpers import (
+    RunningServer,
+    ServerFactory,
+    free_port,
+    infer_request,
+    served_app,
+    wait_until,
+)
 
 X = np.random.default_rng(0).normal(size=(400, 20))
 
@@ -78,13 +85,13 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(
                     return f"lost: {type(e).__name__}"
 
             tasks = [asyncio.create_task(one(i)) for i in range(300)]
-            await asyncio.sleep(0.3)
+            # SIGTERM once the server is answering the flood: its first answer has come.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             running.process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
             # On a connection of its own, as a kubelet probe comes: not one of the 300 in use.
             async with httpx.AsyncClient(base_url=running.url, timeout=15) as probe:
-                ready = await probe.get("/v2/models/rf/ready")
-            assert ready.status_code == 503  # draining: not ready, still serving
+                ready = await until_not_ready(probe, "/v2/models/rf/ready")
+            assert ready == 503  # draining: not ready, still serving
             return await asyncio.gather(*tasks)
 
     outcomes = asyncio.run(flood())
@@ -120,7 +127,8 @@ def test_sigterm_answers_every_accepted_grpc_call_and_exits_0(
                 return list(reply.outputs[0].contents.bool_contents)
 
             tasks = [asyncio.create_task(one(i)) for i in range(300)]
-            await asyncio.sleep(0.3)
+            # SIGTERM once the server is answering the flood: its first answer has come.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             running.process.send_signal(signal.SIGTERM)
             return await asyncio.gather(*tasks)
 
@@ -380,16 +388,29 @@ def test_fuzzed_raw_bytes_never_cause_a_5xx(
 
 def test_workers_die_with_a_killed_server(server: ServerFactory, demo_model_dir: Path) -> None:
     running = server.start(str(demo_model_dir), name="taxi", args=["--workers", "2"], timeout=60)
-    deadline = time.monotonic() + 30
-    while len(workers := running.children()) < 2:
-        assert time.monotonic() < deadline, f"workers not started: {running.children()}"
-        time.sleep(0.2)
+    workers = wait_until(
+        lambda: found if len(found := running.children()) >= 2 else None,
+        timeout=30,
+        what="two uvicorn workers",
+        every=0.2,
+    )
     running.process.kill()  # SIGKILL: the server cannot stop its workers itself
     running.process.wait(timeout=10)
-    deadline = time.monotonic() + 20
-    while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists() and not zombie(pid)]:
-        assert time.monotonic() < deadline, f"workers outlived the server: {alive}"
-        time.sleep(0.2)
+    wait_until(
+        lambda: not [p for p in workers if Path(f"/proc/{p}").exists() and not zombie(p)],
+        timeout=20,
+        what="the workers to end with the server",
+        every=0.2,
+    )
+
+
+async def until_not_ready(client: httpx.AsyncClient, path: str, timeout: float = 15) -> int:
+    """The readiness status once it is no longer 200 (polled; fails loudly at ``timeout``)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (status := (await client.get(path)).status_code) == 200:
+        assert asyncio.get_running_loop().time() < deadline, f"{path} stayed ready"
+        await asyncio.sleep(0.02)
+    return status
 
 
 def zombie(pid: int) -> bool:

@@ -24,8 +24,7 @@ import joblib
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from predictor.artifact.publish import BundleSpec, publish
-from predictor.artifact.storage import sha256_file
+from predictor.bundle.publish import BundleSpec, publish
 from predictor.demo import make_trips, publish_demo_bundles
 from predictor.rollout.analysis import AnalysisConfig
 from predictor.rollout.auto import run_auto
@@ -34,6 +33,7 @@ from predictor.rollout.errors import RolloutFailedError
 from predictor.rollout.kube import InferenceServices
 from predictor.rollout.prometheus import Prometheus
 from predictor.rollout.status import model_uris, traffic_split
+from predictor.stores.files import sha256_file
 from tests.helpers import RunningServer, ServerFactory, free_port
 from tests.k8s_emulator import ISVC, Emulator, FakeKServe, knative_isvc
 

@@ -12,7 +12,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,10 +24,10 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from predictor.artifact.storage import sha256_file
 from predictor.demo import FEATURES
+from predictor.stores.files import sha256_file
 from tests.gcs import GCSBucket
-from tests.helpers import RunningServer, ServerFactory
+from tests.helpers import RunningServer, ServerFactory, wait_until
 
 ROWS = [[1.0, 200.0, 2.0], [17.0, 18.0, 1.0], [40.0, 250.0, 6.0]]
 
@@ -262,15 +261,12 @@ def test_settings_come_from_the_environment(server: ServerFactory, demo_model_di
 def test_grpc_answers_on_eight_threads_unless_told_otherwise(
     server: ServerFactory, demo: RunningServer, demo_model_dir: Path
 ) -> None:
-    def logged(running: RunningServer, line: str) -> bool:
-        deadline = time.monotonic() + 10
-        while line not in running.log() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return line in running.log()
+    def logged(running: RunningServer, line: str) -> None:
+        wait_until(lambda: line in running.log(), timeout=10, what=line, every=0.05)
 
-    assert logged(demo, f"gRPC server listening on port {demo.grpc_port} (8 threads)")
+    logged(demo, f"gRPC server listening on port {demo.grpc_port} (8 threads)")
     two = server.start(str(demo_model_dir), name="taxi", args=["--max_threads", "2"])
-    assert logged(two, f"gRPC server listening on port {two.grpc_port} (2 threads)")
+    logged(two, f"gRPC server listening on port {two.grpc_port} (2 threads)")
 
 
 def test_serves_from_gcs(server: ServerFactory, gcs: GCSBucket, demo_model_dir: Path) -> None:
@@ -380,10 +376,8 @@ def test_a_custom_access_log_format_serves_through_the_app_and_logs_each_request
     bad = httpx.post(f"{running.url}/v1/models/taxi:predict", json={"instances": [[1, 2]]})
     assert (good.status_code, bad.status_code) == (200, 400)
     assert bad.json() == {"error": "expected 3 features per row, got 2"}
-    deadline = time.monotonic() + 10
-    while "ACCESS POST /v1/models/taxi:predict HTTP/1.1 400" not in running.log():
-        assert time.monotonic() < deadline, running.log()
-        time.sleep(0.1)
+    line = "ACCESS POST /v1/models/taxi:predict HTTP/1.1 400"
+    wait_until(lambda: line in running.log(), timeout=10, what="the access log line", every=0.1)
     assert "ACCESS POST /v1/models/taxi:predict HTTP/1.1 200" in running.log()
     metrics = httpx.get(f"{running.url}/metrics").text
     assert 'status="400"' in metrics and 'status="200"' in metrics

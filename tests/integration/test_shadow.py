@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from predictor.artifact.storage import sha256_file
 from predictor.shadow.log import PredictionLog
+from predictor.stores.files import sha256_file
 from tests.gcs import GCSBucket
 from tests.helpers import REPO_ROOT, RunningServer, ServerFactory
 

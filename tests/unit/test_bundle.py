@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from predictor.artifact.acceptance import check_confidence, check_e2e, metric_value
-from predictor.artifact.bundle import check_compatibility, check_manifest_matches, parse_manifest
+from predictor.bundle.manifest import check_compatibility, check_manifest_matches, parse_manifest
 from predictor.errors import IncompatibleModelError, ManifestError
 from predictor.inference.signature import Signature
+from predictor.loading.acceptance import check_confidence, check_e2e, metric_value
 
 SHA = "ab" * 32
 GOOD: dict[str, Any] = {

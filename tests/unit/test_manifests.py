@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,15 @@ def test_the_schema_check_catches_misspelt_and_mistyped_fields() -> None:
     ]
 
 
+PROJECT_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+EXPECTED_IMAGES = {
+    "gke": f"europe-west1-docker.pkg.dev/CHANGE-ME-project/models/kserve-sklearn-predictor:{PROJECT_VERSION}",
+    "minikube": "kserve-sklearn-predictor-model:demo",
+}
+"""The runtime image of each family of overlays: a versioned tag on GKE, the baked demo image on
+minikube (``make docker-demo``); never ``:latest``."""
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_models_are_served_by_the_locked_down_runtime_and_sized(overlay: str) -> None:
     path = f"manifests/overlays/{overlay}"
@@ -108,8 +118,7 @@ def test_models_are_served_by_the_locked_down_runtime_and_sized(overlay: str) ->
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     image = container["image"]
-    assert ":" in image.split("/")[-1] or "@sha256:" in image
-    assert not image.endswith(":latest")
+    assert image == EXPECTED_IMAGES[overlay.split("-")[0]]  # pinned to the project's version
     for predictor in predictors(isvc(path)):
         assert predictor["serviceAccountName"] == "predictor"
         assert "containers" not in predictor
@@ -201,7 +210,7 @@ def test_the_custom_container_alternative_fetches_its_own_model() -> None:
     document = isvc("manifests/alternatives/custom-container")
     (container,) = document["spec"]["predictor"]["containers"]
     assert container["name"] == "kserve-container"
-    assert env(container)["PREDICTOR_MODEL_URI"].startswith("gs://")
+    assert env(container)["PREDICTOR_MODEL_URI"] == "gs://CHANGE-ME-bucket/registry/taxi/1.0.0/"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert "--model_name=taxi" in container["args"]
 

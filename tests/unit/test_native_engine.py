@@ -28,8 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 from xgboost import XGBClassifier, XGBRegressor
 
-from predictor.artifact.acceptance import AcceptanceSets
-from predictor.artifact.engine_choice import select_engine
+from predictor.inference.engine_choice import select_engine
 from predictor.inference.engines import EngineSlot, LinearEngine, SklearnEngine
 from predictor.inference.fastpath import choose_native, probe_rows
 from predictor.inference.native import OnnxEngine, convert, convertible
@@ -157,9 +156,7 @@ def test_one_thread_per_inference_unless_asked() -> None:
 def test_a_bare_pickle_serves_at_once_and_upgrades_later() -> None:
     estimator = CLASSIFIERS[1]
     signature = signature_of(estimator)
-    slot, upgrade = select_engine(
-        estimator, signature, AcceptanceSets(), Settings(model_uri="unused.joblib")
-    )
+    slot, upgrade = select_engine(estimator, signature, Settings(model_uri="unused.joblib").engines)
     assert upgrade is not None
     assert slot.name.startswith("compiled RandomForestClassifier")
     assert slot.reason.endswith("; native engine: converting in the background")
@@ -193,9 +190,7 @@ def test_a_failed_upgrade_keeps_the_engine_and_says_why() -> None:
     estimator = CLASSIFIERS[0]
     slot = EngineSlot(SklearnEngine(estimator), "scikit-learn")
     signature = signature_of(estimator)
-    _, upgrade = select_engine(
-        estimator, signature, AcceptanceSets(), Settings(model_uri="unused.joblib")
-    )
+    _, upgrade = select_engine(estimator, signature, Settings(model_uri="unused.joblib").engines)
     assert upgrade is not None
     broken = type(upgrade)(LogisticRegression().fit(X, BINARY), upgrade.probes, True, 1, "kept")
     assert not broken.run(slot)
@@ -210,7 +205,7 @@ def test_the_switches_turn_the_native_engine_off() -> None:
         Settings(model_uri="unused.joblib", native_engine=False),
         Settings(model_uri="unused.joblib", fast_path=False),
     ):
-        slot, upgrade = select_engine(estimator, signature, AcceptanceSets(), settings)
+        slot, upgrade = select_engine(estimator, signature, settings.engines)
         assert upgrade is None
         assert "native engine" not in slot.reason
 
@@ -218,7 +213,7 @@ def test_the_switches_turn_the_native_engine_off() -> None:
 def test_linear_models_keep_the_compiled_engine() -> None:
     estimator = LogisticRegression().fit(X, BINARY)
     slot, upgrade = select_engine(
-        estimator, signature_of(estimator), AcceptanceSets(), Settings(model_uri="unused.joblib")
+        estimator, signature_of(estimator), Settings(model_uri="unused.joblib").engines
     )
     assert upgrade is None
     assert isinstance(slot.engine, LinearEngine)
@@ -235,16 +230,14 @@ def test_a_bundles_native_model_serves_without_building_the_compiled_engine(
     def no_compiled_engine(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the compiled engine was built")
 
-    monkeypatch.setattr("predictor.artifact.engine_choice.choose_engine", no_compiled_engine)
-    slot, upgrade = select_engine(
-        estimator, signature, AcceptanceSets(), settings, native_model=model
-    )
+    monkeypatch.setattr("predictor.inference.engine_choice.choose_engine", no_compiled_engine)
+    slot, upgrade = select_engine(estimator, signature, settings.engines, native_model=model)
     assert upgrade is None
     assert isinstance(slot.engine, OnnxEngine) and "from the bundle" in slot.reason
     monkeypatch.undo()
     other = RandomForestClassifier(n_estimators=5, random_state=1).fit(X, 1 - BINARY)
     slot, upgrade = select_engine(
-        estimator, signature, AcceptanceSets(), settings, native_model=convert(other, 5)
+        estimator, signature, settings.engines, native_model=convert(other, 5)
     )
     assert upgrade is None
     assert slot.name.startswith("compiled RandomForestClassifier")

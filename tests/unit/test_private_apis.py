@@ -5,7 +5,7 @@ and ``predictor.server.grpc_server`` (the KServe adapter), prometheus_client's m
 ``predictor.metrics.handles``, scikit-learn's gradient-boosting prior in
 ``predictor.inference.trees`` and its column transformer's input indices in
 ``predictor.inference.schema``, google-cloud-storage's client credentials in
-``predictor.artifact.gcs``. When an upgrade moves one of them, these tests fail first, naming
+``predictor.stores.gcs``. When an upgrade moves one of them, these tests fail first, naming
 the library, its version and the name that moved.
 """
 

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
-from predictor.artifact.sample import sample_features
+from predictor.bundle.sample import sample_features
 from predictor.errors import PublishError
 from predictor.inference.signature import OutputSpec, signature_of
 

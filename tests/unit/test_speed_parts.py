@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import pickle
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from predictor.inference.cache import PredictionCache
 from predictor.inference.fastpath import SklearnEngine, choose_engine, compile_estimator, probe_rows
 from predictor.server.admission import AdmissionLimit
 from predictor.serving.lane import batch_rows_for
+from tests.helpers import wait_until
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(600, 6))
@@ -204,12 +204,15 @@ def submit_in_threads(batches: list[Batch], max_rows: int = 64) -> tuple[GatedRe
 
     threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(batches))]
     threads[0].start()
-    while not recorder.calls:  # the first caller holds the model
-        time.sleep(0.001)
+    wait_until(lambda: recorder.calls, timeout=10, what="the first caller to hold the model")
     for thread in threads[1:]:
         thread.start()
-    while len(batcher._queue) < len(batches) - 1:  # the others are queued behind it
-        time.sleep(0.001)
+    wait_until(
+        lambda: len(batcher._queue) >= len(batches) - 1,
+        timeout=10,
+        what="the other callers to queue behind it",
+        every=0.001,
+    )
     recorder.gate.set()
     for thread in threads:
         thread.join(timeout=10)

@@ -10,15 +10,16 @@ import joblib
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from predictor.artifact.loader import load_model
-from predictor.artifact.storage import fetch_model, find_model_file, parse_model_uri
 from predictor.errors import (
     DigestMismatchError,
     ModelFileError,
     StorageNotFoundError,
     UnsupportedURIError,
 )
+from predictor.loading.loader import load_model
 from predictor.settings import Settings
+from predictor.stores.fetch import fetch_model, find_model_file
+from predictor.stores.uris import parse_model_uri
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Model bundles: a folder (or gs:// prefix) with the artifact, ``model.json`` and acceptance sets.
 
-This module owns the manifest: its validation on read (against ``artifact.manifest``), the
+This module owns the manifest: its validation on read (against ``bundle.schema``), the
 digests of every file it names, and the library-version compatibility rules. It never unpickles;
 ``loader`` calls these checks before ``joblib.load`` runs.
 """
@@ -19,10 +19,10 @@ import numpy
 import sklearn
 from pydantic import ValidationError
 
-from predictor.artifact.manifest import ManifestModel
-from predictor.artifact.storage import sha256_file
+from predictor.bundle.schema import ManifestModel
 from predictor.errors import DigestMismatchError, IncompatibleModelError, ManifestError
 from predictor.inference.signature import Signature
+from predictor.stores.files import sha256_file
 from predictor.validation import describe_errors
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Manifest:
 
 
 def parse_manifest(document: Any) -> Manifest:
-    """Validate a decoded ``model.json`` against its model (``artifact.manifest``).
+    """Validate a decoded ``model.json`` against its model (``bundle.schema``).
 
     Raises:
         ManifestError: naming every offending key and what it expected.

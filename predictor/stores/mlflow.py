@@ -18,14 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from predictor.artifact.retrying import Transient, within_deadline
-from predictor.artifact.storage import ModelURI
 from predictor.errors import (
     StorageAuthError,
     StorageError,
     StorageNotFoundError,
     VersionExistsError,
 )
+from predictor.stores.retrying import Transient, within_deadline
+from predictor.stores.uris import ModelURI
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from predictor.artifact.bundle import Manifest, bundle_file
+from predictor.bundle.manifest import Manifest, bundle_file
 from predictor.errors import ManifestError, PayloadError
+from predictor.inference.engine_choice import BundleChecks
+from predictor.inference.engines import Engine
+from predictor.inference.features import rows_to_features
+from predictor.inference.signature import Signature
+from predictor.protocol.v1 import answer_v1
 
 Infer = Callable[[dict[str, Any]], dict[str, Any]]
 PROBABILITY_METRICS = ("roc_auc", "log_loss")
@@ -237,3 +242,32 @@ def _read_set(
     if not isinstance(data["instances"], list) or not data["instances"]:
         raise ManifestError(f"{what} {spec['path']}: 'instances' must be a non-empty list")
     return data
+
+
+def bundle_checks(sets: AcceptanceSets, signature: Signature) -> BundleChecks:
+    """What the sets add to the choice of engine: their rows as probes, their e2e check."""
+    rows: list[Any] = []
+    for data in (sets.e2e, sets.confidence):
+        if data is not None:
+            try:
+                features = rows_to_features(
+                    _as_lists(data["instances"], signature), signature, frame=False
+                )
+                rows.extend(np.asarray(features).tolist())
+            except PayloadError:
+                pass  # the acceptance check itself will report these rows
+    e2e = sets.e2e
+
+    def check(engine: Engine) -> str | None:
+        assert e2e is not None
+        result = check_e2e(
+            e2e, lambda body: answer_v1(engine, signature, "", body), atol=sets.e2e_atol
+        )
+        return None if result.passed else result.summary
+
+    return BundleChecks(rows=rows, e2e=check if e2e is not None else None)
+
+
+def _as_lists(rows: list[Any], signature: Signature) -> list[Any]:
+    names = signature.feature_names or ()
+    return [[row.get(n) for n in names] if isinstance(row, dict) else row for row in rows]

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from predictor.artifact.retrying import Transient, within_deadline
-from predictor.artifact.storage import ModelURI
 from predictor.errors import StorageAuthError, StorageError, StorageNotFoundError
+from predictor.stores.files import md5_file, partial_file
+from predictor.stores.retrying import Transient, within_deadline
+from predictor.stores.uris import ModelURI, as_prefix, object_uri
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,10 @@ _CHUNK = 1 << 20
 
 
 class S3Store:
-    """Download and create-only upload, every failure turned into one ``StorageError``."""
+    """A ``BucketStore`` over boto3; every failure turned into one ``StorageError``."""
+
+    last_generation: int | None = None
+    """S3 has no generations: a published bundle is pinned by its digest."""
 
     def __init__(self, *, deadline_s: float) -> None:
         self._deadline_s = deadline_s
@@ -64,17 +67,17 @@ class S3Store:
         )
         return boto3.session.Session().client("s3", config=config)
 
-    def download(self, uri: ModelURI, dest: Path) -> list[str]:
+    def download(self, uri: ModelURI, dest: Path) -> dict[str, int | None]:
         """Download one object, or every object under a prefix, into ``dest``.
 
         Returns:
-            The downloaded files' paths relative to ``dest``.
+            The downloaded files' paths relative to ``dest`` (S3 has no generations).
         """
         if not uri.is_prefix:
             name = Path(uri.path).name
             self._call(uri, lambda: self._download_object(uri.bucket, uri.path, dest / name))
-            return [name]
-        prefix = uri.path if uri.path == "" or uri.path.endswith("/") else uri.path + "/"
+            return {name: None}
+        prefix = as_prefix(uri.path)
         names = [k[len(prefix) :] for k in self.list_keys(uri, prefix) if not k.endswith("/")]
         if not names:
             raise StorageNotFoundError(f"{uri.raw}: no objects under s3://{uri.bucket}/{prefix}")
@@ -85,7 +88,18 @@ class S3Store:
                     self._download_object, uri.bucket, prefix + relative, dest / relative
                 ),
             )
-        return names
+        return dict.fromkeys(names)
+
+    def download_object(self, uri: ModelURI, dest: Path) -> str:
+        """Download the one object ``uri`` names into ``dest``; returns its ETag."""
+        return self._call(
+            uri, lambda: self._download_object(uri.bucket, uri.path, dest / Path(uri.path).name)
+        )
+
+    def list_names(self, bucket: str, prefix: str) -> list[str]:
+        """The keys under ``prefix`` (not folder markers), in key order."""
+        keys = self.list_keys(object_uri("s3", bucket, prefix), prefix)
+        return [k for k in keys if not k.endswith("/")]
 
     def list_keys(self, uri: ModelURI, prefix: str) -> list[str]:
         """Every key under ``prefix`` in the URI's bucket, in key order."""
@@ -98,11 +112,11 @@ class S3Store:
 
         return self._call(uri, listing)
 
-    def put_new(self, path: Path, bucket: str, key: str) -> bool:
+    def upload_new(self, path: Path, bucket: str, key: str) -> bool:
         """Upload a file as a new object; False (and nothing written) if the key exists."""
         from botocore.exceptions import ClientError
 
-        uri = ModelURI(raw=f"s3://{bucket}/{key}", scheme="s3", bucket=bucket, path=key)
+        uri = object_uri("s3", bucket, key)
 
         def put() -> bool:
             try:
@@ -116,11 +130,21 @@ class S3Store:
 
         return self._call(uri, put)
 
+    def same_content(self, path: Path, bucket: str, key: str) -> bool:
+        """Whether the object's ETag (a single-part upload's MD5) is the local file's MD5."""
+        return self.etag(bucket, key) == md5_file(path).hex()
+
+    def delete(self, bucket: str, names: list[str]) -> None:
+        """Delete objects (S3 answers a missing key as deleted)."""
+        for key in names:
+            uri = object_uri("s3", bucket, key)
+            self._call(uri, functools.partial(self._client.delete_object, Bucket=bucket, Key=key))
+
     def etag(self, bucket: str, key: str) -> str | None:
         """The object's ETag without quotes (an MD5 for single-part uploads), None if absent."""
         from botocore.exceptions import ClientError
 
-        uri = ModelURI(raw=f"s3://{bucket}/{key}", scheme="s3", bucket=bucket, path=key)
+        uri = object_uri("s3", bucket, key)
 
         def head() -> str | None:
             try:
@@ -133,10 +157,8 @@ class S3Store:
 
         return self._call(uri, head)
 
-    def _download_object(self, bucket: str, key: str, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        try:
+    def _download_object(self, bucket: str, key: str, target: Path) -> str:
+        with partial_file(target) as partial:
             answer = self._client.get_object(Bucket=bucket, Key=key)
             expected = int(answer["ContentLength"])
             written = 0
@@ -149,9 +171,7 @@ class S3Store:
                     f"s3://{bucket}/{key}: expected {expected} bytes, received {written}; "
                     "nothing was kept"
                 )
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        return str(answer.get("ETag", "")).strip('"')
 
     def _call(self, uri: ModelURI, work: Callable[[], T]) -> T:
         """Run ``work``, retrying transient faults until the deadline; every failure classified."""

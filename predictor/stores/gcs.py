@@ -9,23 +9,24 @@ are renamed only when complete and verified by the client's checksum.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from predictor.artifact.retrying import one_line
-from predictor.artifact.storage import PINNED_IN_PREFIX, ModelURI
 from predictor.errors import StorageAuthError, StorageError, StorageNotFoundError
+from predictor.stores.files import md5_file, partial_file
+from predictor.stores.retrying import one_line
+from predictor.stores.uris import PINNED_IN_PREFIX, ModelURI, as_prefix, object_uri
 
 logger = logging.getLogger(__name__)
 
 
-class GCSFetcher:
-    """Thin adapter over google-cloud-storage that turns its errors into ``StorageError``."""
+class GCSStore:
+    """A ``BucketStore`` over google-cloud-storage; its errors become ``StorageError``."""
 
     def __init__(self, *, deadline_s: float) -> None:
         self._deadline_s = deadline_s
@@ -33,6 +34,7 @@ class GCSFetcher:
         self._timeout = min(60.0, deadline_s)
         self._anonymous = False
         self._made: Any = None
+        self.last_generation: int | None = None
 
     @functools.cached_property
     def _retry(self) -> Any:
@@ -61,7 +63,7 @@ class GCSFetcher:
         self._made = client
         return client
 
-    def download(self, uri: ModelURI, dest: Path) -> dict[str, int]:
+    def download(self, uri: ModelURI, dest: Path) -> dict[str, int | None]:
         """Download one object, or every object under a prefix, into ``dest``.
 
         Returns:
@@ -72,55 +74,54 @@ class GCSFetcher:
                 return self._download_prefix(client, uri, dest)
             return self._download_object(client, uri, dest)
 
-    def download_object(self, uri: ModelURI, dest: Path) -> int:
+    def download_object(self, uri: ModelURI, dest: Path) -> str:
         """Download the one object ``uri`` names, whatever its name, into ``dest``.
 
         Returns:
             The object's generation.
         """
         with self._classified(uri) as client:
-            return next(iter(self._download_object(client, uri, dest).values()))
+            return str(next(iter(self._download_object(client, uri, dest).values())))
 
     def list_names(self, bucket: str, prefix: str) -> list[str]:
         """The names of the objects under ``gs://bucket/prefix``, in name order."""
-        uri = ModelURI(raw=f"gs://{bucket}/{prefix}", scheme="gs", bucket=bucket, path=prefix)
+        uri = object_uri("gs", bucket, prefix)
         with self._classified(uri) as client:
             listing = client.list_blobs(
                 bucket, prefix=prefix, retry=self._retry, timeout=self._timeout
             )
             return sorted(b.name for b in listing if not b.name.endswith("/"))
 
-    def upload_new(self, path: Path, bucket: str, name: str) -> int | None:
-        """Upload a file as a new object; returns its generation, or None if the name exists.
+    def upload_new(self, path: Path, bucket: str, name: str) -> bool:
+        """Upload a file as a new object; False if the name exists (``last_generation`` is set).
 
         The write is create-only (``ifGenerationMatch=0``), so an object is never overwritten.
         """
         from google.api_core import exceptions as gexc
 
-        uri = ModelURI(raw=f"gs://{bucket}/{name}", scheme="gs", bucket=bucket, path=name)
-        with self._classified(uri) as client:
+        with self._classified(object_uri("gs", bucket, name)) as client:
             blob = client.bucket(bucket).blob(name)
             try:
                 blob.upload_from_filename(
                     str(path), if_generation_match=0, retry=self._retry, timeout=self._timeout
                 )
             except gexc.PreconditionFailed:
-                return None
-            return int(blob.generation)
+                return False
+            self.last_generation = int(blob.generation)
+            return True
 
-    def md5_base64(self, bucket: str, name: str) -> str | None:
-        """The object's MD5 as GCS reports it (base64), or None when there is no such object."""
-        uri = ModelURI(raw=f"gs://{bucket}/{name}", scheme="gs", bucket=bucket, path=name)
-        with self._classified(uri) as client:
+    def same_content(self, path: Path, bucket: str, name: str) -> bool:
+        """Whether the object's MD5 (as GCS reports it, base64) is the local file's."""
+        with self._classified(object_uri("gs", bucket, name)) as client:
             found = client.bucket(bucket).get_blob(name, retry=self._retry, timeout=self._timeout)
-            return None if found is None else str(found.md5_hash)
+            expected = base64.b64encode(md5_file(path)).decode()
+            return found is not None and str(found.md5_hash) == expected
 
     def delete(self, bucket: str, names: list[str]) -> None:
         """Delete objects (those already gone are not an error)."""
         from google.api_core import exceptions as gexc
 
-        uri = ModelURI(raw=f"gs://{bucket}/", scheme="gs", bucket=bucket)
-        with self._classified(uri) as client:
+        with self._classified(object_uri("gs", bucket, "")) as client:
             for name in names:
                 try:
                     client.bucket(bucket).blob(name).delete(retry=self._retry)
@@ -157,7 +158,7 @@ class GCSFetcher:
         except (gexc.GoogleAPIError, auth_exc.GoogleAuthError, OSError) as e:
             raise StorageError(f"{uri.raw}: GCS request failed: {one_line(e)}") from e
 
-    def _download_object(self, client: Any, uri: ModelURI, dest: Path) -> dict[str, int]:
+    def _download_object(self, client: Any, uri: ModelURI, dest: Path) -> dict[str, int | None]:
         # Read the metadata first, then download that exact generation by name (not by the
         # media link), so an overwrite between the two calls cannot mix two versions.
         bucket = client.bucket(uri.bucket)
@@ -171,9 +172,9 @@ class GCSFetcher:
         self._download_blob(blob, dest / name)
         return {name: int(found.generation)}
 
-    def _download_prefix(self, client: Any, uri: ModelURI, dest: Path) -> dict[str, int]:
-        prefix = uri.path if uri.path == "" or uri.path.endswith("/") else uri.path + "/"
-        generations: dict[str, int] = {}
+    def _download_prefix(self, client: Any, uri: ModelURI, dest: Path) -> dict[str, int | None]:
+        prefix = as_prefix(uri.path)
+        generations: dict[str, int | None] = {}
         listing = client.list_blobs(
             uri.bucket, prefix=prefix, retry=self._retry, timeout=self._timeout
         )
@@ -197,15 +198,10 @@ class GCSFetcher:
         return generations
 
     def _download_blob(self, blob: Any, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        try:
+        with partial_file(target) as partial:
             blob.download_to_filename(
                 str(partial), retry=self._retry, checksum="auto", timeout=self._timeout
             )
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
 
     def _not_found(self, client: Any, uri: ModelURI) -> StorageNotFoundError:
         from google.api_core import exceptions as gexc

@@ -14,24 +14,29 @@ Either way a native model that differs from scikit-learn never serves, and the r
 
 from __future__ import annotations
 
-import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from predictor.artifact.acceptance import AcceptanceSets, check_e2e
-from predictor.errors import PayloadError
-from predictor.inference.engines import EngineSlot, SklearnEngine
+from predictor.inference.engines import Engine, EngineSlot, SklearnEngine
 from predictor.inference.fastpath import choose_engine, choose_native, probe_rows
-from predictor.inference.features import rows_to_features
 from predictor.inference.native import OnnxEngine, convertible
 from predictor.inference.signature import Signature
-from predictor.protocol.v1 import answer_v1
-from predictor.settings import Settings
+from predictor.settings import Engines
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BundleChecks:
+    """What a bundle's acceptance sets add to the choice of engine."""
+
+    rows: Sequence[list[float]] = ()
+    """Their rows (feature values in order), probed beside synthetic ones."""
+    e2e: Callable[[Engine], str | None] | None = field(default=None)
+    """Answers the bundle's e2e rows with an engine: None when they come back as recorded
+    (within their tolerance), else a summary of the misses."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,8 @@ class NativeUpgrade:
 def select_engine(
     estimator: Any,
     signature: Signature,
-    sets: AcceptanceSets,
-    settings: Settings,
+    engines: Engines,
+    checks: BundleChecks | None = None,
     *,
     native_model: bytes | None = None,
 ) -> tuple[EngineSlot, NativeUpgrade | None]:
@@ -89,25 +94,26 @@ def select_engine(
     if not signature.all_numeric or signature.n_features is None:
         reason = "scikit-learn (the fast path takes numeric features only)"
         return EngineSlot(SklearnEngine(estimator), reason), None
-    probes = _probes(estimator, signature, sets)
+    checks = checks if checks is not None else BundleChecks()
+    probes = _probes(estimator, signature, checks)
     is_classifier = signature.task == "classification"
-    wants_native = settings.fast_path and settings.native_engine and convertible(estimator)
+    wants_native = engines.fast_path and engines.native_engine and convertible(estimator)
     why = None
     if wants_native and native_model is not None:
         native, why = _bundle_native(
-            estimator, native_model, probes, signature, sets, settings.native_threads
+            estimator, native_model, probes, signature, checks, engines.native_threads
         )
         if native is not None:  # the compiled engine, a fallback only, need not be built
             return EngineSlot(native, why), None
         logger.warning("the bundle's native model is not used: %s", why)
     engine, reason = choose_engine(
-        estimator, probes, enabled=settings.fast_path, is_classifier=is_classifier
+        estimator, probes, enabled=engines.fast_path, is_classifier=is_classifier
     )
     if not wants_native:
         return EngineSlot(engine, reason), None
     if why is not None:
         return EngineSlot(engine, f"{reason}; native engine: {why}"), None
-    upgrade = NativeUpgrade(estimator, probes, is_classifier, settings.native_threads, reason)
+    upgrade = NativeUpgrade(estimator, probes, is_classifier, engines.native_threads, reason)
     return EngineSlot(engine, f"{reason}; native engine: converting in the background"), upgrade
 
 
@@ -116,7 +122,7 @@ def _bundle_native(
     model: bytes,
     probes: Any,
     signature: Signature,
-    sets: AcceptanceSets,
+    checks: BundleChecks,
     threads: int,
 ) -> tuple[OnnxEngine | None, str]:
     """A bundle's native model, verified on the probe rows and the bundle's e2e rows; or why not."""
@@ -128,34 +134,18 @@ def _bundle_native(
         threads=threads,
         origin="from the bundle",
     )
-    if native is not None and sets.e2e is not None:
-        infer = functools.partial(answer_v1, native, signature, "")
-        e2e = check_e2e(sets.e2e, infer, atol=sets.e2e_atol)
-        if not e2e.passed:  # its float32 sums miss the deployer's own tolerance
-            return None, f"{native.name} misses the bundle's e2e rows ({e2e.summary})"
+    if native is not None and checks.e2e is not None:
+        missed = checks.e2e(native)
+        if missed is not None:  # its float32 sums miss the deployer's own tolerance
+            return None, f"{native.name} misses the bundle's e2e rows ({missed})"
     return native, why
 
 
-def _probes(estimator: Any, signature: Signature, sets: AcceptanceSets) -> Any:
-    """Probe rows: the acceptance sets' rows and synthetic ones (a frame when names are known)."""
-    extra: list[Any] = []
-    for data in (sets.e2e, sets.confidence):
-        if data is not None:
-            try:
-                features = rows_to_features(
-                    _as_lists(data["instances"], signature), signature, frame=False
-                )
-                extra.extend(np.asarray(features).tolist())
-            except PayloadError:
-                pass  # the acceptance check itself will report these rows
-    probes: Any = probe_rows(estimator, signature.n_features or 0, extra)
+def _probes(estimator: Any, signature: Signature, checks: BundleChecks) -> Any:
+    """Probe rows: the bundle's rows and synthetic ones (a frame when names are known)."""
+    probes: Any = probe_rows(estimator, signature.n_features or 0, list(checks.rows))
     if signature.feature_names is not None:
         import pandas as pd
 
         probes = pd.DataFrame(probes, columns=list(signature.feature_names))
     return probes
-
-
-def _as_lists(rows: list[Any], signature: Signature) -> list[Any]:
-    names = signature.feature_names or ()
-    return [[row.get(n) for n in names] if isinstance(row, dict) else row for row in rows]

@@ -21,15 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from predictor.artifact.bundle import MANIFEST, parse_manifest, runtime_versions
-from predictor.artifact.destinations import publish_to_bucket, publish_to_registry
-from predictor.artifact.gate import answer, load_accepted
-from predictor.artifact.loader import LoadedModel, load_model
-from predictor.artifact.sample import read_sample, sample_features
-from predictor.artifact.storage import parse_destination, sha256_file
+from predictor.bundle.destinations import publish_to_bucket, publish_to_registry
+from predictor.bundle.manifest import MANIFEST, parse_manifest, runtime_versions
+from predictor.bundle.sample import read_sample, sample_features
 from predictor.errors import PublishError, VersionExistsError
 from predictor.inference.native import NATIVE_FILE, converter_version
+from predictor.loading.loader import LoadedModel, answer, load_accepted, load_model
 from predictor.settings import Settings
+from predictor.stores.files import sha256_file
+from predictor.stores.uris import parse_destination
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ Unpickling runs code, so the sha256 recorded in a bundle's manifest and the one 
 deployer are both checked on the bytes on disk before ``joblib.load`` sees them. A bundle saved
 with another scikit-learn minor (or numpy major) version, or scikit-learn's
 ``InconsistentVersionWarning`` while loading, refuses the model unless skew is allowed. The
-acceptance sets are read and checked here too; running them is the model's job (``model``).
+acceptance sets are read and checked here too, and ``load_accepted`` is the acceptance gate: a
+model is served or published only once its own checks pass.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from predictor.artifact.acceptance import AcceptanceReport, AcceptanceSets, read_acceptance_sets
-from predictor.artifact.bundle import (
+from predictor.bundle.manifest import (
     MANIFEST,
     Manifest,
     bundle_file,
@@ -26,21 +27,23 @@ from predictor.artifact.bundle import (
     read_manifest,
     runtime_versions,
 )
-from predictor.artifact.engine_choice import NativeUpgrade, select_engine
-from predictor.artifact.mlmodel import MLMODEL, MLflowModel, read_mlmodel
-from predictor.artifact.storage import (
-    MODEL_SUFFIXES,
-    FetchedModel,
-    fetch,
-    find_model_file,
-    model_at,
-    parse_model_uri,
-)
-from predictor.artifact.unpickle import unpickle
-from predictor.errors import DigestMismatchError
+from predictor.errors import AcceptanceError, DigestMismatchError
+from predictor.inference.engine_choice import NativeUpgrade, select_engine
 from predictor.inference.engines import EngineSlot
 from predictor.inference.signature import Signature, signature_of
+from predictor.loading.acceptance import (
+    AcceptanceReport,
+    AcceptanceSets,
+    bundle_checks,
+    read_acceptance_sets,
+    run_acceptance,
+)
+from predictor.loading.mlmodel import MLMODEL, MLflowModel, read_mlmodel
+from predictor.loading.unpickle import unpickle
+from predictor.protocol.v1 import answer_v1
 from predictor.settings import Settings
+from predictor.stores.fetch import FetchedModel, fetch, find_model_file, model_at
+from predictor.stores.uris import MODEL_SUFFIXES, parse_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +141,13 @@ def load_model(settings: Settings) -> LoadedModel:
         native_model = bundle_file(
             fetched.target, native["path"], native["sha256"], "native model"
         ).read_bytes()
-    engine, upgrade = select_engine(estimator, signature, sets, settings, native_model=native_model)
+    engine, upgrade = select_engine(
+        estimator,
+        signature,
+        settings.engines,
+        bundle_checks(sets, signature),
+        native_model=native_model,
+    )
     elapsed = time.monotonic() - started
     logger.info(
         "model loaded: %s version=%s sha256=%s task=%s features=%s in %.2fs",
@@ -229,3 +238,28 @@ def version_of(artifact: FetchedModel) -> str:
     if artifact.generation is not None:
         version += f"-g{artifact.generation}"
     return version
+
+
+Loader = Callable[[Settings], LoadedModel]
+"""What loads a model from the settings (``load_model``; tests pass their own)."""
+
+
+def load_accepted(settings: Settings, *, loader: Loader = load_model) -> LoadedModel:
+    """Load the model and run its acceptance sets; returns it with the report.
+
+    Raises:
+        ArtifactError: it cannot be fetched, trusted or loaded.
+        AcceptanceError: it failed its own acceptance checks.
+    """
+    loaded = loader(settings)
+    report = run_acceptance(loaded.acceptance_sets, lambda body: answer(loaded, body))
+    if not report.passed:
+        raise AcceptanceError(f"the model failed its acceptance checks:\n{report.describe()}")
+    if report.results:
+        logger.info("acceptance passed: %s", "; ".join(r.summary for r in report.results))
+    return replace(loaded, acceptance=report)
+
+
+def answer(loaded: LoadedModel, body: Any) -> dict[str, Any]:
+    """Answer a v1 ``:predict`` body with ``loaded`` at once (no batching)."""
+    return answer_v1(loaded.engine, loaded.signature, loaded.version, body)

@@ -14,10 +14,10 @@ from typing import Any
 import joblib
 from sklearn.exceptions import InconsistentVersionWarning
 
-from predictor.artifact.bundle import check_compatibility, runtime_versions
-from predictor.artifact.mlmodel import MLflowModel, load_skops
-from predictor.artifact.storage import FetchedModel
+from predictor.bundle.manifest import check_compatibility, runtime_versions
 from predictor.errors import IncompatibleModelError, ModelFileError
+from predictor.loading.mlmodel import MLflowModel, load_skops
+from predictor.stores.fetch import FetchedModel
 
 logger = logging.getLogger(__name__)
 

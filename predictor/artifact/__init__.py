@@ -1,1 +1,0 @@
-"""Model artifacts: URIs, storage adapters, the bundle manifest, loading and publishing."""
