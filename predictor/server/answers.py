@@ -13,10 +13,11 @@ from typing import Any, NamedTuple
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
+from predictor.errors import ModelNotFoundError
 from predictor.protocol.v1 import decode_v1, encode_v1
 from predictor.protocol.v2 import decode_v2, encode_v2, encode_v2_json, wants_binary
 from predictor.protocol.v2_grpc import decode_grpc, encode_v2_grpc
-from predictor.serving.strategy import Strategy
+from predictor.serving.strategy import Lane, Strategy
 
 
 class RestAnswer(NamedTuple):
@@ -29,6 +30,22 @@ class RestAnswer(NamedTuple):
     """The version that answered."""
     feedback_id: str | None
     """The id a feedback for this answer names (a bandit's); None where none is taken."""
+
+
+def lane_for(strategy: Strategy, version: str | None, name: str = "") -> Lane:
+    """The lane that answers: the strategy's choice, or the one of the version a caller named.
+
+    Raises:
+        ModelNotFoundError: no model of that version answers here (404).
+    """
+    if version is None:
+        return strategy.choose()
+    for lane in strategy.lanes():
+        if lane.loaded.version == version:
+            return lane
+    versions = [lane.loaded.version for lane in strategy.lanes()]
+    served: str | list[str] = versions[0] if len(versions) == 1 else versions
+    raise ModelNotFoundError(f"model {name} has no such version; it serves {served!r}")
 
 
 async def answer_v1(strategy: Strategy, body: Any) -> RestAnswer:
@@ -50,9 +67,9 @@ async def answer_v2(strategy: Strategy, name: str, request: InferRequest) -> Inf
 
 
 async def _infer_v2(
-    strategy: Strategy, name: str, request: InferRequest
+    strategy: Strategy, name: str, request: InferRequest, version: str | None = None
 ) -> tuple[InferResponse, str | None]:
-    lane = strategy.choose()
+    lane = lane_for(strategy, version, name)
     loaded = lane.loaded
     batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
     answer = await lane.answer(batch, request.id)
@@ -69,13 +86,19 @@ async def _infer_v2(
     return response, answer.feedback_id
 
 
-async def answer_v2_rest(strategy: Strategy, name: str, request: InferRequest) -> RestAnswer:
-    """Answer a v2 REST request: a JSON document, or bytes and the JSON length if binary."""
+async def answer_v2_rest(
+    strategy: Strategy, name: str, request: InferRequest, version: str | None = None
+) -> RestAnswer:
+    """Answer a v2 REST request (by ``version`` when named): JSON, or bytes and the JSON length.
+
+    Raises:
+        ModelNotFoundError: ``version`` is not one that answers here.
+    """
     if wants_binary(request):
-        response, feedback_id = await _infer_v2(strategy, name, request)
+        response, feedback_id = await _infer_v2(strategy, name, request, version)
         body, json_length = response.to_rest()
         return RestAnswer(body, json_length, response.model_version, feedback_id)
-    lane = strategy.choose()
+    lane = lane_for(strategy, version, name)
     loaded = lane.loaded
     batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
     answer = await lane.answer(batch, request.id)

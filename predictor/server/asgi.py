@@ -47,13 +47,9 @@ Handler = Callable[[Request, Any], Any]
 """A Starlette exception handler: ``(request, exc)`` to a Response (or an awaitable of one)."""
 
 
-def not_served(
-    name: str, asked: str | None = None, served: str | None = None
-) -> ModelNotFoundError:
-    """The 404 for a model (or a version of it) this server does not serve."""
-    if asked is None:
-        return ModelNotFoundError("no model of that name is served here; GET /v2/models lists them")
-    return ModelNotFoundError(f"model {name} has no such version; it serves {served!r}")
+def not_served(name: str) -> ModelNotFoundError:
+    """The 404 for a model this server does not serve (a version: ``answers.lane_for``)."""
+    return ModelNotFoundError("no model of that name is served here; GET /v2/models lists them")
 
 
 INFERENCE_PATHS = (
@@ -173,13 +169,17 @@ class InferenceEndpoint:
             raise not_served(name)
         if not model.ready:
             raise ModelNotReadyError(name)
-        if asked_version is not None and asked_version != model.version:
-            raise not_served(name, asked_version, model.version)
         with model.admitted():
-            return await self._infer(model, name, protocol, scope, receive)
+            return await self._infer(model, name, protocol, asked_version, scope, receive)
 
     async def _infer(
-        self, model: SklearnModel, name: str, protocol: str, scope: Scope, receive: Receive
+        self,
+        model: SklearnModel,
+        name: str,
+        protocol: str,
+        asked_version: str | None,
+        scope: Scope,
+        receive: Receive,
     ) -> RawResponse:
         body = await read_body(receive, self.max_bytes)
         headers = scope.get("headers", ())
@@ -191,7 +191,7 @@ class InferenceEndpoint:
         else:
             json_length = header(scope, JSON_LENGTH_HEADER.encode())
             request = parse_infer_body(body, json_length=json_length, model_name=name)
-            answer, split, version, feedback_id = await model.infer_v2_rest(request)
+            answer, split, version, feedback_id = await model.infer_v2_rest(request, asked_version)
         # The version that answered (a bandit's arm), for the header and the request metrics.
         extra = {VERSION_HEADER: version}
         scope[ANSWERED_BY_KEY] = version

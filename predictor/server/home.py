@@ -26,6 +26,10 @@ def home_document(models: list[SklearnModel]) -> dict[str, Any]:
                 platform=PLATFORM,
                 parameters=model_parameters(loaded),
             )
+            if len(model.versions) > 1:  # a bandit's arms: every version that answers
+                entry["versions"] = [
+                    {"version": m.version, "sha256": m.artifact.sha256} for m in model.versions
+                ]
         described.append(entry)
     return {
         "status": "alive",

@@ -44,11 +44,14 @@ def output_types(signature: Signature, *, with_parameters: bool) -> list[dict[st
     return outputs
 
 
-def model_metadata(name: str, loaded: LoadedModel) -> dict[str, Any]:
-    """The full REST metadata document; gRPC drops the fields its messages cannot carry."""
+def model_metadata(name: str, loaded: LoadedModel, versions: list[str]) -> dict[str, Any]:
+    """The REST metadata of ``loaded``, one of ``versions`` (every version that answers).
+
+    gRPC drops the fields its messages cannot carry.
+    """
     return {
         "name": name,
-        "versions": [loaded.version],
+        "versions": versions,
         "platform": PLATFORM,
         "inputs": input_types(loaded.signature),
         "outputs": output_types(loaded.signature, with_parameters=True),

@@ -10,7 +10,8 @@ FastAPI's body limit) and the per-request wrappers of the three.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kserve.model_repository import ModelRepository
@@ -23,6 +24,7 @@ from predictor.server.asgi import (
     ROUTE_KEY,
     Handler,
     InferenceEndpoint,
+    Route,
     header,
     inference_route,
 )
@@ -76,24 +78,49 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         scope[ROUTE_KEY] = route  # matched once: the endpoint reads it
-        name, version = labels_for(self.registry, route[0])
-        status: int | None = None  # stays None when nothing is sent: a client that went away
 
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+        async def serve(sent: Sent) -> None:
+            async def capture(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    sent.status = message["status"]
+                await send(message)
 
-        with metrics.InFlight(name) as flight:
-            try:
-                await self.app(scope, receive, capture)
-            except BaseException:
-                status = status or 500
-                raise
-            finally:
-                if status is not None:
-                    _observe(scope, name, version, route[1], status, flight.elapsed)
+            await self.app(scope, receive, capture)
+
+        await observed(scope, self.registry, route, serve)
+
+
+class Sent:
+    """The status a request was answered with; None while nothing was sent."""
+
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+
+
+async def observed(
+    scope: Scope,
+    registry: ModelRepository,
+    route: Route,
+    serve: Callable[[Sent], Awaitable[None]],
+) -> None:
+    """Serve an inference request counted in flight, then by the status sent and its time.
+
+    A request that raised before anything was sent counts as a 500; a client that went away
+    (nothing sent, nothing raised) is not counted.
+    """
+    name, version = labels_for(registry, route[0])
+    sent = Sent()
+    with metrics.InFlight(name) as flight:
+        try:
+            await serve(sent)
+        except BaseException:
+            sent.status = sent.status or 500
+            raise
+        finally:
+            if sent.status is not None:
+                _observe(scope, name, version, route[1], sent.status, flight.elapsed)
 
 
 class FrontDoor:
@@ -125,22 +152,19 @@ class FrontDoor:
         if route is None or scope.get("method") != "POST":
             await self.stack(scope, receive, send)
             return
-        name, version = labels_for(self.registry, route[0])
-        status: int | None = None  # stays None when nothing is sent: a client that went away
-        with metrics.InFlight(name) as flight:
-            try:
-                if declared_length(scope) > self.max_bytes:
-                    too_large = error_response(BodyTooLargeError(self.max_bytes))
-                    await too_large(scope, receive, send)
-                    status = too_large.status_code
-                else:
-                    status = await self.endpoint.serve(route, scope, receive, send)
-            except BaseException:
-                status = status or 500
-                raise
-            finally:
-                if status is not None:
-                    _observe(scope, name, version, route[1], status, flight.elapsed)
+        await observed(
+            scope, self.registry, route, functools.partial(self._serve, route, scope, receive, send)
+        )
+
+    async def _serve(
+        self, route: Route, scope: Scope, receive: Receive, send: Send, sent: Sent
+    ) -> None:
+        if declared_length(scope) > self.max_bytes:
+            too_large = error_response(BodyTooLargeError(self.max_bytes))
+            await too_large(scope, receive, send)
+            sent.status = too_large.status_code
+        else:
+            sent.status = await self.endpoint.serve(route, scope, receive, send)
 
 
 def labels_for(registry: ModelRepository, asked: str) -> tuple[str, str]:

@@ -42,8 +42,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         """Load, verify and accept every model; ready only when all of it passed.
 
         Raises:
-            ArtifactError: a model must not serve; ``AcceptanceError`` when its own tests fail.
-            ConfigError: the settings' models cannot make the strategy asked for.
+            ArtifactError, ConfigError: a model must not serve, or the strategy cannot be made.
         """
         self._strategy = build_strategy(self.name, self._settings, self._loader)
         self.ready = True
@@ -57,11 +56,7 @@ class SklearnModel(Model):  # type: ignore[misc]
         return self._strategy
 
     def start_native_engines(self) -> None:
-        """Convert bare pickles for the native engine in the background (``serving.native``).
-
-        The server calls it once the model is ready and its app is built, in each process that
-        serves (``model_server.start_native_engines``).
-        """
+        """Convert bare pickles for the native engine in the background, once the app is built."""
         start_native_engines(self.name, self.strategy)
 
     def feedback(self, body: Any) -> dict[str, Any]:
@@ -87,6 +82,14 @@ class SklearnModel(Model):  # type: ignore[misc]
         """The default version: the one metadata reports."""
         return self.loaded.version
 
+    def at(self, version: str | None) -> LoadedModel:
+        """The model of ``version`` (the default one when None); 404 if none answers here."""
+        return (
+            self.loaded
+            if version is None
+            else answers.lane_for(self.strategy, version, self.name).loaded
+        )
+
     @property
     def versions(self) -> list[LoadedModel]:
         """Every model that can answer a request (a bandit's arms; the model alone otherwise)."""
@@ -104,9 +107,11 @@ class SklearnModel(Model):  # type: ignore[misc]
         """Answer a v2 InferRequest (KServe's callers)."""
         return await answers.answer_v2(self.strategy, self.name, request)
 
-    async def infer_v2_rest(self, request: InferRequest) -> answers.RestAnswer:
-        """Answer a v2 REST request: JSON, or bytes and the JSON length if binary."""
-        return await answers.answer_v2_rest(self.strategy, self.name, request)
+    async def infer_v2_rest(
+        self, request: InferRequest, version: str | None = None
+    ) -> answers.RestAnswer:
+        """Answer a v2 REST request (by ``version`` when named): JSON, or bytes if binary."""
+        return await answers.answer_v2_rest(self.strategy, self.name, request, version)
 
     def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
         """Answer a gRPC ModelInfer message on the calling thread (one of gRPC's workers)."""
@@ -129,9 +134,9 @@ class SklearnModel(Model):  # type: ignore[misc]
             response_headers["x-model-version"] = version
         return response
 
-    def metadata(self) -> dict[str, Any]:
-        """The v2 model metadata, with versions, platform and class labels."""
-        return model_metadata(self.name, self.loaded)
+    def metadata(self, version: str | None = None) -> dict[str, Any]:
+        """The v2 model metadata (of ``version``), listing every version that answers."""
+        return model_metadata(self.name, self.at(version), [m.version for m in self.versions])
 
     def get_input_types(self) -> list[dict[str, Any]]:
         """Input tensors for KServe's own metadata path."""

@@ -44,8 +44,8 @@ def register_routes(
         model = registry.get_model(name)
         if not isinstance(model, SklearnModel):
             raise not_served(name)
-        if version is not None and version != model.version:
-            raise not_served(name, version, model.version)
+        if version is not None and model.ready:
+            model.at(version)  # 404 unless that version answers here
         return model
 
     async def ready_v2(model_name: str, model_version: str | None = None) -> Response:
@@ -70,7 +70,8 @@ def register_routes(
 
     async def metadata_v2(model_name: str, model_version: str | None = None) -> Response:
         model = ours(model_name, model_version)
-        return json_response(model.metadata(), model.version)
+        metadata = model.metadata(model_version)
+        return json_response(metadata, model_version or model.version)
 
     async def home(request: Request) -> Response:
         models = [m for m in registry.get_models().values() if isinstance(m, SklearnModel)]

@@ -241,3 +241,35 @@ def test_the_state_in_redis_survives_a_restart(
     assert probability["B"] > probability["A"]
     again = play(second, arms, 100, seed=3)
     assert again.count("B") >= 80
+
+
+def test_every_arm_is_listed_and_reachable_by_its_version(
+    server: ServerFactory, arms: dict[str, Path]
+) -> None:
+    running = server.start(None, name="model", args=bandit_args(arms, "thompson"))
+    a, b = (sha256_file(arms[n])[:12] for n in ("A", "B"))
+    with httpx.Client(base_url=running.url, timeout=10) as client:
+        home = client.get("/", headers={"accept": "application/json"}).json()
+        metadata = client.get("/v2/models/model").json()
+        of_b = client.get(f"/v2/models/model/versions/{b}")
+        ready_b = client.get(f"/v2/models/model/versions/{b}/ready")
+        infer_b = client.post(
+            f"/v2/models/model/versions/{b}/infer",
+            json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": ROW}]},
+        )
+        unknown = client.get("/v2/models/model/versions/nope")
+    (entry,) = home["models"]
+    assert entry["versions"] == [
+        {"version": a, "sha256": sha256_file(arms["A"])},
+        {"version": b, "sha256": sha256_file(arms["B"])},
+    ]
+    assert metadata["versions"] == [a, b]
+    assert of_b.status_code == 200, of_b.text
+    assert of_b.json()["parameters"]["sha256"] == sha256_file(arms["B"])
+    assert of_b.headers["x-model-version"] == b
+    assert ready_b.status_code == 200
+    assert infer_b.status_code == 200, infer_b.text
+    assert infer_b.json()["model_version"] == b  # the arm named, not the bandit's choice
+    assert infer_b.headers["x-model-version"] == b
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": f"model model has no such version; it serves {[a, b]!r}"}
