@@ -5,6 +5,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.serving
 PY := $(BIN)/python
 
 MODEL_NAME ?= taxi
@@ -36,7 +37,8 @@ MODEL_IMAGE_NAME ?= $(IMAGE_NAME)-model
 MODEL_TAG ?= $(VERSION)
 MODEL_URI ?=
 MODEL_BUILD_DIR := build/model
-OVERLAYS := minikube minikube-canary minikube-shadow minikube-bandit minikube-events gke gke-canary gke-batch
+OVERLAYS := minikube minikube-canary minikube-shadow minikube-bandit minikube-events minikube-monitoring \
+	gke gke-canary gke-batch
 MANIFEST_DIRS := $(addprefix manifests/overlays/,$(OVERLAYS)) manifests/runtimes/cluster \
 	manifests/runtimes/namespaced manifests/alternatives/custom-container
 
@@ -58,9 +60,15 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements.lock
-	$(PYTHON) -m venv $(VENV)
+# Serving needs the project and its own dependencies only; everything else (tests, docs, the
+# rollout tooling) comes with the dev and rollout extras, installed on top when a target needs them.
+$(SERVE_STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e .
+	@touch $@
+
+$(STAMP): $(SERVE_STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,rollout]'
 	@touch $@
 
@@ -72,7 +80,7 @@ $(EXTRAS_STAMP): $(STAMP)
 
 model-extras: $(EXTRAS_STAMP) ## Install the xgboost, lightgbm and skorch extras into .venv
 
-$(DEMO_DIR)/model.joblib: $(STAMP) predictor/demo.py
+$(DEMO_DIR)/model.joblib: $(SERVE_STAMP) predictor/demo.py
 	$(PY) scripts/make_demo_model.py --out $(DEMO_DIR)
 
 demo-model: $(DEMO_DIR)/model.joblib ## Build the demo taxi-trip model (fixed seed)
@@ -140,6 +148,7 @@ check: $(STAMP) $(EXTRAS_STAMP) ## Lint, format check, type check and the import
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(PY) scripts/settings_reference.py --check
 
 fmt: $(STAMP) ## Format the code and apply safe lint fixes
 	$(BIN)/ruff format .

@@ -50,7 +50,7 @@ def make_models(folder: Path) -> dict[str, Path]:
         "rf": RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0).fit(x, y),
     }
     sys.path.insert(0, str(ROOT))
-    from predictor.bundle.publish import BundleSpec, publish
+    from predictor.publishing.publish import BundleSpec, publish
 
     paths = {}
     for name, model in models.items():

@@ -60,7 +60,7 @@ def publish_demo_bundles(registry: Path, work: Path) -> list[str]:
     """
     import json
 
-    from predictor.bundle.publish import BundleSpec, publish
+    from predictor.publishing.publish import BundleSpec, publish
 
     features, labels = make_trips(300, seed=7)
     rows = features.to_numpy().tolist()

@@ -16,6 +16,7 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     ├── ClientGoneError            499  CANCELLED
     ├── ModelNotFoundError         404  NOT_FOUND
     ├── FeedbackNotFoundError      404  NOT_FOUND
+    ├── MethodNotAllowedError      405  UNIMPLEMENTED (Allow: POST)
     ├── ModelNotReadyError         503  UNAVAILABLE
     ├── OverloadedError            503  RESOURCE_EXHAUSTED (Retry-After)
     ├── ConfigError                                        2
@@ -25,6 +26,7 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     ├── CallError (EndpointUnreachableError)               2
     ├── EndpointError                                             1
     ├── TooManyRefusedRowsError                                   1
+    ├── InterruptedRunError                                     130
     └── ArtifactError                                      2
         ├── UnsupportedURIError, StorageError (StorageAuthError, StorageNotFoundError),
         │   ModelFileError, ManifestError
@@ -41,6 +43,8 @@ EXIT_REFUSED = 1
 """The work was done and its result refused: a model failed its checks, a canary rolled back."""
 EXIT_CANNOT_RUN = 2
 """The work could not be done: usage, configuration, storage or the cluster stood in the way."""
+EXIT_INTERRUPTED = 130
+"""The work was stopped (Ctrl-C, SIGTERM) before it was done; what was finished is kept."""
 
 
 class PredictorError(Exception):
@@ -107,6 +111,20 @@ class ModelNotFoundError(PredictorError):
     grpc_code = "NOT_FOUND"
 
 
+class MethodNotAllowedError(PredictorError):
+    """An inference path asked with another method than POST (answered with ``Allow: POST``)."""
+
+    http_status = 405
+    grpc_code = "UNIMPLEMENTED"
+
+    def __init__(self) -> None:
+        super().__init__("inference takes POST; send the request body with POST")
+
+    def headers(self) -> dict[str, str]:
+        """Which method the path takes."""
+        return {"Allow": "POST"}
+
+
 class FeedbackNotFoundError(PredictorError):
     """Feedback names a response id this server did not give, or one that expired."""
 
@@ -168,6 +186,12 @@ class EndpointError(PredictorError):
     """The endpoint answered the call with an error; its own words are the message."""
 
     exit_code = EXIT_REFUSED
+
+
+class InterruptedRunError(PredictorError):
+    """A batch scoring run was stopped (Ctrl-C, SIGTERM); its finished parts are kept."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class TooManyRefusedRowsError(PredictorError):

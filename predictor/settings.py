@@ -117,14 +117,14 @@ class Settings(BaseSettings):
     """Largest difference at which two numeric answers (regression, transforms) still agree."""
 
     prediction_log: str | None = Field(default=None, min_length=1)
-    """A folder or gs://bucket/prefix/ for JSON Lines of each shadowed row: time, request id,
-    model, versions and both outputs."""
+    """A folder, gs://bucket/prefix/ or s3://bucket/prefix/ for JSON Lines of each shadowed row:
+    time, request id, model, versions and both outputs."""
 
     log_inputs: bool = False
     """Also write each row's input features in the prediction log."""
 
     prediction_log_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
-    """A prediction log file is closed (and uploaded, on GCS) at this size."""
+    """A prediction log file is closed (and uploaded, to a bucket) at this size."""
 
     prediction_log_max_seconds: float = Field(default=300.0, gt=0)
     """... or this long after it was opened, whichever comes first."""
@@ -384,5 +384,6 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
         return Settings(**given)
     except ValidationError as e:
         raise ConfigError(
-            f"invalid settings ({describe_errors(e)}); see PREDICTOR_* in the README"
+            f"invalid settings ({describe_errors(e)}); every setting is in docs/settings.md "
+            "and in python -m predictor --help"
         ) from e

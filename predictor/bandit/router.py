@@ -70,6 +70,9 @@ class Bandit:
         self._lock = threading.Lock()
         self._stats: list[ArmStats] = [ArmStats() for _ in versions]
         self._read_at = -math.inf
+        for version in self.versions:  # at 0 from the start, not "no data"
+            for counter in (BANDIT_PULLS, BANDIT_FEEDBACK, BANDIT_REWARDS):
+                counter.labels(model, version)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

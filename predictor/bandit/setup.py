@@ -8,10 +8,10 @@ from predictor.bandit.router import Bandit
 from predictor.bandit.state import BanditState, MemoryState, RedisState
 from predictor.errors import ConfigError
 from predictor.loading.loader import LoadedModel
-from predictor.settings import Settings
+from predictor.settings import Bandit as BanditSettings
 
 
-def bandit_for(name: str, arms: Sequence[LoadedModel], settings: Settings) -> Bandit:
+def bandit_for(name: str, arms: Sequence[LoadedModel], settings: BanditSettings) -> Bandit:
     """The bandit over ``arms`` (loaded, in the order of ``bandit_model_uris``).
 
     Raises:
@@ -24,16 +24,16 @@ def bandit_for(name: str, arms: Sequence[LoadedModel], settings: Settings) -> Ba
             "bandit_model_uris: two arms have the same model version; each arm must be "
             "another version (responses name the arm that answered by its version)"
         )
-    ttl = settings.bandit_feedback_ttl_seconds
+    ttl = settings.feedback_ttl_seconds
     state: BanditState
-    if settings.bandit_state is not None:
-        state = RedisState(settings.bandit_state, name, versions, ttl_s=ttl)
+    if settings.state is not None:
+        state = RedisState(settings.state, name, versions, ttl_s=ttl)
     else:
         state = MemoryState(versions, ttl_s=ttl)
     return Bandit(
         model=name,
         versions=versions,
-        policy=settings.bandit_policy,
+        policy=settings.policy,
         state=state,
-        epsilon=settings.bandit_epsilon,
+        epsilon=settings.epsilon,
     )

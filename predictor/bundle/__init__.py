@@ -1,5 +1,5 @@
-"""Bundles.
+"""The bundle format.
 
-The manifest and its schema, the sample, and publishing (staged, checked, written create-only to a
-bucket or registered in MLflow).
+``model.json`` (the manifest and its schema) and the input sample it records. Reading it is
+``loading``'s; writing it is ``publishing``'s.
 """

@@ -91,6 +91,7 @@ class Manifest:
             "feature_extractor_version": doc.get("feature_extractor_version"),
             "saved_with_sklearn": doc["runtime"]["scikit-learn"],
         }
+        fields.update({f"metric_{k}": v for k, v in (doc.get("metrics") or {}).items()})
         return {k: str(v) for k, v in fields.items() if v is not None}
 
 

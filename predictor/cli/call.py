@@ -33,6 +33,10 @@ def call(argv: Sequence[str]) -> int:
     rows.add_argument("--csv", type=Path, help="a CSV file with a header row")
     rows.add_argument("--instances", help="the rows as JSON, e.g. '[[1, 2.5, 3]]'")
     parser.add_argument("--outputs", default="", help="comma-separated: predict,predict_proba,...")
+    parser.add_argument(
+        "--id_column",
+        help="a column of the rows that names each one: not sent, printed first beside its answer",
+    )
     parser.add_argument("--token", help="a bearer token for the gateway")
     parser.add_argument("--format", choices=("table", "csv"), default="table", dest="style")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
@@ -40,7 +44,7 @@ def call(argv: Sequence[str]) -> int:
 
     from predictor.client.endpoint import Endpoint
     from predictor.client.endpoint import call as call_endpoint
-    from predictor.client.shapes import render, rows_from_csv, rows_from_json
+    from predictor.client.shapes import render, rows_from_csv, rows_from_json, split_ids
 
     def work() -> None:
         if args.instances is not None:
@@ -56,7 +60,13 @@ def call(argv: Sequence[str]) -> int:
             url=args.url, model=args.model, host=args.host, token=args.token, timeout_s=args.timeout
         )
         outputs = [o for o in args.outputs.split(",") if o]
+        ids, found = split_ids(found, args.id_column) if args.id_column else (None, found)
         header, table = call_endpoint(endpoint, args.protocol, found, outputs)
+        if ids is not None:
+            header, table = (
+                [args.id_column, *header],
+                [[i, *r] for i, r in zip(ids, table, strict=True)],
+            )
         sys.stdout.write(render(header, table, args.style))
 
     return run_command("predictor call", work)

@@ -129,8 +129,8 @@ def publish(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     configure_logging()
 
-    from predictor.bundle.publish import BundleSpec
-    from predictor.bundle.publish import publish as publish_bundle
+    from predictor.publishing.publish import BundleSpec
+    from predictor.publishing.publish import publish as publish_bundle
 
     def work() -> None:
         try:

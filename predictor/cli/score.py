@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
+import signal
 import sys
 from collections.abc import Sequence
 
 from predictor.cli.flags import add_settings_flags, settings_from
+from predictor.errors import InterruptedRunError
 from predictor.exits import run_command
 
 MODEL_FLAGS = (
@@ -67,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows that may fail to be scored before the run exits 1 (default 0)",
     )
     parser.add_argument("--workers", type=positive, default=1, help="processes that score")
-    parser.add_argument("--chunk_rows", type=positive, default=50_000, help="rows per part")
+    parser.add_argument(
+        "--chunk_rows",
+        type=positive,
+        default=10_000,
+        help="rows per part: what an interrupted run keeps, and resumes from (default 10,000)",
+    )
     parser.add_argument(
         "--shard", type=shard, default=(0, 1), help="i/N: score every N-th input file from the i-th"
     )
@@ -95,7 +103,13 @@ def score(argv: Sequence[str]) -> int:
     )
 
     def work() -> None:
-        result = run(job, settings_from(args))
+        # SIGTERM (a pod's stop, kill) ends the run as Ctrl-C does: parts kept, how to resume said.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            result = run(job, settings_from(args))
+        except InterruptedRunError as e:
+            command = shlex.join([sys.executable, "-m", "predictor", "score", *argv])
+            raise InterruptedRunError(f"{e}: {command}") from None
         print(
             f"done: {len(result.files)} file(s), {result.rows} rows scored, {result.errors} refused"
         )

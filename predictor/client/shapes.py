@@ -39,6 +39,25 @@ def rows_from_csv(text: str) -> list[Row]:
     return rows
 
 
+def split_ids(rows: list[Row], column: str) -> tuple[list[Any], list[Row]]:
+    """Each row's value of ``column``, and the rows without it (what the model is sent).
+
+    Raises:
+        CallError: the rows are not objects (lists have no column names), or one lacks it.
+    """
+    ids: list[Any] = []
+    rest: list[Row] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise CallError("--id_column needs rows with named columns (a CSV, or JSON objects)")
+        if column not in row:
+            names = ", ".join(map(str, list(row)[:20]))
+            raise CallError(f"--id_column: row {i} has no column {column!r}; it has: {names}")
+        ids.append(row[column])
+        rest.append({k: v for k, v in row.items() if k != column})
+    return ids, rest
+
+
 def _cell(value: str | None) -> Any:
     if value is None or value == "":
         return None
@@ -127,11 +146,26 @@ def table_from_v2(outputs: list[dict[str, Any]]) -> tuple[list[str], list[list[A
         values: list[Any] = data
         if len(shape) == 2:
             values = [data[i * shape[1] : (i + 1) * shape[1]] for i in range(shape[0])]
-        classes = (output.get("parameters") or {}).get("classes")
-        if isinstance(classes, str):
-            classes = classes.split(",")
+        classes = class_labels((output.get("parameters") or {}).get("classes"))
         columns.extend(_columns(output["name"], values, classes))
     return _rows(columns)
+
+
+def class_labels(parameter: Any) -> list[Any] | None:
+    """The class labels a v2 output's ``classes`` parameter carries.
+
+    The predictor sends them as a JSON-encoded list (a v2 parameter is a scalar); a list as
+    such, or a plain comma-separated string from another server, is taken too.
+    """
+    if isinstance(parameter, list):
+        return parameter
+    if not isinstance(parameter, str):
+        return None
+    try:
+        decoded = json.loads(parameter)
+    except json.JSONDecodeError:
+        return parameter.split(",")
+    return decoded if isinstance(decoded, list) else [decoded]
 
 
 def _columns(name: str, values: list[Any], classes: Any) -> list[tuple[str, list[Any]]]:

@@ -94,6 +94,9 @@ def select_engine(
     if not signature.all_numeric or signature.n_features is None:
         reason = "scikit-learn (the fast path takes numeric features only)"
         return EngineSlot(SklearnEngine(estimator), reason), None
+    if signature.task == "classification" and signature.classes is None:
+        reason = "scikit-learn (the fast path takes classifiers of one output only)"
+        return EngineSlot(SklearnEngine(estimator), reason), None
     checks = checks if checks is not None else BundleChecks()
     probes = _probes(estimator, signature, checks)
     is_classifier = signature.task == "classification"

@@ -158,12 +158,21 @@ def signature_of(estimator: Any, *, feature_dtypes: dict[str, str] | None = None
     strings = {j for j, kind in enumerate(dtypes) if kind == STRING}
     task = task_of(estimator)
     classes_attr = getattr(estimator, "classes_", None)
-    classes = (
-        tuple(np.asarray(classes_attr).tolist())
-        if task == "classification" and classes_attr is not None
-        else None
-    )
-    label_datatype = datatype_of(np.asarray(classes_attr)) if classes is not None else NUMERIC
+    classes = None
+    label_datatype = NUMERIC
+    if task == "classification" and isinstance(classes_attr, list):
+        # Several outputs, each with its own classes: labels are served ([N, outputs]); their
+        # probabilities (one matrix per output, each with its own width) are not.
+        label_datatype = datatype_of(np.concatenate([np.asarray(c) for c in classes_attr]))
+        methods = [m for m in methods if m != PREDICT_PROBA]
+        logger.info(
+            "a classifier of %d outputs: predict is served; predict_proba is not (its "
+            "probabilities are one matrix per output)",
+            len(classes_attr),
+        )
+    elif task == "classification" and classes_attr is not None:
+        classes = tuple(np.asarray(classes_attr).tolist())
+        label_datatype = datatype_of(np.asarray(classes_attr))
     base = Signature(
         task=task,
         n_features=width,

@@ -39,6 +39,26 @@ def model_loaded(
     MODEL_READY.labels(name).set(1)
 
 
+PROTOCOLS = ("v1", "v2", "grpc")
+
+
+def known_at_load(name: str, version: str, classes: tuple[object, ...] | None) -> None:
+    """Create, at 0, the series whose labels are known once a model is loaded.
+
+    A series that appears only with its first event reads as "no data" on a dashboard and in an
+    alert's expression, not as 0.
+    """
+    OVERLOAD_REFUSALS.labels(name)
+    for protocol in PROTOCOLS:
+        REQUESTS.labels(name, version, protocol, "200")
+        LATENCY.labels(name, version, protocol)
+    BATCH_ROWS.labels(name, version)
+    for result in ("hit", "miss"):
+        CACHE.labels(name, version, result)
+    for label in classes or ():
+        PREDICTED_CLASS.labels(name, version, str(label))
+
+
 def engine_switched(
     name: str, version: str, *, sha256: str, runtime: dict[str, str], before: str, after: str
 ) -> None:
@@ -77,6 +97,9 @@ def observe_predictions(
         found, seen = np.unique(np.asarray(results[PREDICT]), return_counts=True)
         for label, count in zip(found.tolist(), seen.tolist(), strict=True):
             labelled(PREDICTED_CLASS, name, version, str(label)).inc(count)
+        return
+    if signature.classes is None and signature.task == "classification":
+        labelled(PREDICTED_CLASS, name, version, "").inc(rows)  # several outputs: rows only
         return
     if signature.classes is None:
         values = results.get(PREDICT)

@@ -104,3 +104,10 @@ def labels_as(values: np.ndarray, datatype: str) -> np.ndarray:
     if datatype == "BOOL":
         return values.astype(bool, copy=False)
     return values.astype(np.float64, copy=False)
+
+
+def listed(names: list[str], *, most: int = 5, width: int = 40) -> str:
+    """Names a caller sent, quoted and cut to ``width`` characters, at most ``most`` of them."""
+    shown = [repr(n if len(n) <= width else n[: width - 1] + "…") for n in names[:most]]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(shown) + more

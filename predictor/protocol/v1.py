@@ -17,6 +17,7 @@ from predictor.inference.engines import Engine
 from predictor.inference.estimator import run_estimator
 from predictor.inference.features import json_type, rows_to_features
 from predictor.inference.signature import PREDICT_PROBA, Signature
+from predictor.protocol.tensors import listed
 
 
 def answer_v1(engine: Engine, signature: Signature, version: str, body: Any) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def _named_rows_to_lists(rows: list[Any], signature: Signature) -> list[Any]:
             if missing:
                 parts.append(f"missing feature(s) {', '.join(map(repr, missing))}")
             if unknown:
-                parts.append(f"{len(unknown)} unknown feature name(s)")
+                parts.append(f"unknown feature(s) {listed([str(k) for k in unknown])}")
             raise PayloadError(f"row {i}: {'; '.join(parts)}; the model takes: {', '.join(names)}")
         out.append([row[n] for n in names])
     return out

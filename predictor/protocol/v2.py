@@ -21,6 +21,7 @@ from predictor.inference.signature import NUMERIC, PREDICT_PROBA, STRING, Signat
 from predictor.protocol.tensors import (
     classes_parameter,
     decode_matrix,
+    listed,
     misfit,
     new_id,
     output_values,
@@ -50,12 +51,13 @@ def _decode_v2_columns(
 ) -> Batch:
     names = signature.feature_names or ()
     by_name = {}
+    unknown = [tensor.name for tensor in inputs if tensor.name not in names]
+    if unknown:
+        raise PayloadError(
+            f"unknown input tensor(s) {listed(unknown)}; the model takes one tensor per "
+            f"feature: {', '.join(names)} (or a single [N, {len(names)}] tensor)"
+        )
     for tensor in inputs:
-        if tensor.name not in names:
-            raise PayloadError(
-                "unknown input tensor name; the model takes one tensor per feature: "
-                f"{', '.join(names)} (or a single [N, {len(names)}] tensor)"
-            )
         by_name[tensor.name] = tensor
     missing = [n for n in names if n not in by_name]
     if missing:

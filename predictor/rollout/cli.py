@@ -22,52 +22,67 @@ from predictor.rollout.status import service_address
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Subcommands start, status, set, promote, rollback, auto and shadow, with shared options."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--namespace", "-n", default="default")
-    common.add_argument(
+    """Subcommands start, status, url, set, promote, rollback, auto and shadow.
+
+    Every command reaches the cluster (``--namespace``, ``--kubeconfig``, ``--context``); only
+    those that change the service take ``--dry-run``, ``--actor`` and ``--timeout``.
+    """
+    reach = argparse.ArgumentParser(add_help=False)
+    reach.add_argument("--namespace", "-n", default="default", help="the service's namespace")
+    reach.add_argument(
         "--kubeconfig", help="kubeconfig file (default: ~/.kube/config, else in-cluster)"
     )
-    common.add_argument("--context", help="kubeconfig context")
-    common.add_argument(
+    reach.add_argument("--context", help="kubeconfig context")
+    change = argparse.ArgumentParser(add_help=False, parents=[reach])
+    change.add_argument(
         "--dry-run", action="store_true", help="print the exact patch; send nothing"
     )
-    common.add_argument(
+    change.add_argument(
         "--actor", default=getpass.getuser(), help="who is acting (recorded on the service)"
     )
-    common.add_argument(
+    change.add_argument(
         "--timeout", default="10m", help="how long a step may take to show in status"
     )
+    name_help = "the InferenceService's name"
+    wait_help = "wait until the service's status shows the change"
     parser = argparse.ArgumentParser(
         prog="canary", description="Canary rollouts for KServe InferenceServices."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", parents=[common], help="point a canary at a new model")
-    start.add_argument("name")
-    start.add_argument("--model-uri", required=True)
+    start = sub.add_parser("start", parents=[change], help="point a canary at a new model")
+    start.add_argument("name", help=name_help)
+    start.add_argument(
+        "--model-uri",
+        required=True,
+        help="the new model: gs://, s3://, models:/NAME/VERSION or models:/NAME@ALIAS",
+    )
     start.add_argument(
         "--model-sha256", help="the new model's sha256 (required when the stable pins one)"
     )
     start.add_argument("--model-version", help="the new model's version (default: from its URI)")
-    start.add_argument("--percent", type=int, required=True)
-    start.add_argument("--wait", action="store_true", help="wait until status shows the split")
-    status = sub.add_parser("status", parents=[common], help="traffic, readiness and models")
-    status.add_argument("name")
-    url = sub.add_parser("url", parents=[common], help="the service's URL and Host, for calls")
-    url.add_argument("name")
-    set_ = sub.add_parser("set", parents=[common], help="move the canary to a share of traffic")
-    set_.add_argument("name")
-    set_.add_argument("--percent", type=int, required=True)
-    set_.add_argument("--wait", action="store_true")
+    start.add_argument(
+        "--percent", type=int, required=True, help="the canary's share of traffic, 0-100"
+    )
+    start.add_argument("--wait", action="store_true", help=wait_help)
+    status = sub.add_parser("status", parents=[reach], help="traffic, readiness and models")
+    status.add_argument("name", help=name_help)
+    url = sub.add_parser("url", parents=[reach], help="the service's URL and Host, for calls")
+    url.add_argument("name", help=name_help)
+    set_ = sub.add_parser("set", parents=[change], help="move the canary to a share of traffic")
+    set_.add_argument("name", help=name_help)
+    set_.add_argument(
+        "--percent", type=int, required=True, help="the canary's share of traffic, 0-100"
+    )
+    set_.add_argument("--wait", action="store_true", help=wait_help)
     for verb, text in (
         ("promote", "give the canary all traffic"),
         ("rollback", "all traffic back to stable"),
     ):
-        command = sub.add_parser(verb, parents=[common], help=text)
-        command.add_argument("name")
-        command.add_argument("--wait", action="store_true")
-    auto = sub.add_parser("auto", parents=[common], help="step through percentages with analysis")
-    auto.add_argument("name")
+        command = sub.add_parser(verb, parents=[change], help=text)
+        command.add_argument("name", help=name_help)
+        command.add_argument("--wait", action="store_true", help=wait_help)
+    auto = sub.add_parser("auto", parents=[change], help="step through percentages with analysis")
+    auto.add_argument("name", help=name_help)
     auto.add_argument("--steps", default="10,25,50,100", help="comma-separated percentages")
     auto.add_argument("--interval", default="2m", help="analysis window per step, e.g. 2m")
     auto.add_argument(
@@ -75,23 +90,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shadow = sub.add_parser("shadow", help="a shadow model beside the stable one")
     verbs = shadow.add_subparsers(dest="shadow_command", required=True)
-    shadow_start = verbs.add_parser("start", parents=[common], help="add a shadow model")
-    shadow_start.add_argument("name")
-    shadow_start.add_argument("--model-uri", required=True)
+    shadow_start = verbs.add_parser("start", parents=[change], help="add a shadow model")
+    shadow_start.add_argument("name", help=name_help)
+    shadow_start.add_argument(
+        "--model-uri", required=True, help="the shadow model (the same URIs as --model-uri)"
+    )
     shadow_start.add_argument("--model-sha256", help="the shadow model's sha256 pin")
     shadow_status = verbs.add_parser(
-        "status", parents=[common], help="the shadow, and its agreement from Prometheus"
+        "status", parents=[reach], help="the shadow, and its agreement from Prometheus"
     )
-    shadow_status.add_argument("name")
+    shadow_status.add_argument("name", help=name_help)
     shadow_status.add_argument("--prometheus", help="Prometheus URL (else: the shadow only)")
     shadow_status.add_argument("--window", default="10m", help="PromQL range, e.g. 10m or 1h")
-    shadow_stop = verbs.add_parser("stop", parents=[common], help="remove the shadow")
-    shadow_stop.add_argument("name")
+    shadow_stop = verbs.add_parser("stop", parents=[change], help="remove the shadow")
+    shadow_stop.add_argument("name", help=name_help)
     shadow_promote = verbs.add_parser(
-        "promote", parents=[common], help="turn the shadow into a canary"
+        "promote", parents=[change], help="turn the shadow into a canary"
     )
-    shadow_promote.add_argument("name")
-    shadow_promote.add_argument("--percent", type=int, required=True)
+    shadow_promote.add_argument("name", help=name_help)
+    shadow_promote.add_argument(
+        "--percent", type=int, required=True, help="the canary's share of traffic, 0-100"
+    )
     return parser
 
 
@@ -129,10 +148,15 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
 
     def work() -> None:
         nonlocal isvcs
-        timeout = parse_duration(args.timeout)
+        timeout = parse_duration(getattr(args, "timeout", "10m"))
         isvcs = InferenceServices(api_client(kubeconfig=args.kubeconfig, context=args.context))
         rollout = Rollout(
-            isvcs, args.namespace, args.name, actor=args.actor, dry_run=args.dry_run, out=out
+            isvcs,
+            args.namespace,
+            args.name,
+            actor=getattr(args, "actor", ""),  # read-only commands take neither: they change
+            dry_run=getattr(args, "dry_run", False),  # nothing
+            out=out,
         )
         if args.command == "shadow":
             run_shadow(args, rollout)

@@ -3,14 +3,19 @@
 ``canary start --model-uri models:/taxi@challenger`` must not leave an alias in the
 InferenceService: an alias moves, and a pod restarted later would serve another version. The
 alias is resolved here, once, to ``models:/taxi/<version>``, and the alias goes in the audit
-annotations. The tracking server comes from ``MLFLOW_TRACKING_URI`` and MLflow's auth variables.
+annotations. The URI is parsed, and the registry asked, by the same code that serves
+``models:/`` URIs (``stores.uris``, ``stores.mlflow``): one parser, one client set-up, one
+retry budget.
 """
 
 from __future__ import annotations
 
-import os
-
+from predictor.errors import PredictorError
 from predictor.rollout.errors import RolloutError
+from predictor.stores.uris import ModelURI, parse_model_uri
+
+DEADLINE_S = 30.0
+"""How long resolving may retry a registry that does not answer."""
 
 
 class RegistryError(RolloutError):
@@ -19,13 +24,10 @@ class RegistryError(RolloutError):
 
 def split_alias(uri: str) -> tuple[str, str] | None:
     """``(name, alias)`` for ``models:/NAME@ALIAS``; None for any other URI."""
-    if not uri.startswith("models:"):
+    parsed = _parsed(uri)
+    if parsed is None or parsed.scheme != "models" or parsed.alias is None:
         return None
-    rest = uri[len("models:") :].lstrip("/")
-    name, at, alias = rest.rpartition("@")
-    if not at or not name or not alias:
-        return None
-    return name, alias
+    return parsed.path, parsed.alias
 
 
 def resolve_alias(uri: str) -> tuple[str, str]:
@@ -34,28 +36,26 @@ def resolve_alias(uri: str) -> tuple[str, str]:
     Raises:
         RegistryError: no tracking server configured, no such model or alias, or it failed.
     """
-    parts = split_alias(uri)
-    if parts is None:
+    parsed = _parsed(uri)
+    if parsed is None or parsed.alias is None:
         raise RegistryError(f"{uri!r} is not models:/NAME@ALIAS")
-    name, alias = parts
-    where = os.environ.get("MLFLOW_REGISTRY_URI") or os.environ.get("MLFLOW_TRACKING_URI")
-    if not where:
-        raise RegistryError(f"{uri}: set MLFLOW_TRACKING_URI to resolve the alias")
     try:
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
+        from predictor.stores.mlflow import MLflowRegistry
+
+        resolved = MLflowRegistry(deadline_s=DEADLINE_S).resolve(parsed)
     except ModuleNotFoundError as e:
         raise RegistryError(
             f"{uri}: resolving an alias needs MLflow: "
             "pip install 'kserve-sklearn-predictor[mlflow]'"
         ) from e
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    except PredictorError as e:
+        raise RegistryError(str(e)) from e
+    version = resolved["registry_version"]
+    return f"models:/{parsed.path}/{version}", version
+
+
+def _parsed(uri: str) -> ModelURI | None:
     try:
-        found = MlflowClient(tracking_uri=where, registry_uri=where).get_model_version_by_alias(
-            name, alias
-        )
-    except MlflowException as e:
-        raise RegistryError(
-            f"{uri}: the registry at {where} did not resolve it ({e.error_code})"
-        ) from e
-    return f"models:/{name}/{found.version}", str(found.version)
+        return parse_model_uri(uri)
+    except PredictorError:
+        return None

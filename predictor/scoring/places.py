@@ -139,6 +139,10 @@ class Destination(Protocol):
         """Forget the parts of ``group`` once their output is recorded."""
         ...
 
+    def tidy(self, group: str) -> None:
+        """After a failed run: remove the part folders of ``group`` if they hold nothing."""
+        ...
+
 
 PARTS = "_parts"
 
@@ -185,10 +189,19 @@ class LocalFolder(Destination):
     @override
     def drop_parts(self, group: str) -> None:
         shutil.rmtree(self.root / PARTS / group, ignore_errors=True)
+        self._remove_if_empty(self.root / PARTS)
+
+    @override
+    def tidy(self, group: str) -> None:
+        self._remove_if_empty(self.root / PARTS / group)
+        self._remove_if_empty(self.root / PARTS)
+
+    @staticmethod
+    def _remove_if_empty(folder: Path) -> None:
         try:
-            (self.root / PARTS).rmdir()
+            folder.rmdir()
         except OSError:
-            pass  # other groups still have parts
+            pass  # not empty (kept parts, other groups), or already gone
 
 
 class BucketPrefix(Destination):
@@ -246,3 +259,7 @@ class BucketPrefix(Destination):
     def drop_parts(self, group: str) -> None:
         folder = self._name(PARTS, group) + "/"
         self.store.delete(self.bucket, self.store.list_names(self.bucket, folder))
+
+    @override
+    def tidy(self, group: str) -> None:
+        pass  # a bucket has no folders: nothing is left where no part was written

@@ -18,24 +18,33 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import re
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from predictor.errors import ScoringError, TooManyRefusedRowsError
+from predictor.errors import InterruptedRunError, ScoringError, TooManyRefusedRowsError
 from predictor.inference.batch import requested_outputs
 from predictor.inference.signature import NUMERIC, Signature
 from predictor.loading.loader import LoadedModel, load_accepted
 from predictor.scoring.chunks import Columns, input_columns
+from predictor.scoring.joining import (
+    PART_NAME,
+    FileResult,
+    Report,
+    RunResult,
+    counted,
+    join_all,
+    join_parts,
+    summary,
+)
 from predictor.scoring.places import (
+    PARTS,
     BucketPrefix,
     Destination,
     InputFile,
@@ -45,7 +54,7 @@ from predictor.scoring.places import (
     local_copy,
     split_bucket,
 )
-from predictor.scoring.tables import FORMATS, concatenate, read_tables, table_format
+from predictor.scoring.tables import FORMATS, read_tables, table_format
 from predictor.scoring.workers import executor, score_part
 from predictor.settings import Settings
 from predictor.stores.base import bucket_store, is_bucket
@@ -63,42 +72,9 @@ class ScoreJob:
     id_column: str | None = None
     max_errors: int = 0
     workers: int = 1
-    chunk_rows: int = 50_000
+    chunk_rows: int = 10_000
     shard: tuple[int, int] = (0, 1)
     progress: bool = False
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """How one input file went."""
-
-    name: str
-    rows: int
-    errors: int
-    seconds: float
-    output: str
-    errors_output: str | None = None
-    resumed_parts: int = 0
-
-
-@dataclass
-class RunResult:
-    """How the whole run went."""
-
-    files: list[FileResult] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        """Rows scored, over every file."""
-        return sum(f.rows for f in self.files)
-
-    @property
-    def errors(self) -> int:
-        """Rows refused, over every file."""
-        return sum(f.errors for f in self.files)
-
-
-Report = Callable[[str], None]
 
 
 def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
@@ -109,7 +85,20 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
         ScoringError: an input or output cannot be used.
         TooManyRefusedRowsError: more rows than ``job.max_errors`` could not be scored (everything
             else was written).
+        InterruptedRunError: the run was stopped (``KeyboardInterrupt``: Ctrl-C, or SIGTERM where
+            the caller turns it into one); its finished parts are kept for a rerun.
     """
+    result = RunResult()
+    try:
+        return _run(job, settings, report, result)
+    except KeyboardInterrupt:
+        raise InterruptedRunError(
+            f"interrupted: {result.kept_rows} row(s) scored by this run are kept in finished "
+            f"parts under {job.output}; the same command again resumes from them"
+        ) from None
+
+
+def _run(job: ScoreJob, settings: Settings, report: Report, result: RunResult) -> RunResult:
     loaded = load_accepted(settings)
     outputs = requested_outputs(list(job.outputs) or None, loaded.signature)
     deadline_s = settings.store_deadline_seconds
@@ -120,7 +109,6 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
     if single and count > 1:
         raise ScoringError("a sharded run writes a folder or prefix, not one file (--output)")
     destination, output_name = _destination(job.output, single, stores)
-    result = RunResult()
     if single and destination.has(output_name):
         report(f"{job.output} exists already; nothing to do (outputs are never overwritten)")
         return result
@@ -132,12 +120,12 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
                 if not single and destination.has(item.name):
                     report(f"{item.name}: already scored in {job.output}; skipped")
                     continue
-                plan = _Plan(job, loaded, outputs, fmt, destination, item, work, stores)
+                plan = _Plan(job, loaded, outputs, fmt, destination, item, work, stores, result)
                 scored = plan.score(pool, report, joined=not single)
                 if scored is not None:
                     result.files.append(scored)
         if single and result.files:
-            result = _join_all(result, destination, output_name, work, report)
+            result = join_all(result, destination, output_name, work, report)
     if result.errors > job.max_errors:
         where = ", ".join(f.errors_output for f in result.files if f.errors_output)
         raise TooManyRefusedRowsError(
@@ -177,16 +165,48 @@ class _Plan:
     item: InputFile
     work: Path
     stores: StoreFor
+    progress: RunResult
 
     def score(self, executor: Executor, report: Report, *, joined: bool) -> FileResult | None:
         """Score the file into parts, and join them when ``joined``; None when it has no rows."""
         started = time.monotonic()
         path, content = local_copy(self.item, self.work, self.stores)
         stamp = fingerprint(self.loaded, self.job, self.outputs, self.fmt, content)
-        done = {n for n in self.destination.parts(self.item.name) if _PART.match(n)}
-        done = {n for n in done if n.startswith(stamp)}
-        done_chunks = {int(_PART.match(n).group(2)) for n in done}  # type: ignore[union-attr]
+        finished = {n for n in self.destination.parts(self.item.name) if PART_NAME.match(n)}
+        done = {n for n in finished if n.startswith(stamp)}
+        if finished - done:
+            raise ScoringError(
+                f"{self.item.name}: {len(finished - done)} part(s) of an earlier run with other "
+                "settings (model, input content, --chunk_rows, --outputs, --id_column or "
+                "format) are kept for it; run with the same settings to resume, or delete "
+                f"the {PARTS}/ folder of the output to start over"
+            )
+        done_chunks = {int(PART_NAME.match(n).group(2)) for n in done}  # type: ignore[union-attr]
         folder = self.destination.part_folder(self.item.name, self.work)
+        try:
+            columns = self._score_parts(executor, path, stamp, folder, done_chunks)
+        except BaseException:
+            self.destination.tidy(self.item.name)  # no empty part folders left behind
+            raise
+        if is_bucket(self.item.location):  # a downloaded copy
+            path.unlink(missing_ok=True)
+        if columns is None:
+            self.destination.drop_parts(self.item.name)
+            report(f"{self.item.name}: no rows; nothing written")
+            return None
+        names = sorted(n for n in self.destination.parts(self.item.name) if n.startswith(stamp))
+        result = counted(self.item.name, names, time.monotonic() - started, len(done_chunks))
+        if joined:
+            result = join_parts(
+                result, self.destination, [(self.item.name, names)], self.item.name, self.work
+            )
+            report(summary(result))
+        return result
+
+    def _score_parts(
+        self, executor: Executor, path: Path, stamp: str, folder: Path, done_chunks: set[int]
+    ) -> Columns | None:
+        """Score the chunks not done yet into parts; the input's columns (None: no rows)."""
         pending: deque[Future[list[Path]]] = deque()
         bar = tqdm(desc=self.item.name, unit=" rows", disable=not self.job.progress)
         columns: Columns | None = None
@@ -211,31 +231,16 @@ class _Plan:
         while pending:
             self._record(pending.popleft().result(), bar)
         bar.close()
-        if is_bucket(self.item.location):  # a downloaded copy
-            path.unlink(missing_ok=True)
-        if columns is None:
-            self.destination.drop_parts(self.item.name)
-            report(f"{self.item.name}: no rows; nothing written")
-            return None
-        names = sorted(n for n in self.destination.parts(self.item.name) if n.startswith(stamp))
-        result = _counted(self.item.name, names, time.monotonic() - started, len(done_chunks))
-        if joined:
-            result = _join(
-                result, self.destination, [(self.item.name, names)], self.item.name, self.work
-            )
-            report(_summary(result))
-        return result
+        return columns
 
     def _record(self, written: list[Path], bar: tqdm[Any]) -> None:
         for path in written:
             self.destination.put_part(self.item.name, path)
-        match = _PART.match(written[-1].name)
+        match = PART_NAME.match(written[-1].name)
         if match:
-            bar.update(int(match.group(3)) + int(match.group(4)))
-
-
-_PART = re.compile(r"^([0-9a-f]{12})-(\d{6})-(\d+)-(\d+)\.(?!errors)")
-"""A finished part: fingerprint, chunk number, rows scored, rows refused."""
+            rows = int(match.group(3)) + int(match.group(4))
+            self.progress.kept_rows += rows
+            bar.update(rows)
 
 
 def number_columns(columns: Columns, signature: Signature) -> tuple[str, ...]:
@@ -248,79 +253,3 @@ def number_columns(columns: Columns, signature: Signature) -> tuple[str, ...]:
         for j, name in enumerate(columns.features)
         if (kinds[j] if j < len(kinds) else NUMERIC) == NUMERIC
     )
-
-
-def _counted(name: str, names: list[str], seconds: float, resumed: int) -> FileResult:
-    rows = errors = 0
-    for part in names:
-        match = _PART.match(part)
-        if match:
-            rows += int(match.group(3))
-            errors += int(match.group(4))
-    return FileResult(name, rows, errors, seconds, "", resumed_parts=resumed)
-
-
-def _join(
-    result: FileResult,
-    destination: Destination,
-    groups: list[tuple[str, list[str]]],
-    output_name: str,
-    work: Path,
-) -> FileResult:
-    """Join the parts of ``groups`` into ``output_name`` (and its errors file); drop the parts."""
-    fmt = table_format(output_name)
-    parts: list[Path] = []
-    errors: list[Path] = []
-    for group, names in groups:
-        local = destination.get_parts(group, names, work)
-        parts += [p for p in local if _PART.match(p.name)]
-        errors += [p for p in local if ".errors." in p.name]
-    joined = work / output_name
-    concatenate(parts, joined)
-    where = destination.put(joined, output_name)
-    errors_where = None
-    if errors:
-        errors_name = output_name[: -len(fmt)] + ".errors" + fmt
-        concatenate(errors, work / errors_name)
-        errors_where = destination.put(work / errors_name, errors_name)
-    for group, _ in groups:
-        destination.drop_parts(group)
-    return FileResult(
-        result.name,
-        result.rows,
-        result.errors,
-        result.seconds,
-        where,
-        errors_where,
-        result.resumed_parts,
-    )
-
-
-def _join_all(
-    result: RunResult, destination: Destination, name: str, work: Path, report: Report
-) -> RunResult:
-    groups = [(f.name, sorted(n for n in destination.parts(f.name))) for f in result.files]
-    total = FileResult(
-        name,
-        result.rows,
-        result.errors,
-        sum(f.seconds for f in result.files),
-        "",
-        resumed_parts=sum(f.resumed_parts for f in result.files),
-    )
-    joined = _join(total, destination, groups, name, work)
-    report(_summary(joined))
-    return RunResult([joined])
-
-
-def _summary(result: FileResult) -> str:
-    rate = result.rows / result.seconds if result.seconds > 0 else 0.0
-    text = (
-        f"{result.name}: {result.rows} rows scored, {result.errors} refused, "
-        f"{result.seconds:.1f}s ({rate:,.0f} rows/s) -> {result.output}"
-    )
-    if result.errors_output:
-        text += f"; refused rows in {result.errors_output}"
-    if result.resumed_parts:
-        text += f"; {result.resumed_parts} part(s) kept from an earlier run"
-    return text

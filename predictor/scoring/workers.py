@@ -8,6 +8,7 @@ records it as done.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -26,6 +27,9 @@ _WORKER: tuple[Score, Signature] | None = None
 
 def _start_worker(settings: Settings, outputs: tuple[str, ...]) -> None:
     global _WORKER
+    # Ctrl-C reaches every process of the terminal's group: the run stops in the main process,
+    # which lets the chunks in hand finish; a worker that stopped too would print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     loaded = load_accepted(settings)
     _WORKER = (scorer(loaded.engine, loaded.signature, outputs), loaded.signature)
 

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from predictor.errors import (
     BodyTooLargeError,
     ClientGoneError,
+    MethodNotAllowedError,
     ModelNotFoundError,
     ModelNotReadyError,
 )
@@ -37,7 +38,7 @@ from predictor.protocol.events import (
     structured_body,
 )
 from predictor.protocol.v2_rest import JSON_LENGTH_HEADER, parse_infer_body, parse_json
-from predictor.server.failures import REQUEST_ID_HEADER
+from predictor.server.failures import REQUEST_ID_HEADER, error_response
 from predictor.server.model import SklearnModel
 
 VERSION_HEADER = "x-model-version"
@@ -134,8 +135,11 @@ class InferenceEndpoint:
         route: Route | None = None
         if scope["type"] == "http":
             route = scope.get(ROUTE_KEY) or inference_route(scope.get("path", ""))
-        if route is None or scope.get("method") != "POST":
+        if route is None:
             await self.app(scope, receive, send)
+            return
+        if scope.get("method") != "POST":
+            await error_response(MethodNotAllowedError())(scope, receive, send)
             return
         await self.serve(route, scope, receive, send)
 

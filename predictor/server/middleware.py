@@ -10,8 +10,7 @@ FastAPI's body limit) and the per-request wrappers of the three.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from kserve.model_repository import ModelRepository
@@ -78,8 +77,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         scope[ROUTE_KEY] = route  # matched once: the endpoint reads it
+        with Observed(scope, self.registry, route) as sent:
 
-        async def serve(sent: Sent) -> None:
             async def capture(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     sent.status = message["status"]
@@ -87,40 +86,42 @@ class MetricsMiddleware:
 
             await self.app(scope, receive, capture)
 
-        await observed(scope, self.registry, route, serve)
 
+class Observed:
+    """An inference request counted in flight, then by the status it was answered with.
 
-class Sent:
-    """The status a request was answered with; None while nothing was sent."""
-
-    __slots__ = ("status",)
-
-    def __init__(self) -> None:
-        self.status: int | None = None
-
-
-async def observed(
-    scope: Scope,
-    registry: ModelRepository,
-    route: Route,
-    serve: Callable[[Sent], Awaitable[None]],
-) -> None:
-    """Serve an inference request counted in flight, then by the status sent and its time.
-
-    A request that raised before anything was sent counts as a 500; a client that went away
-    (nothing sent, nothing raised) is not counted.
+    ``with Observed(...) as sent``: whoever answers sets ``sent.status``. A request that raised
+    before anything was sent counts as a 500; a client that went away (nothing sent, nothing
+    raised) is not counted.
     """
-    name, version = labels_for(registry, route[0])
-    sent = Sent()
-    with metrics.InFlight(name) as flight:
-        try:
-            await serve(sent)
-        except BaseException:
-            sent.status = sent.status or 500
-            raise
-        finally:
-            if sent.status is not None:
-                _observe(scope, name, version, route[1], sent.status, flight.elapsed)
+
+    __slots__ = ("_flight", "_name", "_protocol", "_scope", "_version", "status")
+
+    def __init__(self, scope: Scope, registry: ModelRepository, route: Route) -> None:
+        self._scope = scope
+        self._name, self._version = labels_for(registry, route[0])
+        self._protocol = route[1]
+        self._flight = metrics.InFlight(self._name)
+        self.status: int | None = None
+        """The status sent; None while nothing was sent."""
+
+    def __enter__(self) -> Observed:
+        self._flight.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self._flight.__exit__()
+        if kind is not None:
+            self.status = self.status or 500
+        if self.status is not None:
+            _observe(
+                self._scope,
+                self._name,
+                self._version,
+                self._protocol,
+                self.status,
+                self._flight.elapsed,
+            )
 
 
 class FrontDoor:
@@ -152,19 +153,13 @@ class FrontDoor:
         if route is None or scope.get("method") != "POST":
             await self.stack(scope, receive, send)
             return
-        await observed(
-            scope, self.registry, route, functools.partial(self._serve, route, scope, receive, send)
-        )
-
-    async def _serve(
-        self, route: Route, scope: Scope, receive: Receive, send: Send, sent: Sent
-    ) -> None:
-        if declared_length(scope) > self.max_bytes:
-            too_large = error_response(BodyTooLargeError(self.max_bytes))
-            await too_large(scope, receive, send)
-            sent.status = too_large.status_code
-        else:
-            sent.status = await self.endpoint.serve(route, scope, receive, send)
+        with Observed(scope, self.registry, route) as sent:
+            if declared_length(scope) > self.max_bytes:
+                too_large = error_response(BodyTooLargeError(self.max_bytes))
+                await too_large(scope, receive, send)
+                sent.status = too_large.status_code
+            else:
+                sent.status = await self.endpoint.serve(route, scope, receive, send)
 
 
 def labels_for(registry: ModelRepository, asked: str) -> tuple[str, str]:

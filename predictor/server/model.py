@@ -10,6 +10,7 @@ other KServe caller and runs the same code.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 from kserve import Model
@@ -99,19 +100,19 @@ class SklearnModel(Model):  # type: ignore[misc]
         """Count one request in flight, or refuse it at once (``OverloadedError``, 503)."""
         return self._admission.admitted()
 
-    async def infer_v1(self, body: Any) -> answers.RestAnswer:
-        """Answer a parsed v1 ``:predict`` body."""
-        return await answers.answer_v1(self.strategy, body)
+    def infer_v1(self, body: Any) -> Awaitable[answers.RestAnswer]:
+        """Answer a parsed v1 ``:predict`` body (the awaitable itself: no frame of its own)."""
+        return answers.answer_v1(self.strategy, body)
 
     async def infer_v2(self, request: InferRequest) -> InferResponse:
         """Answer a v2 InferRequest (KServe's callers)."""
         return await answers.answer_v2(self.strategy, self.name, request)
 
-    async def infer_v2_rest(
+    def infer_v2_rest(
         self, request: InferRequest, version: str | None = None
-    ) -> answers.RestAnswer:
+    ) -> Awaitable[answers.RestAnswer]:
         """Answer a v2 REST request (by ``version`` when named): JSON, or bytes if binary."""
-        return await answers.answer_v2_rest(self.strategy, self.name, request, version)
+        return answers.answer_v2_rest(self.strategy, self.name, request, version)
 
     def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
         """Answer a gRPC ModelInfer message on the calling thread (one of gRPC's workers)."""

@@ -41,8 +41,10 @@ def build_strategy(name: str, settings: Settings, loader: Loader) -> Strategy:
             ModelLane(name, load_accepted(settings.for_arm(i), loader=loader), limits, cache)
             for i in range(len(settings.bandit_uris))
         ]
-        strategy = BanditArms(arms, bandit_for(name, [a.loaded for a in arms], settings))
+        bandit = bandit_for(name, [a.loaded for a in arms], settings.bandit)
+        strategy = BanditArms(arms, bandit)
     for loaded in (lane.loaded for lane in strategy.lanes()):
+        record.known_at_load(name, loaded.version, loaded.signature.classes)
         record.model_loaded(
             name,
             loaded.version,
@@ -51,7 +53,12 @@ def build_strategy(name: str, settings: Settings, loader: Loader) -> Strategy:
             seconds=loaded.load_seconds,
             engine=loaded.engine.name,
         )
-    runner = shadow_runner(name, strategy.face, settings, loader=loader)
+    runner = shadow_runner(
+        name,
+        strategy.face,
+        settings.shadow,
+        load_shadow=lambda: load_accepted(settings.for_shadow(), loader=loader),
+    )
     return strategy if runner is None else Shadowed(strategy, runner)
 
 

@@ -95,6 +95,8 @@ class ShadowRunner:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        for counter in (SHADOW_DROPPED, SHADOW_ERRORS):  # at 0 from the start, not "no data"
+            counter.labels(model, version)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -131,7 +131,7 @@ def test_responses_name_their_arm_and_feedback_is_checked(
         s.labels["version"]: s.value
         for family in text_string_to_metric_families(httpx.get(f"{running.url}/metrics").text)
         for s in family.samples
-        if s.name == "predictor_requests_total" and s.labels["protocol"] == "v2"
+        if s.name == "predictor_requests_total" and s.labels["protocol"] == "v2" and s.value
     }
     expected: dict[str, float] = {}
     for answered in (v2.json()["model_version"], header["model_version"]):
@@ -147,7 +147,7 @@ def test_responses_name_their_arm_and_feedback_is_checked(
         s.labels["version"]
         for family in text_string_to_metric_families(httpx.get(f"{running.url}/metrics").text)
         for s in family.samples
-        if s.name == "predictor_requests_total" and s.labels["protocol"] == "grpc"
+        if s.name == "predictor_requests_total" and s.labels["protocol"] == "grpc" and s.value
     ]
     assert grpc_counted == [reply.model_version]  # counted as the arm that answered
 

@@ -24,10 +24,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from predictor.bundle.publish import BundleSpec, publish, stage_bundle
 from predictor.demo import make_trips
 from predictor.errors import IncompatibleModelError, PublishError, VersionExistsError
 from predictor.loading.loader import load_model
+from predictor.publishing.publish import BundleSpec, publish, stage_bundle
 from predictor.settings import Settings
 from predictor.stores.files import sha256_file
 from tests.gcs import GCSBucket
@@ -59,6 +59,7 @@ def spec_for(demo_model_dir: Path, sets: tuple[Path, Path], version: str = "1.0.
         training_data_uri="gs://data/trips/2026-11",
         training_data_version="2026-11",
         feature_extractor_version="fx-1",
+        metrics={"accuracy": 0.93, "roc_auc": 0.97},
     )
 
 
@@ -88,6 +89,8 @@ def test_a_good_bundle_serves_with_its_lineage(server: ServerFactory, bundle: Pa
     parameters = metadata["parameters"]
     assert parameters["bundle_training_data_version"] == "2026-11"
     assert parameters["bundle_created_by"] == "ci@example.com"
+    assert parameters["bundle_metric_accuracy"] == "0.93"
+    assert parameters["bundle_metric_roc_auc"] == "0.97"
     assert parameters["sha256"] == sha256_file(bundle / "model.joblib")
     assert parameters["acceptance_e2e"] == "passed: 20/20 rows as expected (atol 1e-06)"
     assert parameters["acceptance_confidence"].startswith("passed: accuracy=")

@@ -72,14 +72,20 @@ def test_v1_v2_and_grpc_answer_through_the_ingress(deployed: Any, tmp_path: Path
         assert done.returncode == 0, (what, done.stderr)
         table = list(csv.reader(io.StringIO(done.stdout)))
         assert [row[0] for row in table[1:]] == expected["predict"], what
-    probabilities = call(
-        ingress.url, *common, "--instances", json.dumps(ROWS), "--outputs", "predict,predict_proba"
-    )
-    header, *rows = list(csv.reader(io.StringIO(probabilities.stdout)))
-    assert header == ["predict"] + [f"predict_proba_{c}" for c in expected["classes"]]
-    assert [float(v) for row in rows for v in row[1:]] == pytest.approx(
-        [p for row in expected["predict_proba"] for p in row]
-    )
+    both = ["--instances", json.dumps(ROWS), "--outputs", "predict,predict_proba"]
+    for protocol, target in (
+        ("v1", ingress.url),
+        ("v2", ingress.url),
+        ("grpc", ingress.grpc_target),
+    ):
+        probabilities = call(target, *common, "--protocol", protocol, *both)
+        assert probabilities.returncode == 0, (protocol, probabilities.stderr)
+        header, *rows = list(csv.reader(io.StringIO(probabilities.stdout)))
+        assert header == ["predict"] + [f"predict_proba_{c}" for c in expected["classes"]], protocol
+        assert [row[0] for row in rows] == expected["predict"], protocol
+        assert [float(v) for row in rows for v in row[1:]] == pytest.approx(
+            [p for row in expected["predict_proba"] for p in row]
+        ), protocol
     aligned = call(ingress.url, *AS_TAXI, "--instances", json.dumps(ROWS))
     assert aligned.stdout.splitlines()[0].split() == ["predictions"]
     assert [line.split()[0] for line in aligned.stdout.splitlines()[1:]] == expected["predict"]
@@ -137,3 +143,32 @@ def test_errors_come_back_in_the_server_s_own_words(deployed: Any) -> None:
     assert grpc_refused.stderr.startswith("predictor call: INVALID_ARGUMENT from ")
     unreachable = call("http://127.0.0.1:9", "--model", "taxi", "--instances", "[[1, 2, 3]]")
     assert unreachable.returncode == 2
+
+
+def test_a_csv_with_an_id_column_is_answered_row_by_row_and_a_typo_is_named(
+    deployed: Any, tmp_path: Path
+) -> None:
+    running, ingress = deployed
+    expected = direct(running)
+    with_ids = tmp_path / "trips.csv"
+    with_ids.write_text(
+        "trip_id," + ",".join(NAMES) + "\n"
+        + "".join(f"t{i}," + ",".join(map(str, r)) + "\n" for i, r in enumerate(ROWS))
+    )  # fmt: skip
+    typo = tmp_path / "typo.csv"
+    typo.write_text("pickup_zone,dropof_zone,passenger_count\n132,236,1\n")
+
+    answered = call(ingress.url, *AS_TAXI, "--format", "csv", "--csv", str(with_ids),
+                    "--id_column", "trip_id", "--protocol", "v2")  # fmt: skip
+    unnamed = call(ingress.url, *AS_TAXI, "--csv", str(with_ids))
+    wrong = call(ingress.url, *AS_TAXI, "--csv", str(typo))
+
+    assert answered.returncode == 0, answered.stderr
+    table = list(csv.reader(io.StringIO(answered.stdout)))
+    assert table[0] == ["trip_id", "predict"]
+    assert table[1:] == [[f"t{i}", label] for i, label in enumerate(expected["predict"])]
+    assert unnamed.returncode == 1
+    assert "unknown feature(s) 'trip_id'" in unnamed.stderr
+    assert wrong.returncode == 1
+    assert "missing feature(s) 'dropoff_zone'; unknown feature(s) 'dropof_zone'" in wrong.stderr
+    assert "the model takes: pickup_zone, dropoff_zone, passenger_count" in wrong.stderr

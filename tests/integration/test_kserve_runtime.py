@@ -16,7 +16,7 @@ import httpx
 import pytest
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from predictor.bundle.publish import BundleSpec, publish
+from predictor.publishing.publish import BundleSpec, publish
 from predictor.stores.files import sha256_file
 from tests.helpers import ServerFactory, infer_request
 from tests.unit.test_manifests import runtime_args

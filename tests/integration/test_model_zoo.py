@@ -367,7 +367,7 @@ ROW = {"city": "paris", "rooms": 3.0, "area": 55.0}
             "the model rejected the input: Found unknown categories … in column 0 during transform",
         ),
         ([{"city": "paris", "rooms": 3.0}], "row 0: missing feature(s) 'area'"),
-        ([{**ROW, "garden": 1}], "row 0: 1 unknown feature name(s)"),
+        ([{**ROW, "garden": 1}], "row 0: unknown feature(s) 'garden'"),
         ([{**ROW, "city": None}], "row 0, feature 'city': got a missing value (null)"),
     ],
 )

@@ -17,8 +17,8 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from sklearn.ensemble import RandomForestClassifier
 
-from predictor.bundle.publish import BundleSpec, publish
 from predictor.inference.native import convert
+from predictor.publishing.publish import BundleSpec, publish
 from tests.helpers import RunningServer, ServerFactory
 
 pytestmark = pytest.mark.timeout(120)

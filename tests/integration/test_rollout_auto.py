@@ -24,8 +24,8 @@ import joblib
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from predictor.bundle.publish import BundleSpec, publish
 from predictor.demo import make_trips, publish_demo_bundles
+from predictor.publishing.publish import BundleSpec, publish
 from predictor.rollout.analysis import AnalysisConfig
 from predictor.rollout.auto import run_auto
 from predictor.rollout.controller import Rollout

@@ -10,6 +10,7 @@ fake-gcs-server; and the one-line refusals.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from sklearn.preprocessing import OneHotEncoder
 from predictor.scoring.run import ScoreJob, run
 from predictor.settings import Settings
 from tests.gcs import GCSBucket
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -303,6 +304,7 @@ def test_what_cannot_be_run_ends_with_one_line_and_exit_2(
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("predictor score: ") and message in lines[-1]
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "o" / "_parts").exists()  # a failed run leaves no empty folders
 
 
 def test_a_file_without_rows_is_reported_and_an_existing_output_is_left_alone(
@@ -326,3 +328,72 @@ def test_a_file_without_rows_is_reported_and_an_existing_output_is_left_alone(
     assert "empty.csv: no rows; nothing written" in said
     assert [f.name for f in done.files] == ["two.csv"] and done.rows == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["two.csv"]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_says_what_it_kept_and_how_to_resume(
+    tmp_path: Path,
+    linear: tuple[Path, LogisticRegression],
+    big_csv: tuple[Path, pd.DataFrame],
+    stop: signal.Signals,
+) -> None:
+    model_path, _ = linear
+    csv, _ = big_csv
+    out = tmp_path / "out"
+    args = ["--model_uri", str(model_path), "--input", str(csv), "--output", str(out)]
+    args += ["--chunk_rows", "3000", "--max_errors", "4"]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "predictor", "score", *args],
+        cwd=REPO_ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    parts = out / "_parts" / csv.name
+    wait_until(
+        lambda: process.poll() is not None or (parts.is_dir() and len(_scored_parts(parts)) >= 3),
+        timeout=120,
+        what="three scored parts",
+        every=0.05,
+    )
+    assert process.poll() is None, "the run ended before it could be stopped"
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    on_disk = sum(int(p.name.split("-")[2]) + int(p.name.split("-")[3].split(".")[0])
+                  for p in _scored_parts(parts))  # fmt: skip
+    said = re.match(r"^predictor score: interrupted: (\d+) row\(s\) scored by this run ", last)
+    assert said is not None, last
+    # Every part it counts is on disk; the one chunk being recorded as it stopped may not be.
+    assert on_disk - 3000 <= int(said.group(1)) <= on_disk and on_disk >= 9000
+    assert last.endswith(
+        "the same command again resumes from them: "
+        f"{sys.executable} -m predictor score {' '.join(args)}"
+    )
+
+
+def test_parts_of_a_run_with_other_settings_are_not_thrown_away(
+    tmp_path: Path, linear: tuple[Path, LogisticRegression]
+) -> None:
+    model_path, _ = linear
+    csv = tmp_path / "in.csv"
+    pd.DataFrame(np.ones((50, 20)), columns=FEATURES).to_csv(csv, index=False)
+    out = tmp_path / "out"
+    parts = out / "_parts" / "in.csv"
+    parts.mkdir(parents=True)
+    (parts / "0123456789ab-000000-10-0.csv").write_text("row,predict\n")  # another run's part
+
+    result = score("--model_uri", str(model_path), "--input", str(csv), "--output", str(out))
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "predictor score: in.csv: 1 part(s) of an earlier run with other settings (model, input "
+        "content, --chunk_rows, --outputs, --id_column or format) are kept for it; run with the "
+        "same settings to resume, or delete the _parts/ folder of the output to start over"
+    )
+    assert (parts / "0123456789ab-000000-10-0.csv").exists()

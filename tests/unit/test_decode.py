@@ -101,7 +101,13 @@ def test_v1_outputs_parameter_chooses_outputs_in_order() -> None:
             {"instances": [{"a": 1, "b": 2}]},
             "row 0: missing feature(s) 'c'; the model takes: a, b, c",
         ),
-        ({"instances": [{"a": 1, "b": 2, "c": 3, "d": 4}]}, "row 0: 1 unknown feature name(s)"),
+        ({"instances": [{"a": 1, "b": 2, "c": 3, "d": 4}]}, "row 0: unknown feature(s) 'd'"),
+        (
+            {"instances": [{"a": 1, "b": 2, "trip_id": 3, "x" * 60: 4}]},
+            "row 0: missing feature(s) 'c'; unknown feature(s) 'trip_id', '"
+            + "x" * 39
+            + "…'; the model takes: a, b, c",
+        ),
         ({"instances": [[1, 2, 3]], "parameters": []}, "expected 'parameters' to be an object"),
         (
             {"instances": [[1, 2, 3]], "parameters": {"outputs": "predict"}},
@@ -198,7 +204,7 @@ def test_v2_one_tensor_per_feature_in_any_order() -> None:
         ),
         (
             [InferInput("a", [1], "FP64", data=[1]), InferInput("zz", [1], "FP64", data=[2])],
-            "unknown input tensor name; the model takes one tensor per feature: a, b, c",
+            "unknown input tensor(s) 'zz'; the model takes one tensor per feature: a, b, c",
         ),
         (
             [

@@ -265,3 +265,11 @@ def test_the_runtime_is_a_drop_in_for_kserve_sklearnserver(path: str, kind: str)
     assert security["runAsNonRoot"] is True and security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+
+
+def test_make_manifests_renders_every_overlay() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text().replace("\\\n", " ")
+    (line,) = [row for row in makefile.splitlines() if row.startswith("OVERLAYS :=")]
+    listed = set(line.split(":=", 1)[1].split())
+    present = {p.name for p in (REPO_ROOT / "manifests" / "overlays").iterdir() if p.is_dir()}
+    assert listed == present

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -67,3 +68,28 @@ def test_response_ids_are_random_version_4_uuids() -> None:
         assert str(parsed) == text
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+def test_the_series_known_at_load_start_at_zero(demo_model_dir: Path) -> None:
+    from predictor.metrics.exposition import exposition
+    from predictor.server.model import SklearnModel
+    from predictor.settings import Settings
+
+    model = SklearnModel("zeroes", settings=Settings(model_uri=str(demo_model_dir)))
+    model.load()
+    version = model.version
+    page = exposition().decode()
+    assert 'predictor_overload_refusals_total{model="zeroes"} 0.0' in page
+    for protocol in ("v1", "v2", "grpc"):
+        assert (
+            f'predictor_requests_total{{model="zeroes",protocol="{protocol}",status="200",'
+            f'version="{version}"}} 0.0'
+        ) in page
+    for label in ("long", "medium", "short"):
+        assert (
+            f'predictor_predictions_total{{class="{label}",model="zeroes",version="{version}"}} 0.0'
+        ) in page
+    assert (
+        f'predictor_cache_lookups_total{{model="zeroes",result="miss",version="{version}"}} 0.0'
+        in page
+    )

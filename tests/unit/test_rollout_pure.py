@@ -312,3 +312,37 @@ def test_analysis_file_is_checked(tmp_path: Path) -> None:
     assert parse_duration("2m") == 120 and parse_duration("500ms") == 0.5
     with pytest.raises(RolloutError, match="expected a duration"):
         parse_duration("soon")
+
+
+def test_read_only_commands_take_no_dry_run_or_actor_and_every_argument_has_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from predictor.rollout.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["status", "taxi", "--dry-run"], ["url", "taxi", "--actor", "me"]):
+        with pytest.raises(SystemExit) as refused:
+            parser.parse_args(argv)
+        assert refused.value.code == 2
+        assert "unrecognized arguments" in capsys.readouterr().err
+    assert parser.parse_args(["start", "taxi", "--model-uri", "gs://b/m/", "--percent", "5",
+                              "--dry-run"]).dry_run is True  # fmt: skip
+
+    def commands(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        found = [p]
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    found.extend(commands(child))
+        return found
+
+    silent = [
+        f"{command.prog}: {action.dest}"
+        for command in commands(parser)
+        for action in command._actions
+        if not isinstance(action, argparse._SubParsersAction | argparse._HelpAction)
+        and not action.help
+    ]
+    assert silent == []

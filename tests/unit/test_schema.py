@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,3 +114,36 @@ def test_a_sample_names_each_feature_type_and_must_hold_every_named_column() -> 
         PublishError, match=r"the sample lacks the feature column\(s\) kind; the model takes: city"
     ):
         sample_features(FRAME[["size", "city"]], signature)
+
+
+@pytest.mark.parametrize("kind", ["MultiOutputClassifier", "RandomForestClassifier"])
+def test_a_classifier_of_several_outputs_serves_labels_and_says_why_not_probabilities(
+    kind: str, tmp_path: Path
+) -> None:
+    import joblib
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multioutput import MultiOutputClassifier
+
+    from predictor.errors import UnsupportedOutputError
+    from predictor.loading.loader import answer, load_accepted
+    from predictor.settings import Settings
+
+    x = np.random.default_rng(0).normal(size=(100, 3))
+    two = np.where(x[:, 1] > 0.5, "left", np.where(x[:, 1] < -0.5, "right", "mid"))
+    y = np.stack([np.where(x[:, 0] > 0, "up", "down"), two], axis=1)  # 2 and 3 classes
+    estimator = (
+        MultiOutputClassifier(LogisticRegression())
+        if kind == "MultiOutputClassifier"
+        else RandomForestClassifier(n_estimators=5, random_state=0)
+    ).fit(x, y)
+    joblib.dump(estimator, tmp_path / "model.joblib")
+
+    loaded = load_accepted(Settings(model_uri=str(tmp_path)))
+
+    assert loaded.signature.outputs == ("predict",)
+    assert loaded.engine.name == "scikit-learn"
+    labels = answer(loaded, {"instances": x[:4].tolist()})["predict"]
+    assert labels == estimator.predict(x[:4]).tolist()
+    with pytest.raises(UnsupportedOutputError, match="has no predict_proba; it gives: predict"):
+        answer(loaded, {"instances": x[:1].tolist(), "parameters": {"outputs": ["predict_proba"]}})

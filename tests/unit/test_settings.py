@@ -30,3 +30,24 @@ def test_each_layer_has_its_frozen_section() -> None:
     assert settings.bandit.uris == ()
     with pytest.raises(AttributeError):
         settings.limits.batch_max_rows = 9  # type: ignore[misc]
+
+
+def test_the_committed_settings_reference_is_the_one_the_code_makes() -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "scripts/settings_reference.py", "--check"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 0, done.stderr
+    page = (REPO_ROOT / "docs" / "settings.md").read_text()
+    assert (
+        "| `PREDICTOR_STORE_DEADLINE_SECONDS` | `--store_deadline_seconds` | float | `120.0` |"
+        in page
+    )
