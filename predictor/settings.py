@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +18,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from predictor.errors import ConfigError
+from predictor.sections import Bandit, Engines, Limits, ModelSource, Shadow
 from predictor.validation import describe_errors
+
+__all__ = ["Bandit", "Engines", "Limits", "ModelSource", "Settings", "Shadow", "load_settings"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -297,68 +299,6 @@ class Settings(BaseSettings):
     def _check_sha256s(cls, value: str | None) -> str | None:
         digests = [_sha256(d) for d in (value or "").split(",") if d.strip()]
         return ",".join(digests) or None
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where the model comes from and how far it is trusted (``Settings.source``)."""
-
-    location: str
-    sha256: str | None
-    download_dir: Path | None
-    deadline_seconds: float
-    allow_version_skew: bool
-    require_digest: bool
-
-
-@dataclass(frozen=True)
-class Engines:
-    """Which engines may answer for the model (``Settings.engines``)."""
-
-    fast_path: bool
-    native_engine: bool
-    native_threads: int
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What the server takes in, how it batches and caches (``Settings.limits``)."""
-
-    max_body_bytes: int
-    batch_max_rows: int | None
-    batch_max_wait_ms: float
-    cache_size: int
-    max_in_flight: int
-    shutdown_delay_seconds: float
-    access_log: bool
-
-
-@dataclass(frozen=True)
-class Shadow:
-    """The shadow and the prediction log (``Settings.shadow``)."""
-
-    model_uri: str | None
-    url: str | None
-    optional: bool
-    sample_rate: float
-    queue_size: int
-    tolerance: float
-    prediction_log: str | None
-    log_inputs: bool
-    log_max_bytes: int
-    log_max_seconds: float
-    deadline_seconds: float
-
-
-@dataclass(frozen=True)
-class Bandit:
-    """The bandit's arms, policy and where its state lives (``Settings.bandit``)."""
-
-    uris: tuple[str, ...]
-    policy: str
-    epsilon: float
-    state: str | None
-    feedback_ttl_seconds: float
 
 
 def _sha256(value: str) -> str:

@@ -42,7 +42,7 @@ def validate(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     configure_logging()
 
-    from predictor.loading.loader import load_accepted
+    from predictor.loading.gate import load_accepted
 
     judged = False  # set once the settings are read: any refusal after is the model's verdict
 

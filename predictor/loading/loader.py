@@ -4,8 +4,7 @@ Unpickling runs code, so the sha256 recorded in a bundle's manifest and the one 
 deployer are both checked on the bytes on disk before ``joblib.load`` sees them. A bundle saved
 with another scikit-learn minor (or numpy major) version, or scikit-learn's
 ``InconsistentVersionWarning`` while loading, refuses the model unless skew is allowed. The
-acceptance sets are read and checked here too, and ``load_accepted`` is the acceptance gate: a
-model is served or published only once its own checks pass.
+acceptance sets are read and checked here too; running them is the gate's (``loading.gate``).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,6 @@ from predictor.bundle.manifest import (
     read_manifest,
     runtime_versions,
 )
-from predictor.errors import AcceptanceError, DigestMismatchError
 from predictor.inference.engine_choice import NativeUpgrade, select_engine
 from predictor.inference.engines import EngineSlot
 from predictor.inference.signature import Signature, signature_of
@@ -36,13 +33,11 @@ from predictor.loading.acceptance import (
     AcceptanceSets,
     bundle_checks,
     read_acceptance_sets,
-    run_acceptance,
 )
 from predictor.loading.mlmodel import MLMODEL, MLflowModel, read_mlmodel
 from predictor.loading.unpickle import unpickle
-from predictor.protocol.v1 import answer_v1
 from predictor.settings import Settings
-from predictor.stores.fetch import FetchedModel, fetch, find_model_file, model_at
+from predictor.stores.fetch import FetchedModel, fetch, find_model_file, model_at, verify_digest
 from predictor.stores.uris import MODEL_SUFFIXES, parse_model_uri
 
 logger = logging.getLogger(__name__)
@@ -113,11 +108,7 @@ def load_model(settings: Settings) -> LoadedModel:
         logger.info(
             "bundle %s %s: artifact sha256 matches model.json", manifest.name, manifest.version
         )
-    verify_digest(artifact, settings.model_sha256)
-    if settings.require_digest and settings.model_sha256 is None:
-        raise DigestMismatchError(
-            f"{uri.raw}: PREDICTOR_REQUIRE_DIGEST is on, but no PREDICTOR_MODEL_SHA256 is pinned"
-        )
+    verify_digest(artifact, settings.model_sha256, required=settings.require_digest)
     if manifest is not None:
         for skew in check_compatibility(
             manifest.document["runtime"], runtime_versions(), allow_skew=settings.allow_version_skew
@@ -173,22 +164,6 @@ def load_model(settings: Settings) -> LoadedModel:
     )
 
 
-def verify_digest(artifact: FetchedModel, expected: str | None) -> None:
-    """Refuse the artifact when a pinned sha256 does not match its bytes.
-
-    Raises:
-        DigestMismatchError: naming both digests.
-    """
-    if expected is None:
-        return
-    if artifact.sha256 != expected:
-        raise DigestMismatchError(
-            f"{artifact.source.raw}: sha256 of {artifact.model_file.name} is {artifact.sha256}, "
-            f"but the deployer pinned {expected}; refusing to unpickle it"
-        )
-    logger.info("sha256 verified: %s", expected)
-
-
 def model_folder(folder: Path) -> Path:
     """The folder that holds the model: ``folder``, or the one version a registry folder holds.
 
@@ -238,28 +213,3 @@ def version_of(artifact: FetchedModel) -> str:
     if artifact.generation is not None:
         version += f"-g{artifact.generation}"
     return version
-
-
-Loader = Callable[[Settings], LoadedModel]
-"""What loads a model from the settings (``load_model``; tests pass their own)."""
-
-
-def load_accepted(settings: Settings, *, loader: Loader = load_model) -> LoadedModel:
-    """Load the model and run its acceptance sets; returns it with the report.
-
-    Raises:
-        ArtifactError: it cannot be fetched, trusted or loaded.
-        AcceptanceError: it failed its own acceptance checks.
-    """
-    loaded = loader(settings)
-    report = run_acceptance(loaded.acceptance_sets, lambda body: answer(loaded, body))
-    if not report.passed:
-        raise AcceptanceError(f"the model failed its acceptance checks:\n{report.describe()}")
-    if report.results:
-        logger.info("acceptance passed: %s", "; ".join(r.summary for r in report.results))
-    return replace(loaded, acceptance=report)
-
-
-def answer(loaded: LoadedModel, body: Any) -> dict[str, Any]:
-    """Answer a v1 ``:predict`` body with ``loaded`` at once (no batching)."""
-    return answer_v1(loaded.engine, loaded.signature, loaded.version, body)

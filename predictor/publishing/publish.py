@@ -25,7 +25,8 @@ from predictor.bundle.manifest import MANIFEST, parse_manifest, runtime_versions
 from predictor.bundle.sample import read_sample, sample_features
 from predictor.errors import PublishError, VersionExistsError
 from predictor.inference.native import NATIVE_FILE, converter_version
-from predictor.loading.loader import LoadedModel, answer, load_accepted, load_model
+from predictor.loading.gate import answer, load_accepted
+from predictor.loading.loader import LoadedModel, load_model
 from predictor.publishing.destinations import publish_to_bucket, publish_to_registry
 from predictor.settings import Settings
 from predictor.stores.files import sha256_file

@@ -184,3 +184,15 @@ def _score_rows(
     left, left_refused = _score_rows(score, matrix, positions[:middle])
     right, right_refused = _score_rows(score, matrix, positions[middle:])
     return left + right, left_refused | right_refused
+
+
+def number_columns(columns: Columns, signature: Signature) -> tuple[str, ...]:
+    """The input columns the model takes numbers from."""
+    if signature.text:
+        return ()
+    kinds = signature.feature_dtypes
+    return tuple(
+        name
+        for j, name in enumerate(columns.features)
+        if (kinds[j] if j < len(kinds) else NUMERIC) == NUMERIC
+    )

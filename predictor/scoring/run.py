@@ -30,9 +30,8 @@ from tqdm import tqdm
 
 from predictor.errors import InterruptedRunError, ScoringError, TooManyRefusedRowsError
 from predictor.inference.batch import requested_outputs
-from predictor.inference.signature import NUMERIC, Signature
-from predictor.loading.loader import LoadedModel, load_accepted
-from predictor.scoring.chunks import Columns, input_columns
+from predictor.loading.gate import LoadedModel, load_accepted
+from predictor.scoring.chunks import Columns, input_columns, number_columns
 from predictor.scoring.joining import (
     PART_NAME,
     FileResult,
@@ -241,15 +240,3 @@ class _Plan:
             rows = int(match.group(3)) + int(match.group(4))
             self.progress.kept_rows += rows
             bar.update(rows)
-
-
-def number_columns(columns: Columns, signature: Signature) -> tuple[str, ...]:
-    """The input columns the model takes numbers from."""
-    if signature.text:
-        return ()
-    kinds = signature.feature_dtypes
-    return tuple(
-        name
-        for j, name in enumerate(columns.features)
-        if (kinds[j] if j < len(kinds) else NUMERIC) == NUMERIC
-    )

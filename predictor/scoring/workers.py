@@ -17,7 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from predictor.inference.signature import Signature
-from predictor.loading.loader import LoadedModel, load_accepted
+from predictor.loading.gate import load_accepted
+from predictor.loading.loader import LoadedModel
 from predictor.scoring.chunks import Columns, Score, score_chunk, scorer
 from predictor.scoring.tables import to_frame, write_table
 from predictor.settings import Settings

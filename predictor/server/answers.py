@@ -14,10 +14,11 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from predictor.errors import ModelNotFoundError
+from predictor.inference.batch import Batch
 from predictor.protocol.v1 import decode_v1, encode_v1
 from predictor.protocol.v2 import decode_v2, encode_v2, encode_v2_json, wants_binary
 from predictor.protocol.v2_grpc import decode_grpc, encode_v2_grpc
-from predictor.serving.strategy import Lane, Strategy
+from predictor.serving.strategy import Answer, Lane, Strategy
 
 
 class RestAnswer(NamedTuple):
@@ -73,17 +74,7 @@ async def _infer_v2(
     loaded = lane.loaded
     batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
     answer = await lane.answer(batch, request.id)
-    if answer.feedback_id is not None:
-        request.id = answer.feedback_id
-    response = encode_v2(
-        answer.results,
-        batch.outputs,
-        loaded.signature,
-        model_name=name,
-        version=answer.version,
-        request=request,
-    )
-    return response, answer.feedback_id
+    return _response(answer, batch, lane, name, request), answer.feedback_id
 
 
 async def answer_v2_rest(
@@ -127,17 +118,7 @@ def answer_grpc(
         request = InferRequest.from_grpc(message)
         batch = decode_v2(request, loaded.signature, frame=frame)
         answer = lane.answer_blocking(batch, message.id)
-        if answer.feedback_id is not None:
-            request.id = answer.feedback_id
-        response = encode_v2(
-            answer.results,
-            batch.outputs,
-            loaded.signature,
-            model_name=name,
-            version=answer.version,
-            request=request,
-        )
-        return response.to_grpc()
+        return _response(answer, batch, lane, name, request).to_grpc()
     batch = decode_grpc(message, loaded.signature, frame=frame)
     answer = lane.answer_blocking(batch, message.id)
     return encode_v2_grpc(
@@ -147,4 +128,20 @@ def answer_grpc(
         model_name=name,
         version=answer.version,
         request_id=answer.feedback_id or message.id or "",
+    )
+
+
+def _response(
+    answer: Answer, batch: Batch, lane: Lane, name: str, request: InferRequest
+) -> InferResponse:
+    """KServe's InferResponse for ``answer``, under the id a feedback names when there is one."""
+    if answer.feedback_id is not None:
+        request.id = answer.feedback_id
+    return encode_v2(
+        answer.results,
+        batch.outputs,
+        lane.loaded.signature,
+        model_name=name,
+        version=answer.version,
+        request=request,
     )

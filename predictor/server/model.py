@@ -18,11 +18,12 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from predictor.errors import ModelNotReadyError
-from predictor.loading.loader import LoadedModel, Loader, load_model
+from predictor.loading.gate import Loader
+from predictor.loading.loader import LoadedModel, load_model
 from predictor.server import answers
 from predictor.server.admission import AdmissionLimit
 from predictor.server.metadata import input_types, model_metadata, output_types
-from predictor.serving.build import Strategy, build_strategy, start_native_engines
+from predictor.serving.build import Strategy, build_strategy
 from predictor.settings import Settings
 
 
@@ -58,7 +59,7 @@ class SklearnModel(Model):  # type: ignore[misc]
 
     def start_native_engines(self) -> None:
         """Convert bare pickles for the native engine in the background, once the app is built."""
-        start_native_engines(self.name, self.strategy)
+        self.strategy.start(self.name)
 
     def feedback(self, body: Any) -> dict[str, Any]:
         """Record a reward (``POST /v2/models/{name}/feedback``); 404 where none is taken."""

@@ -14,6 +14,7 @@ from predictor.bandit.router import Bandit
 from predictor.inference.batch import Batch
 from predictor.loading.loader import LoadedModel
 from predictor.protocol.tensors import new_id
+from predictor.serving.native import upgrade_in_background
 from predictor.serving.strategy import Answer, Lane
 
 
@@ -68,6 +69,11 @@ class BanditArms:
     def feedback(self, body: Any) -> dict[str, Any]:
         """Record a reward (see ``Bandit.feedback``)."""
         return self.bandit.feedback(body)
+
+    def start(self, name: str) -> None:
+        """Convert each arm that is a bare pickle for the native engine, in the background."""
+        for lane in self._arms:
+            upgrade_in_background(name, lane.loaded)
 
     def stop(self) -> None:
         """Nothing runs in the background (the bandit's state is written as it goes)."""

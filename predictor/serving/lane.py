@@ -18,7 +18,8 @@ from predictor.inference.cache import PredictionCache
 from predictor.inference.estimator import run_estimator
 from predictor.inference.native import convertible
 from predictor.loading.loader import LoadedModel
-from predictor.metrics import kserve_series, record
+from predictor.metrics.kserve_series import observe_predict_time
+from predictor.metrics.record import observe_batch, observe_cache, observe_predictions
 from predictor.serving.strategy import Answer
 from predictor.settings import Limits
 
@@ -46,7 +47,7 @@ class ModelLane:
         self._loaded = loaded
         self.cache = cache
         run = functools.partial(run_estimator, loaded.engine)
-        on_batch = functools.partial(record.observe_batch, name, loaded.version)
+        on_batch = functools.partial(observe_batch, name, loaded.version)
         max_rows = limits.batch_max_rows or batch_rows_for(loaded.estimator)
         max_wait_s = limits.batch_max_wait_ms / 1000
         self.batcher = Batcher(run, max_rows=max_rows, max_wait_s=max_wait_s, on_batch=on_batch)
@@ -84,15 +85,13 @@ class ModelLane:
         if key is None:
             return None, None
         cached = self.cache.get(key)
-        record.observe_cache(self.name, version, hit=cached is not None)
+        observe_cache(self.name, version, hit=cached is not None)
         return key, cached
 
     def _computed(self, batch: Batch, key: Any, results: Results, started: float) -> None:
         """Record freshly computed results: cache, time and count them."""
-        kserve_series.observe_predict_time(self.name, time.perf_counter() - started)
+        observe_predict_time(self.name, time.perf_counter() - started)
         if key is not None:
             self.cache.put(key, results)
         loaded = self._loaded
-        record.observe_predictions(
-            self.name, loaded.version, loaded.signature, results, batch.n_rows
-        )
+        observe_predictions(self.name, loaded.version, loaded.signature, results, batch.n_rows)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from predictor.bundle.manifest import runtime_versions
 from predictor.loading.loader import LoadedModel
-from predictor.metrics import record
+from predictor.serving import observed
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +31,7 @@ def upgrade_in_background(
         if shadow:
             logger.info("shadow model %s: now on the %s engine", loaded.version, loaded.engine.name)
         else:
-            record.engine_switched(
-                name,
-                loaded.version,
-                sha256=loaded.artifact.sha256,
-                runtime=runtime_versions(),
-                before=before,
-                after=loaded.engine.name,
-            )
+            observed.switched(name, loaded, before)
 
     thread = threading.Thread(target=convert, name=f"native-engine-{name}", daemon=True)
     thread.start()

@@ -12,8 +12,10 @@ from typing import Any
 
 from predictor.inference.batch import Batch
 from predictor.loading.loader import LoadedModel
+from predictor.serving.native import upgrade_in_background
 from predictor.serving.strategy import Answer, Lane, Strategy
 from predictor.shadow.runner import ShadowRunner
+from predictor.shadow.targets import ShadowModel
 
 
 class ShadowedLane:
@@ -66,6 +68,12 @@ class Shadowed:
     def feedback(self, body: Any) -> dict[str, Any]:
         """The inner strategy's feedback."""
         return self._inner.feedback(body)
+
+    def start(self, name: str) -> None:
+        """The inner strategy's background work, and the shadow model's native conversion."""
+        self._inner.start(name)
+        if isinstance(self.runner.target, ShadowModel):
+            upgrade_in_background(name, self.runner.target.loaded, shadow=True)
 
     def stop(self) -> None:
         """Let the shadow finish what is queued and close its log; then the inner strategy."""

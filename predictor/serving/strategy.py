@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from predictor.errors import FeedbackNotFoundError
 from predictor.inference.batch import Batch, Results
 from predictor.loading.loader import LoadedModel
+from predictor.serving.native import upgrade_in_background
 
 
 class Answer(NamedTuple):
@@ -62,6 +63,9 @@ class Strategy(Protocol):
             PayloadError: the body is not a feedback.
         """
 
+    def start(self, name: str) -> None:
+        """Start background work once the server is up (bare pickles to the native engine)."""
+
     def stop(self) -> None:
         """Finish background work (a shadow's queue) before the process ends."""
 
@@ -94,6 +98,10 @@ class Single:
         raise FeedbackNotFoundError(
             "this model is not a bandit; feedback is for --bandit_model_uris"
         )
+
+    def start(self, name: str) -> None:
+        """Convert the model for the native engine in the background, if it is a bare pickle."""
+        upgrade_in_background(name, self._lane.loaded)
 
     def stop(self) -> None:
         """Nothing runs in the background."""

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from predictor.errors import ModelFileError, StorageNotFoundError
+from predictor.errors import DigestMismatchError, ModelFileError, StorageNotFoundError
 from predictor.stores.base import bucket_store
 from predictor.stores.files import sha256_file
 from predictor.stores.uris import MODEL_SUFFIXES, ModelURI
@@ -143,3 +143,24 @@ def fetch_model(uri: ModelURI, *, download_dir: Path | None, deadline_s: float) 
     """
     fetched = fetch(uri, download_dir=download_dir, deadline_s=deadline_s)
     return model_at(fetched, find_model_file(fetched.target))
+
+
+def verify_digest(artifact: FetchedModel, expected: str | None, *, required: bool) -> None:
+    """Refuse the artifact when its pinned sha256 does not match, or none is but one is required.
+
+    Raises:
+        DigestMismatchError: naming both digests, or that none was pinned.
+    """
+    if expected is None and required:
+        raise DigestMismatchError(
+            f"{artifact.source.raw}: PREDICTOR_REQUIRE_DIGEST is on, but no "
+            "PREDICTOR_MODEL_SHA256 is pinned"
+        )
+    if expected is None:
+        return
+    if artifact.sha256 != expected:
+        raise DigestMismatchError(
+            f"{artifact.source.raw}: sha256 of {artifact.model_file.name} is {artifact.sha256}, "
+            f"but the deployer pinned {expected}; refusing to unpickle it"
+        )
+    logger.info("sha256 verified: %s", expected)

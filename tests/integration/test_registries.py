@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from predictor.errors import PredictorError, StorageAuthError, StorageError, StorageNotFoundError
-from predictor.loading.loader import load_accepted
+from predictor.loading.gate import load_accepted
 from predictor.settings import Settings
 from predictor.stores.files import sha256_file
 from tests.helpers import ServerFactory, free_port

@@ -126,7 +126,7 @@ def test_a_classifier_of_several_outputs_serves_labels_and_says_why_not_probabil
     from sklearn.multioutput import MultiOutputClassifier
 
     from predictor.errors import UnsupportedOutputError
-    from predictor.loading.loader import answer, load_accepted
+    from predictor.loading.gate import answer, load_accepted
     from predictor.settings import Settings
 
     x = np.random.default_rng(0).normal(size=(100, 3))

@@ -1,0 +1,72 @@
+"""The frozen sections of ``Settings``, one per layer: each layer is given only its own.
+
+``Settings.source``, ``.engines``, ``.limits``, ``.shadow`` and ``.bandit`` build them from the
+flat ``PREDICTOR_*`` fields (``predictor.settings``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model comes from and how far it is trusted (``Settings.source``)."""
+
+    location: str
+    sha256: str | None
+    download_dir: Path | None
+    deadline_seconds: float
+    allow_version_skew: bool
+    require_digest: bool
+
+
+@dataclass(frozen=True)
+class Engines:
+    """Which engines may answer for the model (``Settings.engines``)."""
+
+    fast_path: bool
+    native_engine: bool
+    native_threads: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the server takes in, how it batches and caches (``Settings.limits``)."""
+
+    max_body_bytes: int
+    batch_max_rows: int | None
+    batch_max_wait_ms: float
+    cache_size: int
+    max_in_flight: int
+    shutdown_delay_seconds: float
+    access_log: bool
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """The shadow and the prediction log (``Settings.shadow``)."""
+
+    model_uri: str | None
+    url: str | None
+    optional: bool
+    sample_rate: float
+    queue_size: int
+    tolerance: float
+    prediction_log: str | None
+    log_inputs: bool
+    log_max_bytes: int
+    log_max_seconds: float
+    deadline_seconds: float
+
+
+@dataclass(frozen=True)
+class Bandit:
+    """The bandit's arms, policy and where its state lives (``Settings.bandit``)."""
+
+    uris: tuple[str, ...]
+    policy: str
+    epsilon: float
+    state: str | None
+    feedback_ttl_seconds: float
