@@ -49,7 +49,15 @@ class Shadowed:
     def __init__(self, inner: Strategy, runner: ShadowRunner) -> None:
         self._inner = inner
         self.runner = runner
-        self._lanes = {id(lane): ShadowedLane(lane, runner) for lane in inner.lanes()}
+        self._wrap()
+
+    def _wrap(self) -> None:
+        """Each inner lane, wrapped once (by identity, which pickling changes: rebuilt after)."""
+        self._lanes = {id(lane): ShadowedLane(lane, self.runner) for lane in self._inner.lanes()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._wrap()
 
     @property
     def face(self) -> LoadedModel:
