@@ -57,6 +57,8 @@ class FetchedModel:
     @property
     def generation(self) -> int | None:
         """GCS generation of the model file itself, when it came from GCS."""
+        if not self.generations:
+            return None
         return self.generations.get(self.model_file.relative_to(self.root).as_posix())
 
 
@@ -97,7 +99,9 @@ def fetch(uri: ModelURI, *, download_dir: Path | None, deadline_s: float) -> Fet
         StorageError: it could not be fetched (the subclass says why).
     """
     if uri.scheme == "file":
-        target = Path(uri.path)
+        # Resolved once, so that every path under it (a bundle's files are resolved to check
+        # they stay inside) is under it: `..`, symlinks and relative paths serve alike.
+        target = Path(uri.path).resolve()
         if not target.exists():
             raise StorageNotFoundError(f"no such file or folder: {target}")
         return Fetched(source=uri, target=target)

@@ -401,3 +401,30 @@ def test_a_sample_records_the_frames_names_and_types_in_the_manifest(tmp_path: P
             ),
             tmp_path / "staging",
         )
+
+
+def test_a_bundle_serves_by_any_path_a_user_can_type(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.helpers import served_app
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "linked").symlink_to(bundle, target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "work")
+    relative = Path("..") / bundle.relative_to(tmp_path)
+    for typed in (
+        str(relative),
+        f"{relative}/",
+        str(tmp_path / "work" / ".." / bundle.relative_to(tmp_path)),
+        str(tmp_path / "linked"),
+        f"{tmp_path / 'linked'}/",
+    ):
+        with TestClient(served_app(typed, name="taxi")) as client:
+            home = client.get("/", headers={"accept": "application/json"})
+            html = client.get("/", headers={"accept": "text/html"})
+            metadata = client.get("/v2/models/taxi")
+        assert (home.status_code, html.status_code, metadata.status_code) == (200, 200, 200), typed
+        assert metadata.json()["parameters"]["bundle_version"] == "1.0.0", typed
+        assert home.json()["models"][0]["version"] == "1.0.0", typed
