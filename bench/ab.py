@@ -48,6 +48,10 @@ def main() -> None:
     if (args.old is None) == (args.old_kind is None):
         sys.exit("give --old REF or --old-kind KIND")
     old, new = args.old_kind or f"predictor@{args.old}", args.new
+    if old == new:  # the samples are kept by kind: two servers of one kind would be one
+        sys.exit(
+            f"old and new are both {old}; for an A/A control, use --old <a commit of this code>"
+        )
     print("| model | proto | rows | c | old req/s | new req/s | new/old |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
