@@ -6,6 +6,7 @@ v2 datatype and values, ``predict_proba`` carrying its class labels as a JSON st
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 
@@ -69,14 +70,20 @@ def misfit(name: str, datatype: str, shape: Sequence[int]) -> PayloadError:
     )
 
 
+_IDS = random.Random()
+"""The generator response ids are drawn from: seeded from the system, and again in each forked
+worker; its own, so that a model (or a library) that seeds or draws from the ``random`` module
+neither repeats our ids nor sees its sequence moved by them."""
+os.register_at_fork(after_in_child=_IDS.seed)
+
+
 def new_id() -> str:
     """A random (version 4) UUID string for a response whose request carried no id.
 
     What ``str(uuid.uuid4())`` gives, without building a ``UUID`` object or a system call: an
-    id names a response, it guards no secret, so Python's own generator draws the bits (seeded
-    from the system, and again in each forked worker).
+    id names a response, it guards no secret, so a Mersenne Twister of our own draws the bits.
     """
-    digits = f"{random.getrandbits(128):032x}"
+    digits = f"{_IDS.getrandbits(128):032x}"
     variant = "89ab"[int(digits[16], 16) & 3]
     return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import random
 import threading
 import time
@@ -44,6 +45,11 @@ from predictor.shadow.log import PredictionLog
 from predictor.shadow.targets import ShadowTarget
 
 logger = logging.getLogger(__name__)
+
+_COIN = random.Random()
+"""The sampling coin: its own generator, seeded from the system, so that a model seeding the
+``random`` module cannot fix which requests the shadow sees (nor be moved by the coin)."""
+os.register_at_fork(after_in_child=_COIN.seed)
 
 MAX_DRAIN = 256
 """Most queued requests the worker takes at once for one shadow call."""
@@ -114,7 +120,7 @@ class ShadowRunner:
         Nothing wakes the worker: it looks at the queue every ``WAKE_S`` seconds, so a
         request costs an append, not a thread switch.
         """
-        if self.sample_rate < 1.0 and random.random() >= self.sample_rate:  # noqa: S311
+        if self.sample_rate < 1.0 and _COIN.random() >= self.sample_rate:
             return
         pending = self._pending if self._pending is not None else self._start()
         if len(pending) >= self.queue_size:

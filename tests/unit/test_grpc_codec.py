@@ -194,3 +194,17 @@ def test_responses_are_what_kserve_would_send(
     expected = encode_v2(results, outputs, sig, model_name="m", version="2", request=request)
     ours = encode_v2_grpc(results, outputs, sig, model_name="m", version="2", request_id="req-7")
     assert ours == expected.to_grpc()
+
+
+def test_response_ids_do_not_follow_or_move_the_random_module() -> None:
+    import random
+
+    from predictor.protocol.tensors import new_id
+
+    random.seed(7)
+    first = [new_id() for _ in range(3)]
+    after = random.random()
+    random.seed(7)
+    second = [new_id() for _ in range(3)]
+    assert random.random() == after  # drawing ids did not move the module's sequence
+    assert set(first).isdisjoint(second)  # and seeding it does not repeat them
