@@ -72,6 +72,21 @@ def wait_until(
         time.sleep(every)
 
 
+def run_score(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m predictor score ARGS`` to its end, without the caller's PREDICTOR_* settings."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "predictor", "score", *args],
+        cwd=REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -9,9 +9,6 @@ protocol's round trip (list, create-only upload, same content, delete) for S3.
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from predictor.shadow.log import PredictionLog
 from predictor.stores.base import bucket_store
-from tests.helpers import REPO_ROOT
+from tests.helpers import run_score
 from tests.stores import S3Server
 
 pytestmark = pytest.mark.timeout(180)
@@ -48,20 +45,6 @@ def _keys(client: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
-def _score(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
-    full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "predictor", "score", *args],
-        cwd=REPO_ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=170,
-        check=False,
-    )
-
-
 def test_score_reads_and_writes_s3_prefixes_and_a_rerun_skips_what_was_scored(
     s3_server: S3Server, bucket: tuple[Any, str], tmp_path: Path
 ) -> None:
@@ -76,13 +59,13 @@ def test_score_reads_and_writes_s3_prefixes_and_a_rerun_skips_what_was_scored(
         client.put_object(Bucket=name, Key=f"in/{file}", Body=frames[file].to_csv(index=False))
     args = ["--model_uri", str(tmp_path / "model.joblib"), "--chunk_rows", "100"]
 
-    first = _score(
+    first = run_score(
         *args, "--input", f"s3://{name}/in/", "--output", f"s3://{name}/out/", env=s3_server.env()
     )
-    again = _score(
+    again = run_score(
         *args, "--input", f"s3://{name}/in/", "--output", f"s3://{name}/out/", env=s3_server.env()
     )
-    glob = _score(
+    glob = run_score(
         *args, "--input", f"s3://{name}/in/b*.csv", "--output", f"s3://{name}/one/b.csv",
         env=s3_server.env(),
     )  # fmt: skip

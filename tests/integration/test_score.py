@@ -31,6 +31,7 @@ from predictor.scoring.run import ScoreJob, run
 from predictor.settings import Settings
 from tests.gcs import GCSBucket
 from tests.helpers import REPO_ROOT, wait_until
+from tests.helpers import run_score as score
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -39,17 +40,16 @@ BROKEN_TEXT = {10: "oops", 150_000: "12,5", 299_999: "x"}  # row -> a value in f
 BROKEN_INF = 77_777  # f5 is infinite there
 
 
-def score(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def started(args: list[str], *, stderr: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    """``score`` as a process left running (to be stopped or killed by the test)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
-    full_env.update(env or {})
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-m", "predictor", "score", *args],
         cwd=REPO_ROOT,
         env=full_env,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
-        timeout=170,
-        check=False,
     )
 
 
@@ -134,14 +134,7 @@ def test_a_killed_run_resumes_and_writes_each_row_once(
     out = tmp_path / "out"
     args = ["--model_uri", str(model_path), "--input", str(csv), "--output", str(out)]
     args += ["--chunk_rows", "3000", "--max_errors", "4"]  # 100 parts
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "predictor", "score", *args],
-        cwd=REPO_ROOT,
-        env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = started(args)
     parts = out / "_parts" / csv.name
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -342,15 +335,7 @@ def test_a_stopped_run_says_what_it_kept_and_how_to_resume(
     out = tmp_path / "out"
     args = ["--model_uri", str(model_path), "--input", str(csv), "--output", str(out)]
     args += ["--chunk_rows", "3000", "--max_errors", "4"]
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "predictor", "score", *args],
-        cwd=REPO_ROOT,
-        env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = started(args, stderr=subprocess.PIPE)
     parts = out / "_parts" / csv.name
     wait_until(
         lambda: process.poll() is not None or (parts.is_dir() and len(_scored_parts(parts)) >= 3),
