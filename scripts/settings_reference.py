@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from predictor.cli.flags import settings_reference  # noqa: E402
+from predictor.exits import EXIT_OK, EXIT_REFUSED  # noqa: E402
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 START, END = "<!-- settings-reference:start -->", "<!-- settings-reference:end -->"
@@ -32,7 +33,7 @@ def main() -> int:
     page = PAGE.read_text()
     if START not in page or END not in page:
         print(f"{PAGE}: the markers {START} and {END} are missing", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     wanted = with_table(page)
     if args.check:
         if wanted != page:
@@ -41,10 +42,10 @@ def main() -> int:
                 "run: python scripts/settings_reference.py",
                 file=sys.stderr,
             )
-            return 1
-        return 0
+            return EXIT_REFUSED
+        return EXIT_OK
     PAGE.write_text(wanted)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
