@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -83,6 +84,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    """boto3 reaching the S3 server (its variables set for the test), and a new empty bucket."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    client: Any = s3_server.client()
+    bucket = f"bucket-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    return client, bucket
 
 
 @pytest.fixture(scope="session")

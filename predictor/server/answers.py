@@ -33,7 +33,7 @@ class RestAnswer(NamedTuple):
     """The id a feedback for this answer names (a bandit's); None where none is taken."""
 
 
-def lane_for(strategy: Strategy, version: str | None, name: str = "") -> Lane:
+def lane_for(strategy: Strategy, version: str | None, name: str) -> Lane:
     """The lane that answers: the strategy's choice, or the one of the version a caller named.
 
     Raises:

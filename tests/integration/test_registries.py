@@ -247,16 +247,6 @@ def test_publish_registers_a_bundle_that_serves_with_its_checks(
 # --- S3 ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for key, value in s3_server.env().items():
-        monkeypatch.setenv(key, value)
-    client: Any = s3_server.client()
-    bucket = f"models-{uuid.uuid4().hex[:10]}"
-    client.create_bucket(Bucket=bucket)
-    return client, bucket
-
-
 def test_s3_objects_and_prefixes_are_served_with_their_digest(
     server: ServerFactory, s3_server: S3Server, s3: Any, int_classifier_file: Path, tmp_path: Path
 ) -> None:

@@ -9,7 +9,6 @@ protocol's round trip (list, create-only upload, same content, delete) for S3.
 from __future__ import annotations
 
 import io
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +29,15 @@ pytestmark = pytest.mark.timeout(180)
 FEATURES = [f"f{i}" for i in range(5)]
 
 
-@pytest.fixture
-def bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
-    for key, value in s3_server.env().items():
-        monkeypatch.setenv(key, value)
-    client: Any = s3_server.client()
-    name = f"places-{uuid.uuid4().hex[:10]}"
-    client.create_bucket(Bucket=name)
-    return client, name
-
-
 def _keys(client: Any, bucket: str, prefix: str) -> list[str]:
     listing = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
 def test_score_reads_and_writes_s3_prefixes_and_a_rerun_skips_what_was_scored(
-    s3_server: S3Server, bucket: tuple[Any, str], tmp_path: Path
+    s3_server: S3Server, s3: tuple[Any, str], tmp_path: Path
 ) -> None:
-    client, name = bucket
+    client, name = s3
     rng = np.random.default_rng(11)
     train = pd.DataFrame(rng.normal(size=(500, 5)), columns=FEATURES)
     model = LogisticRegression().fit(train, (train.f0 > 0).astype(int))
@@ -85,8 +74,8 @@ def test_score_reads_and_writes_s3_prefixes_and_a_rerun_skips_what_was_scored(
     )
 
 
-def test_the_prediction_log_rotates_its_files_into_an_s3_prefix(bucket: tuple[Any, str]) -> None:
-    client, name = bucket
+def test_the_prediction_log_rotates_its_files_into_an_s3_prefix(s3: tuple[Any, str]) -> None:
+    client, name = s3
     log = PredictionLog(f"s3://{name}/log", max_bytes=50, max_seconds=3600, deadline_s=10)
     records = [{"id": f"r{i}", "predict": i % 3} for i in range(12)]
 
@@ -104,8 +93,8 @@ def test_the_prediction_log_rotates_its_files_into_an_s3_prefix(bucket: tuple[An
     assert sorted(lines, key=lambda r: int(r["id"][1:])) == records
 
 
-def test_the_s3_bucket_store_speaks_the_protocol(bucket: tuple[Any, str], tmp_path: Path) -> None:
-    client, name = bucket
+def test_the_s3_bucket_store_speaks_the_protocol(s3: tuple[Any, str], tmp_path: Path) -> None:
+    client, name = s3
     store = bucket_store("s3", deadline_s=10)
     local = tmp_path / "part.csv"
     local.write_bytes(b"a,b\n1,2\n")
