@@ -134,10 +134,10 @@ canary-status: $(STAMP) ## Show traffic, readiness and models [NAME=taxi NAMESPA
 	$(PY) scripts/canary.py status $(NAME) --namespace $(NAMESPACE)
 
 canary-promote: $(STAMP) ## Promote the canary and wait [NAME=taxi NAMESPACE=default]
-	$(PY) scripts/canary.py promote $(NAME) --namespace $(NAMESPACE) --wait
+	$(PY) scripts/canary.py promote $(NAME) --namespace $(NAMESPACE)
 
 canary-rollback: $(STAMP) ## Roll the canary back and wait [NAME=taxi NAMESPACE=default]
-	$(PY) scripts/canary.py rollback $(NAME) --namespace $(NAMESPACE) --wait
+	$(PY) scripts/canary.py rollback $(NAME) --namespace $(NAMESPACE)
 
 canary-auto: $(STAMP) ## Progressive rollout with analysis [ANALYSIS=analysis.yaml STEPS=10,25,50,100 INTERVAL=2m]
 	$(PY) scripts/canary.py auto $(NAME) --namespace $(NAMESPACE) --analysis $(ANALYSIS) \

@@ -14,9 +14,10 @@ would (Knative revisions and traffic, or Standard-mode canary statuses). A model
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,26 @@ class FakeKServe:
         self.name = name
         self.revisions: list[tuple[str, str]] = []  # (revision name, model URI), oldest first
         self.rolled_out: str | None = None
+
+    @contextlib.contextmanager
+    def watching(self, every: float = 0.02) -> Iterator[None]:
+        """Reconcile in the background, as the controller does, whenever the spec changes."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(every):
+                isvc = self.emulator.get(ISVC, self.namespace, self.name)
+                status = isvc.get("status") or {}
+                if status.get("observedGeneration") != isvc["metadata"]["generation"]:
+                    self.reconcile()
+
+        thread = threading.Thread(target=loop, name="fake-kserve", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
 
     def reconcile(self) -> dict[str, Any]:
         isvc = self.emulator.get(ISVC, self.namespace, self.name)

@@ -16,7 +16,7 @@ from predictor.exits import run_command
 from predictor.rollout.analysis import AnalysisConfig, parse_duration
 from predictor.rollout.auto import run_auto
 from predictor.rollout.controller import Rollout
-from predictor.rollout.errors import RolloutError
+from predictor.rollout.errors import RolloutError, StepTimeoutError
 from predictor.rollout.registry import resolve_alias, split_alias
 from predictor.rollout.status import service_address
 
@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", default="10m", help="how long a step may take to show in status"
     )
     name_help = "the InferenceService's name"
-    wait_help = "wait until the service's status shows the change"
+    wait_help = (
+        "wait until the service's status shows the change, and fail with the controller's "
+        "reason when it cannot (default; --no-wait only sends the request)"
+    )
     parser = argparse.ArgumentParser(
         prog="canary", description="Canary rollouts for KServe InferenceServices."
     )
@@ -63,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--percent", type=int, required=True, help="the canary's share of traffic, 0-100"
     )
-    start.add_argument("--wait", action="store_true", help=wait_help)
+    start.add_argument(
+        "--wait", action=argparse.BooleanOptionalAction, default=True, help=wait_help
+    )
     status = sub.add_parser("status", parents=[reach], help="traffic, readiness and models")
     status.add_argument("name", help=name_help)
     url = sub.add_parser("url", parents=[reach], help="the service's URL and Host, for calls")
@@ -73,14 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument(
         "--percent", type=int, required=True, help="the canary's share of traffic, 0-100"
     )
-    set_.add_argument("--wait", action="store_true", help=wait_help)
+    set_.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True, help=wait_help)
     for verb, text in (
         ("promote", "give the canary all traffic"),
         ("rollback", "all traffic back to stable"),
     ):
         command = sub.add_parser(verb, parents=[change], help=text)
         command.add_argument("name", help=name_help)
-        command.add_argument("--wait", action="store_true", help=wait_help)
+        command.add_argument(
+            "--wait", action=argparse.BooleanOptionalAction, default=True, help=wait_help
+        )
     auto = sub.add_parser("auto", parents=[change], help="step through percentages with analysis")
     auto.add_argument("name", help=name_help)
     auto.add_argument("--steps", default="10,25,50,100", help="comma-separated percentages")
@@ -177,20 +184,16 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
                 sha256=args.model_sha256,
                 version=args.model_version,
             )
-            if args.wait and not args.dry_run:
-                rollout.wait_for(args.percent, timeout=timeout)
+            settle(rollout, args, args.percent, timeout)
         elif args.command == "set":
             rollout.set_percent(args.percent)
-            if args.wait and not args.dry_run:
-                rollout.wait_for(args.percent, timeout=timeout)
+            settle(rollout, args, args.percent, timeout)
         elif args.command == "promote":
             rollout.promote()
-            if args.wait and not args.dry_run:
-                rollout.wait_for(None, timeout=timeout)
+            settle(rollout, args, None, timeout)
         elif args.command == "rollback":
             rollout.rollback()
-            if args.wait and not args.dry_run:
-                rollout.wait_for(0, timeout=timeout)
+            settle(rollout, args, 0, timeout)
         elif args.command == "auto":
             from predictor.rollout.prometheus import Prometheus
 
@@ -214,6 +217,28 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
     finally:
         if isvcs is not None:
             isvcs.close()
+
+
+def settle(rollout: Rollout, args: argparse.Namespace, percent: int | None, timeout: float) -> None:
+    """Wait until status shows the change just requested, or say that only the request was made.
+
+    Raises:
+        StepTimeoutError: the controller says the new revision cannot become Ready, or status
+            did not show the change within ``timeout``; the request stays in the spec.
+    """
+    if args.dry_run:
+        return
+    if not args.wait:
+        rollout.out(
+            f"{rollout.ref}: not waited for (--no-wait); "
+            f"`canary status {args.name}` shows when the split is taken"
+        )
+        return
+    try:
+        rollout.wait_for(percent, timeout=timeout)
+    except StepTimeoutError as e:
+        undo = "" if percent == 0 else f"; `canary rollback {args.name}` withdraws the request"
+        raise StepTimeoutError(f"{e.reason}; the spec still asks for it{undo}") from None
 
 
 def parse_steps(text: str) -> list[int]:

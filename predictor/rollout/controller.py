@@ -77,7 +77,7 @@ class Rollout:
     out: Callable[[str], None] = print
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
-    poll_seconds: float = 5.0
+    poll_seconds: float = 2.0
     changes: list[Patch] = field(default_factory=list)
 
     @property
@@ -130,7 +130,9 @@ class Rollout:
                 annotations=notes,
             )
 
-        return self._change(plan, "CanaryStarted", f"canary {model_uri} takes {percent}%")
+        return self._change(
+            plan, "CanaryStarted", f"requested: canary {model_uri} at {percent}% of traffic"
+        )
 
     def set_percent(self, percent: int) -> dict[str, Any]:
         """Move the canary to ``percent`` of the traffic."""
@@ -151,7 +153,7 @@ class Rollout:
             )
             return patches.percent_patch(isvc, percent, notes)
 
-        return self._change(plan, "CanaryStepped", f"canary now takes {percent}%")
+        return self._change(plan, "CanaryStepped", f"requested: canary at {percent}% of traffic")
 
     def promote(self) -> dict[str, Any]:
         """Give the canary all traffic and make it the stable model."""
@@ -168,7 +170,7 @@ class Rollout:
         return self._change(
             plan,
             "CanaryPromoted",
-            "canary promoted to all traffic",
+            "requested: all traffic on the canary (promote)",
             nothing="nothing to promote: no canary in progress",
         )
 
@@ -188,7 +190,7 @@ class Rollout:
         return self._change(
             plan,
             "CanaryRolledBack",
-            f"rolled back: {reason}",
+            f"requested: all traffic back to stable ({reason})",
             warning=True,
             nothing="nothing to roll back: no canary takes traffic",
         )

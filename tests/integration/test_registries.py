@@ -378,7 +378,7 @@ def test_canary_start_writes_the_version_an_alias_names(
         alias = f"models:/{logged['name']}@champion"
         said: list[str] = []
         status = run(
-            ["start", "taxi", "--model-uri", alias, "--percent", "10"]
+            ["start", "taxi", "--model-uri", alias, "--percent", "10", "--no-wait"]
             + ["--namespace", "ml", "--kubeconfig", str(kubeconfig)],
             out=said.append,
         )

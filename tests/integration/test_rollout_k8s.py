@@ -240,21 +240,65 @@ def test_cli_exit_codes(emulator: Emulator, kserve: FakeKServe, tmp_path: Path) 
     kubeconfig = write_kubeconfig(emulator, tmp_path / "kubeconfig")
     said: list[str] = []
     common = ["--namespace", "ml", "--kubeconfig", str(kubeconfig)]
-    assert (
-        run(["start", "taxi", "--model-uri", NEW, "--percent", "10", *common], out=said.append) == 0
-    )
-    assert (
-        run(["start", "taxi", "--model-uri", NEW, "--percent", "10", *common], out=said.append) == 2
-    )
-    assert run(["set", "taxi", "--percent", "150", *common], out=said.append) == 2
-    assert run(["status", "nope", *common], out=said.append) == 2
-    kserve.reconcile()
-    assert run(["status", "taxi", *common], out=said.append) == 0
-    assert said[-1].startswith("ml/taxi (knative mode): ready=True, canary requested=10")
-    assert run(["rollback", "taxi", *common], out=said.append) == 0
+    with kserve.watching():
+        started = run(
+            ["start", "taxi", "--model-uri", NEW, "--percent", "10", *common], out=said.append
+        )
+        assert started == 0
+        assert said[:2] == [
+            f"ml/taxi: requested: canary {NEW} at 10% of traffic",
+            "ml/taxi: status shows taxi-predictor-00001 90%, taxi-predictor-00002 10%",
+        ]
+        again = run(
+            ["start", "taxi", "--model-uri", NEW, "--percent", "10", *common], out=said.append
+        )
+        assert again == 2
+        assert run(["set", "taxi", "--percent", "150", *common], out=said.append) == 2
+        assert run(["status", "nope", *common], out=said.append) == 2
+        assert run(["status", "taxi", *common], out=said.append) == 0
+        assert said[-1].startswith("ml/taxi (knative mode): ready=True, canary requested=10")
+        assert run(["rollback", "taxi", *common], out=said.append) == 0
+    assert said[-2:] == [
+        "ml/taxi: requested: all traffic back to stable (rolled back by hand)",
+        "ml/taxi: status shows taxi-predictor-00001 100%",
+    ]
     assert (
         emulator.get(ISVC, "ml", "taxi")["metadata"]["annotations"][REASON] == "rolled back by hand"
     )
+
+
+def test_cli_start_fails_with_the_controllers_reason_when_the_canary_never_becomes_ready(
+    emulator: Emulator, kserve: FakeKServe, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = write_kubeconfig(emulator, tmp_path / "kubeconfig")
+    said: list[str] = []
+    broken = "gs://models/registry/taxi/9.9.9-broken/"
+    argv = ["start", "taxi", "--model-uri", broken, "--percent", "10"]
+    with kserve.watching():
+        status = run([*argv, "--namespace", "ml", "--kubeconfig", str(kubeconfig)], out=said.append)
+    assert status == 1
+    assert said == [f"ml/taxi: requested: canary {broken} at 10% of traffic"]
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        "canary start: revision taxi-predictor-00002 is not ready: RevisionFailed model failed "
+        "its acceptance checks; the spec still asks for it; `canary rollback taxi` withdraws "
+        "the request"
+    )
+
+
+def test_cli_no_wait_says_the_split_is_only_requested(
+    emulator: Emulator, kserve: FakeKServe, tmp_path: Path
+) -> None:
+    kubeconfig = write_kubeconfig(emulator, tmp_path / "kubeconfig")
+    said: list[str] = []
+    argv = ["start", "taxi", "--model-uri", NEW, "--percent", "10", "--no-wait"]
+    status = run([*argv, "--namespace", "ml", "--kubeconfig", str(kubeconfig)], out=said.append)
+    assert status == 0
+    assert said == [
+        f"ml/taxi: requested: canary {NEW} at 10% of traffic",
+        "ml/taxi: not waited for (--no-wait); `canary status taxi` shows when the split is taken",
+    ]
+    assert not any("takes" in line for line in said)
 
 
 def test_url_prints_the_address_and_host_that_predictor_call_takes(
