@@ -28,3 +28,8 @@ class ChoosyRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             raise RuntimeError(f"lookup failed for the row {values.tolist()}")
         sums: np.ndarray = values.sum(axis=1)
         return sums
+
+
+def none_as_word(table: Any) -> Any:
+    """Names ``None`` "none" and NaN "nan": a step that tells the two missing markers apart."""
+    return table.map(lambda v: "none" if v is None else "nan" if v != v else v)

@@ -198,7 +198,10 @@ class ServerFactory:
         self, model_uri: str | None, *, timeout: float = 30.0, **kwargs: object
     ) -> RunningServer:
         """Start a process and wait until its model is ready; fail with its log if it is not."""
-        server = self.spawn(model_uri, **kwargs)  # type: ignore[arg-type]
+        return self.ready(self.spawn(model_uri, **kwargs), timeout=timeout)  # type: ignore[arg-type]
+
+    def ready(self, server: RunningServer, *, timeout: float = 30.0) -> RunningServer:
+        """Wait until a spawned process's model is ready; fail with its log if it is not."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if server.process.poll() is not None:

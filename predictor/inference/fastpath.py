@@ -127,7 +127,7 @@ def verify(
             answers = [compiled.predict(rows), np.concatenate(list(map(compiled.predict, chunks)))]
         scale = np.maximum(1.0, np.abs(np.asarray(expected, dtype=np.float64)))
         gap = max(float(np.max(np.abs(expected - answer) / scale)) for answer in answers)
-    except (ValueError, IndexError, AttributeError) as e:
+    except (ValueError, TypeError, IndexError, AttributeError) as e:
         return f"{type(e).__name__}: {e}"
     if not gap <= tolerance:
         return f"largest difference {gap:.3g} > {tolerance:g}"

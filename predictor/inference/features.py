@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from predictor.errors import PayloadError
+from predictor.inference.categorical import as_categoricals
+from predictor.inference.mappings import as_mappings
 from predictor.inference.signature import NUMERIC, STRING, Signature
 
 Features = np.ndarray | pd.DataFrame
@@ -107,24 +109,104 @@ def matrix_to_features(array: np.ndarray, signature: Signature, frame: bool = Tr
     width = signature.n_features
     if width is not None and array.shape[1] != width:
         raise PayloadError(f"expected {width} features per row, got {array.shape[1]}")
-    if array.dtype.kind == "f":
+    if not signature.all_numeric:
+        if array.dtype.kind != "O":
+            raise PayloadError(strings_wanted(signature, "numbers"))
+        array = _checked_cells(array, signature)
+        _check_finite_columns(array, signature)
+    elif array.dtype.kind == "f":
         _check_finite(array, signature)
     elif array.dtype.kind in "biu":
         array = array.astype(np.float64)
-    elif signature.all_numeric:
-        raise PayloadError("expected numbers for every feature, got strings")
     else:
-        _check_finite_columns(array, signature)
+        raise PayloadError(
+            "the model takes numbers in every feature; got strings (datatype BYTES): send a "
+            "number datatype such as FP64"
+        )
     if signature.float32:
         array = array.astype(np.float32)
-    if signature.feature_names is None or (not frame and signature.all_numeric):
+    names = signature.feature_names
+    if signature.takes_mappings and names is not None:
+        return as_mappings(array, names)
+    if names is None or (not frame and signature.all_numeric and not signature.categoricals):
         return array
-    table = pd.DataFrame(array, columns=list(signature.feature_names))
+    table = pd.DataFrame(array, columns=list(names))
     if not signature.all_numeric:
-        for name, kind in zip(signature.feature_names, signature.feature_dtypes, strict=True):
+        for name, kind in zip(names, signature.feature_dtypes, strict=True):
             if kind == NUMERIC:
                 table[name] = table[name].astype(np.float64)
+    if signature.categoricals:
+        table = as_categoricals(table, names, dict(signature.categoricals))
     return table
+
+
+def strings_wanted(signature: Signature, arrived: str) -> str:
+    """Why a tensor of numbers cannot feed a model that takes strings in some columns."""
+    kinds = signature.feature_dtypes
+    strings = [signature.feature_label(j) for j, kind in enumerate(kinds) if kind == STRING]
+    numbers = [signature.feature_label(j) for j, kind in enumerate(kinds) if kind == NUMERIC]
+    also = f" and numbers in {_few(numbers)}" if numbers else ""
+    return (
+        f"the model takes strings in feature(s) {_few(strings)}{also}; got {arrived} for "
+        "every feature: send the rows as one BYTES tensor, or one tensor per feature"
+    )
+
+
+def _few(labels: list[str], most: int = 8) -> str:
+    more = f" and {len(labels) - most} more" if len(labels) > most else ""
+    return ", ".join(labels[:most]) + more
+
+
+def _checked_cells(array: np.ndarray, signature: Signature) -> np.ndarray:
+    """The object matrix checked: strings (or missing markers) and floats, column by column.
+
+    A BYTES tensor carries text: over gRPC its cells arrive as bytes, and a number in it may
+    arrive as its text ("2.5"), which a numeric column reads as the number.
+    """
+    checked = np.empty(array.shape, dtype=object)
+    for j, kind in enumerate(signature.feature_dtypes):
+        column = array[:, j]
+        kinds = set(map(type, column.tolist()))
+        if kind == STRING and kinds <= {str}:
+            checked[:, j] = column
+        elif kind == NUMERIC and kinds <= {float, int}:
+            checked[:, j] = column.astype(np.float64)
+        else:
+            convert = _string_cell if kind == STRING else _number_cell
+            checked[:, j] = [convert(v, i, j, signature) for i, v in enumerate(column.tolist())]
+    return checked
+
+
+def _string_cell(value: Any, row: int, col: int, signature: Signature) -> Any:
+    if isinstance(value, str):
+        return value
+    where = f"row {row}, feature {signature.feature_label(col)}"
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PayloadError(f"{where}: expected UTF-8 text, got other bytes") from None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        if not signature.takes_nan(col):
+            raise PayloadError(
+                f"{where}: got a missing value (null); this model cannot take one there"
+            )
+        return signature.missing_marker(col)
+    raise PayloadError(f"{where}: expected a string, got {json_type(value)}")
+
+
+def _number_cell(value: Any, row: int, col: int, signature: Signature) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool | int | float | np.number):
+        return float(value)
+    where = f"row {row}, feature {signature.feature_label(col)}"
+    if isinstance(value, str | bytes):
+        try:
+            return float(value)
+        except ValueError:
+            raise PayloadError(f"{where}: expected a number, got text that is not one") from None
+    raise PayloadError(f"{where}: expected a number, got {json_type(value)}")
 
 
 def _check_finite(

@@ -27,7 +27,8 @@ from predictor.bundle.manifest import (
 )
 from predictor.inference.engine_choice import NativeUpgrade, select_engine
 from predictor.inference.engines import EngineSlot
-from predictor.inference.signature import Signature, signature_of
+from predictor.inference.introspect import signature_of
+from predictor.inference.signature import Signature
 from predictor.loading.acceptance import (
     AcceptanceReport,
     AcceptanceSets,
@@ -37,8 +38,14 @@ from predictor.loading.acceptance import (
 from predictor.loading.mlmodel import MLMODEL, MLflowModel, read_mlmodel
 from predictor.loading.unpickle import unpickle
 from predictor.settings import Settings
-from predictor.stores.fetch import FetchedModel, fetch, find_model_file, model_at, verify_digest
-from predictor.stores.uris import MODEL_SUFFIXES, parse_model_uri
+from predictor.stores.fetch import (
+    FetchedModel,
+    fetch,
+    find_model_file,
+    model_at,
+    model_folder,
+    verify_digest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +91,13 @@ def load_model(settings: Settings) -> LoadedModel:
         ArtifactError: any reason the model must not serve; the subclass and message say which.
     """
     started = time.monotonic()
-    uri = parse_model_uri(settings.model_location)
     fetched = fetch(
-        uri, download_dir=settings.download_dir, deadline_s=settings.store_deadline_seconds
+        settings.model_location,
+        download_dir=settings.download_dir,
+        deadline_s=settings.store_deadline_seconds,
     )
     if fetched.target.is_dir():
-        fetched = replace(fetched, target=model_folder(fetched.target))
+        fetched = replace(fetched, target=model_folder(fetched.target, (MANIFEST, MLMODEL)))
     manifest = read_manifest(fetched.target) if fetched.target.is_dir() else None
     mlflow_model = None
     if manifest is None and fetched.target.is_dir():
@@ -162,29 +170,6 @@ def load_model(settings: Settings) -> LoadedModel:
         mlflow_model=mlflow_model,
         native_upgrade=upgrade,
     )
-
-
-def model_folder(folder: Path) -> Path:
-    """The folder that holds the model: ``folder``, or the one version a registry folder holds.
-
-    KServe's storage initializer copies what ``storageUri`` names into ``/mnt/models``: a bundle,
-    a bare model file, or a registry prefix whose one model has one version
-    (``<name>/<version>/``). A folder with neither a manifest nor a model file, and exactly one
-    subfolder, is followed down (a few levels at most).
-    """
-    current = folder
-    for _ in range(3):
-        entries = [p for p in current.iterdir() if not p.name.startswith(".")]
-        if any(
-            p.is_file() and (p.name in (MANIFEST, MLMODEL) or p.name.endswith(MODEL_SUFFIXES))
-            for p in entries
-        ):
-            return current
-        subfolders = [p for p in entries if p.is_dir()]
-        if len(subfolders) != 1:
-            return current  # find_model_file says what is (not) there
-        current = subfolders[0]
-    return current
 
 
 def install_code(root: Path, manifest: Manifest) -> None:

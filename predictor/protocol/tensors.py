@@ -15,7 +15,7 @@ import orjson
 
 from predictor.errors import PayloadError
 from predictor.inference.batch import Batch
-from predictor.inference.features import documents, matrix_to_features
+from predictor.inference.features import documents, matrix_to_features, strings_wanted
 from predictor.inference.signature import NUMERIC, PREDICT_PROBA, STRING, Signature
 
 
@@ -28,14 +28,21 @@ def takes_columns(input_names: Sequence[str], signature: Signature) -> bool:
 
 
 def decode_matrix(
-    name: str, array: np.ndarray, signature: Signature, outputs: tuple[str, ...], frame: bool
+    name: str,
+    datatype: str,
+    array: np.ndarray,
+    signature: Signature,
+    outputs: tuple[str, ...],
+    frame: bool,
 ) -> Batch:
     """Decode the values of one v2 input tensor that holds every feature: ``[N, F]``.
 
     For a text model, the tensor holds one document per row: ``[N]`` (or ``[N, 1]``) BYTES.
     """
     if signature.text:
-        return decode_documents(name, array, outputs)
+        return decode_documents(name, datatype, array, outputs)
+    if not signature.all_numeric and datatype != STRING:
+        raise PayloadError(f"input '{name}': {strings_wanted(signature, f'datatype {datatype}')}")
     if array.ndim == 1 and signature.n_features == 1:
         array = array.reshape(-1, 1)
     if array.ndim != 2:
@@ -49,14 +56,18 @@ def decode_matrix(
     )
 
 
-def decode_documents(name: str, array: np.ndarray, outputs: tuple[str, ...]) -> Batch:
+def decode_documents(
+    name: str, datatype: str, array: np.ndarray, outputs: tuple[str, ...]
+) -> Batch:
     """One BYTES tensor of documents, ``[N]`` or ``[N, 1]``, for a text model."""
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:
         raise PayloadError(f"input '{name}': expected shape [N] (one text per row)")
     if array.dtype.kind != "O":
-        raise PayloadError(f"input '{name}': expected texts (datatype BYTES), got numbers")
+        raise PayloadError(
+            f"input '{name}': expected texts (datatype BYTES), got datatype {datatype}"
+        )
     if array.shape[0] == 0:
         raise PayloadError(f"input '{name}' has no rows; send at least one")
     return Batch(features=documents(array), n_rows=array.shape[0], outputs=outputs)

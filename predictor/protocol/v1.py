@@ -78,6 +78,9 @@ def _named_rows_to_lists(rows: list[Any], signature: Signature) -> list[Any]:
         if row.keys() != expected:
             missing = [n for n in names if n not in row]
             unknown = sorted(k for k in row if k not in expected)
+            if signature.takes_mappings and not unknown:  # a key left out is a missing value
+                out.append([row.get(n) for n in names])
+                continue
             parts = []
             if missing:
                 parts.append(f"missing feature(s) {', '.join(map(repr, missing))}")

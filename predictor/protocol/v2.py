@@ -43,7 +43,10 @@ def decode_v2(request: InferRequest, signature: Signature, *, frame: bool = True
             f"got {len(inputs)} input tensors but this model has no feature names; "
             f"send one [N, {signature.n_features}] tensor"
         )
-    return decode_matrix(inputs[0].name, _tensor_array(inputs[0]), signature, chosen, frame)
+    tensor = inputs[0]
+    return decode_matrix(
+        tensor.name, tensor.datatype, _tensor_array(tensor), signature, chosen, frame
+    )
 
 
 def _decode_v2_columns(

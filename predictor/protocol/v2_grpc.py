@@ -59,7 +59,7 @@ def decode_grpc(message: pb.ModelInferRequest, signature: Signature, *, frame: b
     except ValueError as e:
         raise misfit(tensor.name, tensor.datatype, tensor.shape) from e
     outputs = requested_outputs([output.name for output in message.outputs], signature)
-    return decode_matrix(tensor.name, array, signature, outputs, frame)
+    return decode_matrix(tensor.name, tensor.datatype, array, signature, outputs, frame)
 
 
 def request_from_grpc(message: pb.ModelInferRequest) -> InferRequest:

@@ -17,7 +17,7 @@ from pathlib import Path
 from predictor.errors import DigestMismatchError, ModelFileError, StorageNotFoundError
 from predictor.stores.base import bucket_store
 from predictor.stores.files import sha256_file
-from predictor.stores.uris import MODEL_SUFFIXES, ModelURI
+from predictor.stores.uris import MODEL_SUFFIXES, ModelURI, parse_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +92,14 @@ def find_model_file(location: Path) -> Path:
     )
 
 
-def fetch(uri: ModelURI, *, download_dir: Path | None, deadline_s: float) -> Fetched:
+def fetch(uri: ModelURI | str, *, download_dir: Path | None, deadline_s: float) -> Fetched:
     """Bring what ``uri`` names onto local disk (a no-op for local paths).
 
     Raises:
         StorageError: it could not be fetched (the subclass says why).
     """
+    if isinstance(uri, str):
+        uri = parse_model_uri(uri)
     if uri.scheme == "file":
         # Resolved once, so that every path under it (a bundle's files are resolved to check
         # they stay inside) is under it: `..`, symlinks and relative paths serve alike.
@@ -124,6 +126,31 @@ def fetch(uri: ModelURI, *, download_dir: Path | None, deadline_s: float) -> Fet
     if uri.is_prefix:
         return Fetched(source=uri, target=folder, generations=pinned)
     return Fetched(source=uri, target=folder / names[0], generations=pinned)
+
+
+def model_folder(folder: Path, markers: tuple[str, ...]) -> Path:
+    """The folder that holds the model: ``folder``, or the one version a registry folder holds.
+
+    ``markers``: file names that make a folder a model's (a bundle's manifest, MLflow's MLmodel),
+    besides a model file.
+
+    KServe's storage initializer copies what ``storageUri`` names into ``/mnt/models``: a bundle,
+    a bare model file, or a registry prefix whose one model has one version
+    (``<name>/<version>/``). A folder with neither a manifest nor a model file, and exactly one
+    subfolder, is followed down (a few levels at most).
+    """
+    current = folder
+    for _ in range(3):
+        entries = [p for p in current.iterdir() if not p.name.startswith(".")]
+        if any(
+            p.is_file() and (p.name in markers or p.name.endswith(MODEL_SUFFIXES)) for p in entries
+        ):
+            return current
+        subfolders = [p for p in entries if p.is_dir()]
+        if len(subfolders) != 1:
+            return current  # find_model_file says what is (not) there
+        current = subfolders[0]
+    return current
 
 
 def model_at(fetched: Fetched, model_file: Path, sha256: str | None = None) -> FetchedModel:

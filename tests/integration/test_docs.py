@@ -150,3 +150,51 @@ def test_every_make_target_and_subcommand_named_exists() -> None:
             timeout=60,
         )
         assert done.returncode == 0, (sub, done.stderr[-500:])
+
+
+def minikube_walk_through() -> str:
+    text = (REPO_ROOT / "docs" / "deploying.md").read_text()
+    start = text.index("### minikube, step by step")
+    return text[start : text.index("\n### ", start + 1)]
+
+
+def test_the_minikube_walk_through_installs_the_kserve_the_predictor_pins() -> None:
+    pinned = re.search(r"^kserve==(\S+)$", (REPO_ROOT / "requirements.lock").read_text(), re.M)
+    assert pinned is not None
+    section = minikube_walk_through()
+    named = set(re.findall(r"kserve/kserve/releases/download/v([0-9.]+)/", section))
+    assert named == {pinned.group(1)}, named
+    assert f"**KServe v{pinned.group(1)}**" in section
+
+
+def test_the_minikube_walk_through_shows_what_the_demo_bundles_answer(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    """Step 7's calls, against the bundle the demo image bakes in, served here."""
+    registry = tmp_path / "registry"
+    made = subprocess.run(
+        [sys.executable, "scripts/make_demo_bundles.py", "--registry", str(registry)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    running = server.start(str(registry / "taxi" / "1.0.0"), name="taxi")
+    section = minikube_walk_through()
+    ran = 0
+    for command, said in commands():
+        if not (command.startswith("curl ") and "localhost:8090" in command):
+            continue
+        assert command in section
+        done = subprocess.run(
+            command.replace("localhost:8090", f"127.0.0.1:{running.http_port}"),
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        assert said and json.loads(said[0]) == json.loads(done.stdout), (said, done.stdout)
+        ran += 1
+    assert ran == 2

@@ -59,6 +59,8 @@ FRAME = pd.DataFrame(
     }
 )
 FRAME_Y = np.where((FRAME["city"] == "paris") | (FRAME["area"] > 70), "high", "low")
+CATEGORICAL = FRAME.assign(city=pd.Categorical(FRAME["city"]))
+"""The frame with ``city`` as a pandas categorical, which these models take natively."""
 TEXTS = np.array(
     ["great plot and acting", "boring and long", "loved it", "awful script", "great fun"] * 40
 )
@@ -140,6 +142,27 @@ CASES = [
     Case("xgboost", lambda: xgboost_classifier().fit(X_NAN, Y_NUM), X_NAN[:8]),
     Case("lightgbm", lambda: lightgbm_classifier().fit(X, Y_THREE), X[:5]),
     Case(
+        "hist-gb-categorical-from-dtype",
+        fitted(
+            HistGradientBoostingClassifier(categorical_features="from_dtype", max_iter=20),
+            CATEGORICAL,
+            FRAME_Y,
+        ),
+        CATEGORICAL.iloc[:6],
+    ),
+    Case(
+        "lightgbm-categorical",
+        lambda: lightgbm_classifier().fit(CATEGORICAL, FRAME_Y),
+        CATEGORICAL.iloc[:6],
+    ),
+    Case(
+        "xgboost-categorical",
+        lambda: xgboost_classifier(enable_categorical=True).fit(
+            CATEGORICAL, (FRAME_Y == "high").astype(int)
+        ),
+        CATEGORICAL.iloc[:6],
+    ),
+    Case(
         "skorch",
         lambda: skorch_classifier().fit(X.astype(np.float32), Y_NUM),
         X[:5].astype(np.float32),
@@ -147,10 +170,10 @@ CASES = [
 ]
 
 
-def xgboost_classifier() -> Any:
+def xgboost_classifier(**options: Any) -> Any:
     from xgboost import XGBClassifier
 
-    return XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1)
+    return XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1, **options)
 
 
 def lightgbm_classifier() -> Any:
@@ -223,7 +246,7 @@ def v2_inputs(rows: Any) -> list[dict[str, Any]]:
             {
                 "name": str(column),
                 "shape": [len(rows)],
-                "datatype": "BYTES" if rows[column].dtype.kind == "O" else "FP64",
+                "datatype": "BYTES" if rows[column].dtype.kind == "O" else "FP64",  # categories too
                 "data": rows[column].tolist(),
             }
             for column in rows.columns
@@ -411,7 +434,74 @@ def test_text_models_refuse_empty_and_non_text_rows(server: ServerFactory, zoo_d
     reply = httpx.post(f"{running.url}/v2/models/text/infer", json=numbers)
     assert (reply.status_code, reply.json()) == (
         400,
-        {"error": "input 't': expected texts (datatype BYTES), got numbers"},
+        {"error": "input 't': expected texts (datatype BYTES), got datatype FP64"},
     )
     metadata = httpx.get(f"{running.url}/v2/models/text").json()
     assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+
+
+RECORDS: list[dict[str, Any]] = [
+    {str(k): v for k, v in r.items()} for r in FRAME.to_dict("records")
+]
+
+
+def test_a_model_that_takes_mappings_is_served_with_keys_left_out(
+    server: ServerFactory, zoo_dir: Path
+) -> None:
+    from sklearn.feature_extraction import DictVectorizer
+
+    model = make_pipeline(DictVectorizer(), LogisticRegression()).fit(RECORDS, FRAME_Y)
+    path = zoo_dir / "mappings.joblib"
+    joblib.dump(model, path)
+    running = server.start(str(path), name="dv", timeout=60)
+    rows: list[dict[str, Any]] = [{"city": "paris", "rooms": 3.0}, {"area": 80.0}, RECORDS[5]]
+    want = model.predict_proba(rows)
+
+    metadata = httpx.get(f"{running.url}/v2/models/dv").json()
+    assert metadata["inputs"] == [
+        {"name": "area", "datatype": "FP64", "shape": [-1]},
+        {"name": "city", "datatype": "BYTES", "shape": [-1]},
+        {"name": "rooms", "datatype": "FP64", "shape": [-1]},
+    ]
+    v1 = httpx.post(
+        f"{running.url}/v1/models/dv:predict",
+        json={"instances": rows, "parameters": {"outputs": ["predict_proba"]}},
+    )
+    assert v1.status_code == 200, v1.text
+    same(v1.json()["predict_proba"], want)
+    columns = {name: [row.get(name) for row in rows] for name in ("area", "city", "rooms")}
+    v2 = httpx.post(
+        f"{running.url}/v2/models/dv/infer",
+        json={
+            "inputs": [
+                {"name": n, "shape": [3], "datatype": "BYTES" if n == "city" else "FP64", "data": v}
+                for n, v in columns.items()
+            ],
+            "outputs": [{"name": "predict_proba"}],
+        },
+    )
+    assert v2.status_code == 200, v2.text
+    same(np.asarray(v2.json()["outputs"][0]["data"]).reshape(want.shape), want)
+    typo = httpx.post(f"{running.url}/v1/models/dv:predict", json={"instances": [{"cty": "x"}]})
+    assert typo.status_code == 400
+    assert typo.json()["error"] == (
+        "row 0: missing feature(s) 'area', 'city', 'rooms'; unknown feature(s) 'cty'; "
+        "the model takes: area, city, rooms"
+    )
+
+
+def test_a_hasher_of_mappings_is_refused_at_start_up_with_the_reason(
+    server: ServerFactory, zoo_dir: Path
+) -> None:
+    from sklearn.feature_extraction import FeatureHasher
+
+    model = make_pipeline(FeatureHasher(n_features=16), LogisticRegression())
+    path = zoo_dir / "hasher.joblib"
+    joblib.dump(model.fit(RECORDS, FRAME_Y), path)
+    refused = server.run_to_exit(str(path))
+    assert refused.process.returncode == 2, refused.log()
+    assert (
+        "predictor: cannot serve model 'model': the model's first step is a FeatureHasher of "
+        "mappings, which keeps no list of its keys"
+    ) in refused.log()
+    assert "Traceback" not in refused.log()

@@ -191,7 +191,7 @@ def test_v2_one_tensor_per_feature_in_any_order() -> None:
         ),
         (
             [InferInput("x", [1, 3], "BYTES", data=["1", "2", "3"])],
-            "expected numbers for every feature",
+            "the model takes numbers in every feature; got strings (datatype BYTES)",
         ),
         ([InferInput("x", [0, 3], "FP64", data=[])], "input 'x' has no rows"),
         (

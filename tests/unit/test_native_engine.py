@@ -31,8 +31,8 @@ from xgboost import XGBClassifier, XGBRegressor
 from predictor.inference.engine_choice import select_engine
 from predictor.inference.engines import EngineSlot, LinearEngine, SklearnEngine
 from predictor.inference.fastpath import choose_native, probe_rows
+from predictor.inference.introspect import signature_of
 from predictor.inference.native import OnnxEngine, convert, convertible
-from predictor.inference.signature import signature_of
 from predictor.server.model import SklearnModel
 from predictor.server.model_server import start_native_engines
 from predictor.settings import Settings

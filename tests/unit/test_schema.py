@@ -19,7 +19,8 @@ from sklearn.svm import LinearSVC
 
 from predictor.bundle.sample import sample_features
 from predictor.errors import PublishError
-from predictor.inference.signature import OutputSpec, signature_of
+from predictor.inference.introspect import signature_of
+from predictor.inference.signature import OutputSpec
 
 X = np.random.default_rng(0).normal(size=(60, 3))
 Y = (X[:, 0] > 0).astype(int)

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from predictor.errors import ScoringError
 from predictor.inference.fastpath import SklearnEngine
-from predictor.inference.signature import signature_of
+from predictor.inference.introspect import signature_of
 from predictor.scoring.chunks import input_columns, output_columns, score_chunk, scorer
 from predictor.scoring.tables import (
     concatenate,
