@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 TEST_JOBS ?= 2
 # Libraries whose estimators the predictor serves: `make test` installs them (the model zoo
 # tests serve their estimators). torch 2.13.0 is the version whose CPU build these machines hold.
-MODEL_EXTRAS ?= xgboost,lightgbm,skorch
+MODEL_EXTRAS ?= xgboost,lightgbm,skorch,explain
 TORCH ?= torch==2.13.0
 EXTRAS_STAMP := $(VENV)/.extras
 # The same for the image (make docker-base EXTRAS=xgboost,lightgbm); none by default.
@@ -78,7 +78,7 @@ $(EXTRAS_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock '$(TORCH)' -e '.[$(MODEL_EXTRAS)]'
 	@touch $@
 
-model-extras: $(EXTRAS_STAMP) ## Install the xgboost, lightgbm and skorch extras into .venv
+model-extras: $(EXTRAS_STAMP) ## Install the xgboost, lightgbm, skorch and explain (shap) extras into .venv
 
 $(DEMO_DIR)/model.joblib: $(SERVE_STAMP) predictor/demo.py
 	$(PY) scripts/make_demo_model.py --out $(DEMO_DIR)

@@ -19,6 +19,9 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     ├── MethodNotAllowedError      405  UNIMPLEMENTED (Allow: POST)
     ├── ModelNotReadyError         503  UNAVAILABLE
     ├── OverloadedError            503  RESOURCE_EXHAUSTED (Retry-After)
+    │   └── ExplainBusyError       503  RESOURCE_EXHAUSTED (Retry-After)
+    ├── ExplainTooLargeError       413  RESOURCE_EXHAUSTED
+    ├── ExplainUnavailableError    501  UNIMPLEMENTED
     ├── ConfigError                                        2
     ├── PortInUseError                                     2
     ├── PublishError                                       2
@@ -37,7 +40,7 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 EXIT_REFUSED = 1
 """The work was done and its result refused: a model failed its checks, a canary rolled back."""
@@ -67,6 +70,16 @@ class PredictorError(Exception):
     def headers(self) -> dict[str, str]:
         """Extra response headers this error is answered with over REST."""
         return {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its class and message (it crosses from an explain worker process)."""
+        return (_restored, (type(self), self.reason))
+
+
+def _restored(cls: type[PredictorError], reason: str) -> PredictorError:
+    error = cls.__new__(cls)
+    PredictorError.__init__(error, reason)
+    return error
 
 
 class PayloadError(PredictorError):
@@ -156,6 +169,36 @@ class OverloadedError(PredictorError):
     def headers(self) -> dict[str, str]:
         """Tell the caller when to come back."""
         return {"retry-after": "1"}
+
+
+class ExplainBusyError(OverloadedError):
+    """As many explanations are running as the server runs at once; the caller should retry."""
+
+    def __init__(self, limit: int) -> None:
+        PredictorError.__init__(
+            self,
+            f"{limit} explanation(s) are running, the most this server runs at once; retry shortly",
+        )
+
+
+class ExplainTooLargeError(PredictorError):
+    """An explain request holds more rows than the server explains in one request."""
+
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, rows: int, limit: int) -> None:
+        super().__init__(
+            f"an explain request takes at most {limit} rows (PREDICTOR_EXPLAIN_MAX_ROWS), "
+            f"got {rows}; send them in several requests"
+        )
+
+
+class ExplainUnavailableError(PredictorError):
+    """This model cannot be explained here; the message says why and what would change that."""
+
+    http_status = 501
+    grpc_code = "UNIMPLEMENTED"
 
 
 class ConfigError(PredictorError):

@@ -1,7 +1,7 @@
 """The frozen sections of ``Settings``, one per layer: each layer is given only its own.
 
-``Settings.source``, ``.engines``, ``.limits``, ``.shadow`` and ``.bandit`` build them from the
-flat ``PREDICTOR_*`` fields (``predictor.settings``).
+``Settings.source``, ``.engines``, ``.limits``, ``.shadow``, ``.bandit`` and ``.explain`` build
+them from the flat ``PREDICTOR_*`` fields (``predictor.settings``).
 """
 
 from __future__ import annotations
@@ -70,3 +70,12 @@ class Bandit:
     epsilon: float
     state: str | None
     feedback_ttl_seconds: float
+
+
+@dataclass(frozen=True)
+class Explain:
+    """How ``:explain`` is bounded (``Settings.explain``)."""
+
+    max_rows: int
+    max_in_flight: int
+    max_evals: int

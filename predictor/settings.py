@@ -14,14 +14,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from predictor.errors import ConfigError
-from predictor.sections import Bandit, Engines, Limits, ModelSource, Shadow
-from predictor.validation import describe_errors
-
-__all__ = ["Bandit", "Engines", "Limits", "ModelSource", "Settings", "Shadow", "load_settings"]
+from predictor.sections import Bandit, Engines, Explain, Limits, ModelSource, Shadow
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -152,6 +148,15 @@ class Settings(BaseSettings):
     bandit_feedback_ttl_seconds: float = Field(default=3600.0, gt=0)
     """How long a response id takes feedback."""
 
+    explain_max_rows: int = Field(default=64, ge=1)
+    """Rows one :explain request may hold (413 above)."""
+
+    explain_max_in_flight: int = Field(default=2, ge=1)
+    """Explanations computed at once, each in a worker thread of their own (503 above)."""
+
+    explain_max_evals: int = Field(default=500, ge=1)
+    """Model calls per row a sampling explainer may make (permutation SHAP)."""
+
     @model_validator(mode="before")
     @classmethod
     def _renamed(cls, data: Any) -> Any:
@@ -260,6 +265,11 @@ class Settings(BaseSettings):
         )
 
     @property
+    def explain(self) -> Explain:
+        """How explanations are bounded."""
+        return Explain(self.explain_max_rows, self.explain_max_in_flight, self.explain_max_evals)
+
+    @property
     def model_location(self) -> str:
         """The URI to load: ``model_uri``, else the ``model_dir`` folder."""
         return self.model_uri if self.model_uri is not None else str(self.model_dir)
@@ -311,19 +321,3 @@ def _sha256(value: str) -> str:
     if not _SHA256.match(value):
         raise ValueError("expected 64 hex characters (a sha256 digest)")
     return value
-
-
-def load_settings(overrides: dict[str, Any]) -> Settings:
-    """Build Settings from the environment, with non-None ``overrides`` (CLI flags) on top.
-
-    Raises:
-        ConfigError: a setting is missing or malformed; the message names it.
-    """
-    given = {key: value for key, value in overrides.items() if value is not None}
-    try:
-        return Settings(**given)
-    except ValidationError as e:
-        raise ConfigError(
-            f"invalid settings ({describe_errors(e)}); every setting is in docs/settings.md "
-            "and in python -m predictor --help"
-        ) from e

@@ -74,10 +74,21 @@ def wait_until(
 
 def run_score(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m predictor score ARGS`` to its end, without the caller's PREDICTOR_* settings."""
+    return _run_predictor("score", *args, env=env)
+
+
+def run_publish(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m predictor publish ARGS`` to its end, without the caller's PREDICTOR_* settings."""
+    return _run_predictor("publish", *args, env=env)
+
+
+def _run_predictor(
+    command: str, *args: str, env: dict[str, str] | None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "predictor", "score", *args],
+        [sys.executable, "-m", "predictor", command, *args],
         cwd=REPO_ROOT,
         env=full_env,
         capture_output=True,

@@ -8,7 +8,7 @@ from predictor.bandit.router import Bandit
 from predictor.bandit.state import BanditState, MemoryState, RedisState
 from predictor.errors import ConfigError
 from predictor.loading.loader import LoadedModel
-from predictor.settings import Bandit as BanditSettings
+from predictor.sections import Bandit as BanditSettings
 
 
 def bandit_for(name: str, arms: Sequence[LoadedModel], settings: BanditSettings) -> Bandit:

@@ -14,7 +14,11 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from predictor.settings import Settings, load_settings
+from pydantic import ValidationError
+
+from predictor.errors import ConfigError
+from predictor.settings import Settings
+from predictor.validation import describe_errors
 
 
 def add_settings_flags(
@@ -94,3 +98,19 @@ def _type_name(annotation: Any) -> str:
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     inner = args[0] if args else annotation
     return str(getattr(inner, "__name__", inner)).replace("Path", "path")
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """Build Settings from the environment, with non-None ``overrides`` (CLI flags) on top.
+
+    Raises:
+        ConfigError: a setting is missing or malformed; the message names it.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        raise ConfigError(
+            f"invalid settings ({describe_errors(e)}); every setting is in docs/settings.md "
+            "and in python -m predictor --help"
+        ) from e

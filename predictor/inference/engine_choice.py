@@ -23,7 +23,7 @@ from predictor.inference.engines import Engine, EngineSlot, SklearnEngine
 from predictor.inference.fastpath import choose_engine, choose_native, probe_rows
 from predictor.inference.native import OnnxEngine, convertible
 from predictor.inference.signature import Signature
-from predictor.settings import Engines
+from predictor.sections import Engines
 
 logger = logging.getLogger(__name__)
 

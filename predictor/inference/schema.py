@@ -132,20 +132,27 @@ def example_value(estimator: Any, column: int, is_string: bool) -> Any:
 
 
 def _owners(head: Any, column: int) -> list[tuple[Any, int]]:
-    """The transformers that read input ``column``, each with the column's position in its input.
-
-    The one reach into ``ColumnTransformer``'s private map of transformer to input columns.
-    """
+    """The transformers that read input ``column``, each with the column's position in its input."""
     transformers = getattr(head, "transformers_", None)
     if transformers is None:
         return [(head, column)]
-    by_name: dict[str, list[int]] = getattr(head, "_transformer_to_input_indices", {})
+    by_name = input_indices(head)
     owners = []
     for name, transformer, _ in transformers:
-        indices = [int(i) for i in by_name.get(name, [])]
+        indices = by_name.get(name, [])
         if column in indices and transformer not in ("drop", "passthrough"):
             owners.append((transformer, indices.index(column)))
     return owners
+
+
+def input_indices(column_transformer: Any) -> dict[str, list[int]]:
+    """Each transformer's input columns (by position) in a fitted ``ColumnTransformer``.
+
+    The one reach into its private ``_transformer_to_input_indices`` (the public
+    ``transformers_`` holds the selections as given: names, masks, slices or callables).
+    """
+    found: dict[str, Any] = getattr(column_transformer, "_transformer_to_input_indices", {})
+    return {name: [int(i) for i in indices] for name, indices in found.items()}
 
 
 def _present(value: Any) -> bool:

@@ -1,12 +1,12 @@
 """The inference endpoint in front of KServe's FastAPI app (its middlewares: ``middleware``).
 
-``InferenceEndpoint`` answers the inference routes (v1 ``:predict``, v2 ``infer``, versioned or
-not) before FastAPI's router sees them: no request object, no dependency injection, the body
-read once and parsed once with orjson, the answer sent as two raw ASGI messages
-(``RawResponse``). Errors go to the app's own exception handlers (KServe's for its exceptions,
-``failures.rest_error`` for ours and for anything unexpected), found by the exception's MRO
-exactly as Starlette would, so each error maps to a status in one place. A client that goes
-away mid-body gets no answer and is not counted.
+``InferenceEndpoint`` answers the inference routes (v1 ``:predict`` and ``:explain``, v2
+``infer``, versioned or not) before FastAPI's router sees them: no request object, no
+dependency injection, the body read once and parsed once with orjson, the answer sent as two
+raw ASGI messages (``RawResponse``). Errors go to the app's own exception handlers (KServe's for
+its exceptions, ``failures.rest_error`` for ours and for anything unexpected), found by the
+exception's MRO exactly as Starlette would, so each error maps to a status in one place. A
+client that goes away mid-body gets no answer and is not counted.
 """
 
 from __future__ import annotations
@@ -55,12 +55,14 @@ def not_served(name: str) -> ModelNotFoundError:
 
 INFERENCE_PATHS = (
     (re.compile(r"^/v1/models/([^/:]+):predict$"), "v1"),
+    (re.compile(r"^/v1/models/([^/:]+):explain$"), "explain"),
     (re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$"), "v2"),
 )
 
 
 Route = tuple[str, str, str | None]
-"""An inference path's model name, protocol (``v1`` or ``v2``) and the version asked (if any)."""
+"""An inference path's model name, protocol (``v1``, ``v2`` or ``explain``: v1 ``:explain``)
+and the version asked (if any)."""
 
 
 def inference_route(path: str) -> Route | None:
@@ -192,6 +194,8 @@ class InferenceEndpoint:
             body = event.data
         if protocol == "v1":
             answer, split, version, feedback_id = await model.infer_v1(parse_json(body))
+        elif protocol == "explain":
+            answer, split, version, feedback_id = await model.explain_v1(body)
         else:
             json_length = header(scope, JSON_LENGTH_HEADER.encode())
             request = parse_infer_body(body, json_length=json_length, model_name=name)

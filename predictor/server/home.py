@@ -9,7 +9,7 @@ from html import escape
 from typing import Any
 
 from predictor import __version__
-from predictor.server.metadata import PLATFORM, model_parameters
+from predictor.server.metadata import PLATFORM, explain_parameters, model_parameters
 from predictor.server.model import SklearnModel
 
 
@@ -20,11 +20,12 @@ def home_document(models: list[SklearnModel]) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": model.name, "ready": bool(model.ready)}
         if model.ready:
             loaded = model.loaded
+            explain = explain_parameters(model.explaining.describe())
             entry.update(
                 version=loaded.version,
                 sha256=loaded.artifact.sha256,
                 platform=PLATFORM,
-                parameters=model_parameters(loaded),
+                parameters=model_parameters(loaded) | explain,
             )
             if len(model.versions) > 1:  # a bandit's arms: every version that answers
                 entry["versions"] = [

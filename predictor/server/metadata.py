@@ -72,3 +72,32 @@ def model_parameters(loaded: LoadedModel) -> dict[str, str]:
     parameters.update(loaded.lineage())
     parameters.update({f"acceptance_{k}": v for k, v in loaded.acceptance.as_dict().items()})
     return parameters
+
+
+def explain_parameters(described: dict[str, Any] | None) -> dict[str, str]:
+    """How ``:explain`` answers for the model (``Explanations.describe()``), as v2 parameters."""
+    if described is None:
+        return {}
+    if not described["available"]:
+        return {"explain": f"unavailable: {described['reason']}"}
+    return {
+        "explain": described["method"],
+        "explain_output": described["output"],
+        "explain_exact": str(described["exact"]).lower(),
+    }
+
+
+def explain_outputs(described: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The explanation outputs a v2 request may ask for, when the model can be explained."""
+    if described is None or not described["available"]:
+        return []
+    features = described["features"]
+    return [
+        {
+            "name": "contributions",
+            "datatype": "FP64",
+            "shape": [-1, len(features)],
+            "parameters": {"features": features, "method": described["method"]},
+        },
+        {"name": "base_value", "datatype": "FP64", "shape": [-1]},
+    ]

@@ -22,7 +22,15 @@ from predictor.loading.gate import Loader
 from predictor.loading.loader import LoadedModel, load_model
 from predictor.server import answers
 from predictor.server.admission import AdmissionLimit
-from predictor.server.metadata import input_types, model_metadata, output_types
+from predictor.server.explain_answers import asks_explanation
+from predictor.server.explaining import Explaining
+from predictor.server.metadata import (
+    explain_outputs,
+    explain_parameters,
+    input_types,
+    model_metadata,
+    output_types,
+)
 from predictor.serving.build import Strategy, build_strategy
 from predictor.settings import Settings
 
@@ -37,6 +45,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         self._strategy: Strategy | None = None
         """The strategy that answers; set by ``load()``."""
         self._admission = AdmissionLimit(settings.limits.max_in_flight, name)
+        self.explaining = Explaining(name, settings.explain)
+        """How ``:explain`` is answered for the default version; loaded by ``load()``."""
         self.draining = False
         """Set on SIGTERM: readiness turns False while requests are still served."""
 
@@ -47,8 +57,14 @@ class SklearnModel(Model):  # type: ignore[misc]
             ArtifactError, ConfigError: a model must not serve, or the strategy cannot be made.
         """
         self._strategy = build_strategy(self.name, self._settings, self._loader)
+        self.explaining.load(self._strategy.face)
         self.ready = True
         return True
+
+    async def explain_v1(self, body: bytes) -> answers.RestAnswer:
+        """Answer a v1 ``:explain`` body (its bytes) on an explain worker (503 when all busy)."""
+        document = await self.explaining.v1(body)
+        return answers.RestAnswer(document, None, self.explaining.version, None)
 
     @property
     def strategy(self) -> Strategy:
@@ -67,6 +83,7 @@ class SklearnModel(Model):  # type: ignore[misc]
 
     def stop(self) -> None:
         """KServe's unload hook: let background work (a shadow's queue) finish."""
+        self.explaining.stop()
         if self._strategy is not None:
             self._strategy.stop()
 
@@ -113,11 +130,22 @@ class SklearnModel(Model):  # type: ignore[misc]
         self, request: InferRequest, version: str | None = None
     ) -> Awaitable[answers.RestAnswer]:
         """Answer a v2 REST request (by ``version`` when named): JSON, or bytes if binary."""
+        if asks_explanation(o.name for o in request.request_outputs or []):
+            return self._explain_v2_rest(request, version)
         return answers.answer_v2_rest(self.strategy, self.name, request, version)
 
     def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
         """Answer a gRPC ModelInfer message on the calling thread (one of gRPC's workers)."""
+        if asks_explanation(o.name for o in message.outputs):
+            return self.explaining.grpc(message)
         return answers.answer_grpc(self.strategy, self.name, message)
+
+    async def _explain_v2_rest(
+        self, request: InferRequest, version: str | None
+    ) -> answers.RestAnswer:
+        self.at(version)  # 404 for a version that does not answer here
+        document = await self.explaining.v2_rest(request, version)
+        return answers.RestAnswer(document, None, self.explaining.version, None)
 
     async def predict(
         self,
@@ -138,7 +166,12 @@ class SklearnModel(Model):  # type: ignore[misc]
 
     def metadata(self, version: str | None = None) -> dict[str, Any]:
         """The v2 model metadata (of ``version``), listing every version that answers."""
-        return model_metadata(self.name, self.at(version), [m.version for m in self.versions])
+        document = model_metadata(self.name, self.at(version), [m.version for m in self.versions])
+        if version is None or version == self.version:
+            described = self.explaining.describe()
+            document["parameters"].update(explain_parameters(described))
+            document["outputs"].extend(explain_outputs(described))
+        return document
 
     def get_input_types(self) -> list[dict[str, Any]]:
         """Input tensors for KServe's own metadata path."""

@@ -20,8 +20,8 @@ from predictor.inference.native import convertible
 from predictor.loading.loader import LoadedModel
 from predictor.metrics.kserve_series import observe_predict_time
 from predictor.metrics.record import observe_batch, observe_cache, observe_predictions
+from predictor.sections import Limits
 from predictor.serving.strategy import Answer
-from predictor.settings import Limits
 
 TREE_BATCH_ROWS = 1024
 """Rows per call for tree ensembles: measured on the bench's forest, 64-row requests at c=32

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from predictor.errors import PredictorError
 from predictor.loading.loader import LoadedModel
-from predictor.settings import Shadow
+from predictor.sections import Shadow
 from predictor.shadow.log import PredictionLog
 from predictor.shadow.runner import ShadowRunner
 from predictor.shadow.targets import MirrorEndpoint, ShadowModel, ShadowTarget

@@ -167,10 +167,11 @@ def test_the_minikube_walk_through_installs_the_kserve_the_predictor_pins() -> N
     assert f"**KServe v{pinned.group(1)}**" in section
 
 
-def test_the_minikube_walk_through_shows_what_the_demo_bundles_answer(
+def test_the_calls_to_the_demo_bundle_answer_as_documented(
     server: ServerFactory, tmp_path: Path
 ) -> None:
-    """Step 7's calls, against the bundle the demo image bakes in, served here."""
+    """Every ``curl`` to localhost:8090 (the demo bundle taxi/1.0.0: the minikube walk-through,
+    the explanations page), against that bundle served here."""
     registry = tmp_path / "registry"
     made = subprocess.run(
         [sys.executable, "scripts/make_demo_bundles.py", "--registry", str(registry)],
@@ -181,20 +182,18 @@ def test_the_minikube_walk_through_shows_what_the_demo_bundles_answer(
     )
     assert made.returncode == 0, made.stderr[-2000:]
     running = server.start(str(registry / "taxi" / "1.0.0"), name="taxi")
-    section = minikube_walk_through()
     ran = 0
     for command, said in commands():
         if not (command.startswith("curl ") and "localhost:8090" in command):
             continue
-        assert command in section
         done = subprocess.run(
             command.replace("localhost:8090", f"127.0.0.1:{running.http_port}"),
             shell=True,
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
         )
         assert done.returncode == 0, (command, done.stderr)
-        assert said and json.loads(said[0]) == json.loads(done.stdout), (said, done.stdout)
+        assert said and close(json.loads(said[0]), json.loads(done.stdout)), (said, done.stdout)
         ran += 1
-    assert ran == 2
+    assert ran >= 3

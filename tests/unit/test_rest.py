@@ -182,7 +182,8 @@ def test_regressor_metadata_has_one_matrix_input_and_no_probabilities(
 ) -> None:
     body = regressor_client.get("/v2/models/reg").json()
     assert body["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
-    assert [o["name"] for o in body["outputs"]] == ["predict"]
+    assert [o["name"] for o in body["outputs"]] == ["predict", "contributions", "base_value"]
+    assert body["parameters"]["explain"] == "linear"  # its explanations are listed, not proba
 
 
 def test_versioned_routes_answer_only_for_the_served_version(demo_client: TestClient) -> None:
