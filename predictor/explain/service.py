@@ -94,9 +94,7 @@ class Explanations:
         explained = self.attribute(decode_v1(body, self.signature, frame=True))
         answer: dict[str, Any] = {
             "predictions": explained.predictions.tolist(),
-            "explanations": [
-                self._row(explained, i, every_class) for i in range(len(explained.predictions))
-            ],
+            "explanations": self._rows(explained, every_class),
             "method": plan.method,
             "exact": plan.exact,
             "model_version": version,
@@ -181,21 +179,25 @@ class Explanations:
         summed: np.ndarray = np.einsum("nck,cf->nfk", columns, grouping)
         return summed
 
-    def _row(self, explained: Explained, i: int, every_class: bool) -> dict[str, Any]:
+    def _rows(self, explained: Explained, every_class: bool) -> list[dict[str, Any]]:
+        """One explanation per row: its predicted class's, or ``by_class`` for every class."""
         assert self.plan is not None
-        ks = range(explained.values.shape[1]) if every_class else [explained.chosen(i)]
-        entries = []
-        for k in ks:
-            entry: dict[str, Any] = {"output": self.plan.output}
-            if explained.labels is not None:
-                entry["class"] = explained.labels[k]
-            entry["value"] = float(explained.values[i, k])
-            entry["base_value"] = float(explained.base[i, k])
-            entry["contributions"] = dict(
-                zip(self.features, explained.shares[i, :, k].tolist(), strict=True)
-            )
-            entries.append(entry)
-        return {"by_class": entries} if every_class else entries[0]
+        output, labels, features = self.plan.output, explained.labels, self.features
+        values, base = explained.values.tolist(), explained.base.tolist()
+        shares = explained.shares.transpose(0, 2, 1).tolist()  # [N][K][F], as Python floats
+        rows = []
+        for i in range(len(values)):
+            entries = []
+            for k in range(len(values[i])) if every_class else [explained.chosen(i)]:
+                entry: dict[str, Any] = {"output": output}
+                if labels is not None:
+                    entry["class"] = labels[k]
+                entry["value"] = values[i][k]
+                entry["base_value"] = base[i][k]
+                entry["contributions"] = dict(zip(features, shares[i][k], strict=True))
+                entries.append(entry)
+            rows.append({"by_class": entries} if every_class else entries[0])
+        return rows
 
 
 @dataclass(frozen=True)
