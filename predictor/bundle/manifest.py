@@ -68,6 +68,14 @@ class Manifest:
         return {f["name"]: f["dtype"] for f in self.document["features"]}
 
     @property
+    def feature_means(self) -> tuple[float, ...] | None:
+        """Each feature's mean over the publish sample; None unless every feature has one."""
+        means = [f.get("mean") for f in self.document["features"]]
+        if any(m is None for m in means):
+            return None
+        return tuple(float(m) for m in means)
+
+    @property
     def code(self) -> list[dict[str, str]]:
         """The Python modules the pickle needs (``code/<module>.py``, with digests)."""
         return list(self.document.get("code") or [])

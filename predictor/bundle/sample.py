@@ -1,15 +1,16 @@
 """The input schema of a real frame: ``publish --sample FILE`` (CSV or Parquet).
 
-A sample of the data the model will be asked about records each feature's name and how it
-travels: ``FP64`` for numbers (and booleans), ``BYTES`` for text and categoricals. Parquet keeps
-the types the data had; CSV's are inferred from the text, so a categorical column of digits
-reads as numbers there (``--string-features`` corrects it). For a model fitted on a bare array,
-the sample's columns also name the features.
+A sample of the data the model will be asked about records each feature's name, how it travels
+(``FP64`` for numbers and booleans, ``BYTES`` for text and categoricals) and, for numbers, its
+mean. Parquet keeps the types the data had; CSV's are inferred from the text, so a categorical
+column of digits reads as numbers there (``--string-features`` corrects it). For a model fitted
+on a bare array, the sample's columns also name the features.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -42,8 +43,10 @@ def read_sample(path: Path) -> pd.DataFrame:
     raise PublishError(f"the sample must be a .csv or .parquet file, got {path.name}")
 
 
-def sample_features(frame: pd.DataFrame, signature: Signature) -> list[dict[str, str]]:
-    """``[{"name", "dtype"}]`` for each feature the model takes, from the sample's columns.
+def sample_features(frame: pd.DataFrame, signature: Signature) -> list[dict[str, Any]]:
+    """``[{"name", "dtype", "mean"}]`` for each feature the model takes, from the sample.
+
+    ``mean`` (numeric features only) is what a linear model's explanations are measured from.
 
     Raises:
         PublishError: the sample lacks a feature, or (for a model without feature names) has
@@ -63,7 +66,15 @@ def sample_features(frame: pd.DataFrame, signature: Signature) -> list[dict[str,
             )
         names = columns
     frame = frame.set_axis(columns, axis=1)
-    return [{"name": name, "dtype": _dtype(frame[name])} for name in names]
+    features: list[dict[str, Any]] = []
+    for name in names:
+        dtype = _dtype(frame[name])
+        feature: dict[str, Any] = {"name": name, "dtype": dtype}
+        mean = frame[name].mean() if dtype == NUMERIC else None
+        if mean is not None and pd.notna(mean):
+            feature["mean"] = float(mean)
+        features.append(feature)
+    return features
 
 
 def _dtype(column: pd.Series) -> str:

@@ -47,6 +47,9 @@ class Feature(_Strict):
 
     name: Annotated[str, StringConstraints(min_length=1)]
     dtype: Literal["FP64", "BYTES"]
+    mean: float | None = None
+    """A numeric feature's mean over ``publish --sample``: a linear model's explanations are
+    measured from it."""
 
 
 class Artifact(_Strict):

@@ -33,13 +33,27 @@ class Explainer:
     """Explains the final estimator of one model, on its own columns (built on first use)."""
 
     def __init__(
-        self, final: Any, plan: Plan, background: np.ndarray | None, max_evals: int
+        self,
+        final: Any,
+        plan: Plan,
+        background: np.ndarray | None,
+        max_evals: int,
+        *,
+        reference: tuple[np.ndarray, str] | None = None,
     ) -> None:
+        """Explain ``final`` by ``plan``.
+
+        ``reference``: a linear model's reference point and what it is (else the background's
+        mean, else 0).
+        """
         self.final = final
         self.plan = plan
         self.background = background
         self.max_evals = max_evals
         self._shap: Any = None
+        self._reference = reference
+        if reference is None and background is not None:
+            self._reference = (background.mean(axis=0), "background mean")
         self._native: bool | None = None
         """XGBoost's and LightGBM's own TreeSHAP (``pred_contrib``) answers, once it agreed
         with shap's on the first rows explained; None until asked."""
@@ -47,7 +61,7 @@ class Explainer:
     @property
     def reference(self) -> str:
         """What a linear model's contributions are measured from."""
-        return "background mean" if self.background is not None else "zero"
+        return self._reference[1] if self._reference is not None else "zero"
 
     def explain(self, columns: np.ndarray) -> Attributions:
         """Attribute the output of ``columns`` (``[N, C]`` floats) to each column."""
@@ -71,9 +85,7 @@ class Explainer:
         coef = np.atleast_2d(np.asarray(self.final.coef_, dtype=np.float64))  # [K, C]
         intercept = np.atleast_1d(np.asarray(self.final.intercept_, dtype=np.float64))
         reference = (
-            self.background.mean(axis=0)
-            if self.background is not None
-            else np.zeros(columns.shape[1])
+            self._reference[0] if self._reference is not None else np.zeros(columns.shape[1])
         )
         shares = (columns - reference)[:, :, None] * coef.T[None, :, :]  # [N, C, K]
         return _exact(shares, intercept + coef @ reference)

@@ -30,17 +30,23 @@ MAX_BACKGROUND_ROWS = 100
 
 
 def explanations_for(loaded: Any, bounds: Explain) -> Explanations:
-    """The explanations of a loaded model; its bundle's acceptance rows are the background."""
+    """The explanations of a loaded model.
+
+    Its bundle's acceptance rows are the background, and the feature means its manifest
+    recorded at publish (``--sample``) a linear model's reference.
+    """
     sets = loaded.acceptance_sets
     background = next(
         (s["instances"] for s in (sets.confidence, sets.e2e) if s and s.get("instances")), None
     )
+    manifest = loaded.manifest
     return Explanations(
         loaded.estimator,
         loaded.signature,
         background_rows=background,
         max_rows=bounds.max_rows,
         max_evals=bounds.max_evals,
+        means=manifest.feature_means if manifest is not None else None,
     )
 
 
@@ -55,6 +61,7 @@ class Explanations:
         background_rows: list[Any] | None,
         max_rows: int,
         max_evals: int,
+        means: tuple[float, ...] | None = None,
     ) -> None:
         self.estimator = estimator
         self.signature = signature
@@ -73,7 +80,10 @@ class Explanations:
             self.plan, self.reason = None, str(e)
             return
         background = self._background(background_rows) if background_rows else None
-        self._explainer = Explainer(final, self.plan, background, max_evals)
+        reference = None
+        if means is not None and self.pre is None and len(means) == len(self.features):
+            reference = (np.asarray(means, dtype=np.float64), "publish sample mean")
+        self._explainer = Explainer(final, self.plan, background, max_evals, reference=reference)
 
     def describe(self) -> dict[str, Any]:
         """What the metadata and the home page say about explanations."""

@@ -111,7 +111,8 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
         "created_by": spec.created_by,
         "task": signature.task,
         "features": [
-            f | {"dtype": "BYTES"} if f["name"] in spec.string_features else f for f in features
+            {"name": f["name"], "dtype": "BYTES"} if f["name"] in spec.string_features else f
+            for f in features
         ],
         "classes": list(signature.classes) if signature.classes is not None else None,
         "hyperparameters": _json_safe_params(estimator),

@@ -392,7 +392,11 @@ def test_a_sample_records_the_frames_names_and_types_in_the_manifest(tmp_path: P
 
     for folder in published.values():
         features = json.loads((folder / "model.json").read_text())["features"]
-        assert features == [{"name": "zone", "dtype": "BYTES"}, {"name": "area", "dtype": "FP64"}]
+        area = pytest.approx(float(frame["area"].mean()))
+        assert features == [
+            {"name": "zone", "dtype": "BYTES"},
+            {"name": "area", "dtype": "FP64", "mean": area},
+        ]
     with pytest.raises(PublishError, match="the model takes 2 features .* the sample has 1"):
         frame[["area"]].to_csv(tmp_path / "one.csv", index=False)
         stage_bundle(

@@ -326,3 +326,28 @@ def test_boosted_libraries_are_explained_by_their_own_treeshap_as_shap_explains_
             assert row["value"] == pytest.approx(float(raw[i, k]), abs=1e-5)
             got = [row["contributions"][n] for n in NAMES]
             np.testing.assert_allclose(got, direct[i, :, k], atol=1e-5)
+
+
+def test_a_linear_bundle_is_measured_from_its_publish_samples_means(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    linear = LogisticRegression().fit(FRAME, Y2)
+    joblib.dump(linear, tmp_path / "model.joblib")
+    sample = tmp_path / "sample.csv"
+    FRAME.iloc[:200].to_csv(sample, index=False)
+    done = run_publish(
+        "--model", str(tmp_path / "model.joblib"), "--name", "lin", "--version", "1.0.0",
+        "--to", str(tmp_path / "registry"), "--sample", str(sample),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "registry" / "lin" / "1.0.0" / "model.json").read_text())
+    means = X[:200].mean(axis=0)
+    assert [f["mean"] for f in manifest["features"]] == pytest.approx(means.tolist(), abs=1e-9)
+    running = server.start(str(tmp_path / "registry" / "lin" / "1.0.0"), name="m", timeout=60)
+    answer = explain(running, {"instances": FRAME.iloc[300 - 3 :].to_dict("records")}).json()
+    assert answer["reference"] == "publish sample mean"
+    additive(answer)
+    for i, row in enumerate(answer["explanations"]):
+        expected = linear.coef_[0] * (X[300 - 3 + i] - means)
+        np.testing.assert_allclose([row["contributions"][n] for n in NAMES], expected, atol=1e-9)
+        assert row["base_value"] == pytest.approx(linear.intercept_[0] + linear.coef_[0] @ means)

@@ -107,7 +107,7 @@ def test_a_sample_names_each_feature_type_and_must_hold_every_named_column() -> 
 
     assert features == [
         {"name": "city", "dtype": "BYTES"},
-        {"name": "size", "dtype": "FP64"},
+        {"name": "size", "dtype": "FP64", "mean": pytest.approx(float(np.mean(FRAME["size"])))},
         {"name": "kind", "dtype": "BYTES"},
     ]
     assert signature.lacking(["city", "size", "kind", "extra"]) is None
