@@ -22,6 +22,7 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     │   └── ExplainBusyError       503  RESOURCE_EXHAUSTED (Retry-After)
     ├── ExplainTooLargeError       413  RESOURCE_EXHAUSTED
     ├── ExplainUnavailableError    501  UNIMPLEMENTED
+    │   └── ExplainNeedsBackgroundError 400  FAILED_PRECONDITION
     ├── ConfigError                                        2
     ├── PortInUseError                                     2
     ├── PublishError                                       2
@@ -199,6 +200,13 @@ class ExplainUnavailableError(PredictorError):
 
     http_status = 501
     grpc_code = "UNIMPLEMENTED"
+
+
+class ExplainNeedsBackgroundError(ExplainUnavailableError):
+    """The model is explained by sampling, and was served without rows to sample from."""
+
+    http_status = 400
+    grpc_code = "FAILED_PRECONDITION"
 
 
 class ConfigError(PredictorError):

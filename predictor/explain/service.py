@@ -13,7 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from predictor.errors import ExplainTooLargeError, ExplainUnavailableError, PayloadError
+from predictor.errors import (
+    ExplainNeedsBackgroundError,
+    ExplainTooLargeError,
+    ExplainUnavailableError,
+    PayloadError,
+)
 from predictor.explain.explainers import Attributions, Explainer
 from predictor.explain.grouping import UntraceableError, source_columns
 from predictor.explain.plan import LINEAR, Plan, plan_for, split_pipeline
@@ -68,6 +73,9 @@ class Explanations:
         self.max_rows = max_rows
         self.pre, final = split_pipeline(estimator)
         self.plan, self.reason = plan_for(estimator, has_background=bool(background_rows))
+        self._needs_background = (
+            self.plan is None and plan_for(estimator, has_background=True)[0] is not None
+        )
         self.features = _feature_keys(signature)
         self._map: np.ndarray | None = None
         self._explainer: Explainer | None = None
@@ -116,6 +124,8 @@ class Explanations:
     def ready_plan(self) -> Plan:
         """The plan; ``ExplainUnavailableError`` (501) when the model cannot be explained."""
         if self.plan is None or self._explainer is None:
+            if self._needs_background:
+                raise ExplainNeedsBackgroundError(f"this model cannot be explained: {self.reason}")
             raise ExplainUnavailableError(f"this model cannot be explained: {self.reason}")
         return self.plan
 
