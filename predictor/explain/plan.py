@@ -80,14 +80,16 @@ def plan_for(estimator: Any, *, has_background: bool) -> tuple[Plan | None, str]
     if _is_linear(final):
         output = "decision_function" if classes is not None else "predict"
         return Plan(LINEAR, output, True), f"coefficients of the {kind}"
+    methods = ("predict_proba", "decision_function", "predict")
+    explained = next((m for m in methods if callable(getattr(final, m, None))), None)
+    if explained is None:
+        return None, f"a {kind} makes no prediction to explain (it only transforms)"
     if not has_background:
         return None, (
             f"a {kind} is explained by sampling, which needs background rows: publish the model "
             "as a bundle with a confidence or end-to-end set (its rows are the background)"
         )
-    methods = ("predict_proba", "decision_function", "predict")
-    output = next(m for m in methods if callable(getattr(final, m, None)))
-    return Plan(PERMUTATION_SHAP, output, False), f"permutation SHAP over the {kind}"
+    return Plan(PERMUTATION_SHAP, explained, False), f"permutation SHAP over the {kind}"
 
 
 def _is_linear(final: Any) -> bool:

@@ -45,14 +45,18 @@ def explanations_for(loaded: Any, bounds: Explain) -> Explanations:
         (s["instances"] for s in (sets.confidence, sets.e2e) if s and s.get("instances")), None
     )
     manifest = loaded.manifest
-    return Explanations(
-        loaded.estimator,
-        loaded.signature,
-        background_rows=background,
-        max_rows=bounds.max_rows,
-        max_evals=bounds.max_evals,
-        means=manifest.feature_means if manifest is not None else None,
-    )
+    try:
+        return Explanations(
+            loaded.estimator,
+            loaded.signature,
+            background_rows=background,
+            max_rows=bounds.max_rows,
+            max_evals=bounds.max_evals,
+            means=manifest.feature_means if manifest is not None else None,
+        )
+    except Exception:  # noqa: BLE001 - explanations are an addition: never a reason not to serve
+        logger.exception("explanations could not be prepared for this model; :explain is off")
+        return Explanations.unavailable(loaded.estimator, loaded.signature, bounds.max_rows)
 
 
 class Explanations:
@@ -92,6 +96,16 @@ class Explanations:
         if means is not None and self.pre is None and len(means) == len(self.features):
             reference = (np.asarray(means, dtype=np.float64), "publish sample mean")
         self._explainer = Explainer(final, self.plan, background, max_evals, reference=reference)
+
+    @classmethod
+    def unavailable(cls, estimator: Any, signature: Signature, max_rows: int) -> Explanations:
+        """Explanations that say the model cannot be explained here (see the log for why)."""
+        made = cls.__new__(cls)
+        made.estimator, made.signature, made.max_rows = estimator, signature, max_rows
+        made.pre, made.features = None, _feature_keys(signature)
+        made.plan, made.reason = None, "they could not be prepared (the server's log says why)"
+        made._needs_background, made._map, made._explainer = False, None, None
+        return made
 
     def describe(self) -> dict[str, Any]:
         """What the metadata and the home page say about explanations."""
