@@ -45,18 +45,14 @@ def explanations_for(loaded: Any, bounds: Explain) -> Explanations:
         (s["instances"] for s in (sets.confidence, sets.e2e) if s and s.get("instances")), None
     )
     manifest = loaded.manifest
-    try:
-        return Explanations(
-            loaded.estimator,
-            loaded.signature,
-            background_rows=background,
-            max_rows=bounds.max_rows,
-            max_evals=bounds.max_evals,
-            means=manifest.feature_means if manifest is not None else None,
-        )
-    except Exception:  # noqa: BLE001 - explanations are an addition: never a reason not to serve
-        logger.exception("explanations could not be prepared for this model; :explain is off")
-        return Explanations.unavailable(loaded.estimator, loaded.signature, bounds.max_rows)
+    return Explanations(
+        loaded.estimator,
+        loaded.signature,
+        background_rows=background,
+        max_rows=bounds.max_rows,
+        max_evals=bounds.max_evals,
+        means=manifest.feature_means if manifest is not None else None,
+    )
 
 
 class Explanations:
@@ -75,19 +71,34 @@ class Explanations:
         self.estimator = estimator
         self.signature = signature
         self.max_rows = max_rows
-        self.pre, final = split_pipeline(estimator)
-        self.plan, self.reason = plan_for(estimator, has_background=bool(background_rows))
-        self._needs_background = (
-            self.plan is None and plan_for(estimator, has_background=True)[0] is not None
-        )
         self.features = _feature_keys(signature)
+        self.pre, final = split_pipeline(estimator)
+        self.plan: Plan | None = None
+        self.reason = ""
+        self._needs_background = False
         self._map: np.ndarray | None = None
         self._explainer: Explainer | None = None
+        try:
+            self._prepare(final, background_rows, max_evals, means)
+        except Exception:  # noqa: BLE001 - explanations are an addition, never a reason not to serve
+            logger.exception("explanations could not be prepared for this model; :explain is off")
+            self.plan, self.reason = None, "they could not be prepared (the server's log says why)"
+
+    def _prepare(
+        self,
+        final: Any,
+        background_rows: list[Any] | None,
+        max_evals: int,
+        means: tuple[float, ...] | None,
+    ) -> None:
+        self.plan, self.reason = plan_for(self.estimator, has_background=bool(background_rows))
         if self.plan is None:
+            sampled, _ = plan_for(self.estimator, has_background=True)
+            self._needs_background = sampled is not None
             return
         try:
-            width = 1 if signature.text else len(self.features)
-            self._map = source_columns(self.pre, width, signature.feature_names)
+            width = 1 if self.signature.text else len(self.features)
+            self._map = source_columns(self.pre, width, self.signature.feature_names)
         except UntraceableError as e:
             self.plan, self.reason = None, str(e)
             return
@@ -96,16 +107,6 @@ class Explanations:
         if means is not None and self.pre is None and len(means) == len(self.features):
             reference = (np.asarray(means, dtype=np.float64), "publish sample mean")
         self._explainer = Explainer(final, self.plan, background, max_evals, reference=reference)
-
-    @classmethod
-    def unavailable(cls, estimator: Any, signature: Signature, max_rows: int) -> Explanations:
-        """Explanations that say the model cannot be explained here (see the log for why)."""
-        made = cls.__new__(cls)
-        made.estimator, made.signature, made.max_rows = estimator, signature, max_rows
-        made.pre, made.features = None, _feature_keys(signature)
-        made.plan, made.reason = None, "they could not be prepared (the server's log says why)"
-        made._needs_background, made._map, made._explainer = False, None, None
-        return made
 
     def describe(self) -> dict[str, Any]:
         """What the metadata and the home page say about explanations."""
