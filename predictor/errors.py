@@ -21,6 +21,7 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     ├── OverloadedError            503  RESOURCE_EXHAUSTED (Retry-After)
     │   └── ExplainBusyError       503  RESOURCE_EXHAUSTED (Retry-After)
     ├── ExplainTooLargeError       413  RESOURCE_EXHAUSTED
+    ├── ExplainWorkerLostError     503  UNAVAILABLE
     ├── ExplainUnavailableError    501  UNIMPLEMENTED
     │   └── ExplainNeedsBackgroundError 400  FAILED_PRECONDITION
     ├── ConfigError                                        2
@@ -192,6 +193,19 @@ class ExplainTooLargeError(PredictorError):
         super().__init__(
             f"an explain request takes at most {limit} rows (PREDICTOR_EXPLAIN_MAX_ROWS), "
             f"got {rows}; send them in several requests"
+        )
+
+
+class ExplainWorkerLostError(PredictorError):
+    """An explain worker process died mid-explanation (killed, out of memory)."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the explain worker stopped before it answered (killed, or out of memory); "
+            "the next explanation starts a new one"
         )
 
 

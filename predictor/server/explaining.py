@@ -24,12 +24,18 @@ import pickle
 import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest
 
-from predictor.errors import ExplainBusyError, ExplainUnavailableError, ModelNotReadyError
+from predictor.errors import (
+    ExplainBusyError,
+    ExplainUnavailableError,
+    ExplainWorkerLostError,
+    ModelNotReadyError,
+)
 from predictor.explain.plan import LINEAR
 from predictor.explain.service import Explanations, explanations_for
 from predictor.protocol.v2_rest import parse_json
@@ -117,11 +123,12 @@ class Explaining:
             return pb.ModelInferResponse.FromString(answer)
         self._take()
         try:
-            return pb.ModelInferResponse.FromString(
-                self._hand(explanations, "grpc", request).result()
-            )
+            answer = self._hand(explanations, "grpc", request).result()
+        except BrokenProcessPool:
+            raise self._lost() from None
         finally:
             self._give_back()
+        return pb.ModelInferResponse.FromString(answer)
 
     def stop(self) -> None:
         """Stop the worker processes (the server is shutting down)."""
@@ -139,8 +146,16 @@ class Explaining:
             # at its low priority: the writing end must not be the event loop.
             future = await asyncio.to_thread(self._hand, explanations, kind, request)
             return await asyncio.wrap_future(future)
+        except BrokenProcessPool:
+            raise self._lost() from None
         finally:
             self._give_back()
+
+    def _lost(self) -> ExplainWorkerLostError:
+        """A worker died: the pool is broken for good, so the next explanation starts anew."""
+        with self._starting:
+            self.stop()
+        return ExplainWorkerLostError()
 
     def _take(self) -> None:
         """Count one explanation in; refused at once (503) when every worker is busy."""

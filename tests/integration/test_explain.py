@@ -10,6 +10,8 @@ concurrency) and a server without shap.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import warnings
 from pathlib import Path
@@ -360,3 +362,63 @@ def test_a_linear_bundle_is_measured_from_its_publish_samples_means(
         np.testing.assert_allclose([row["contributions"][n] for n in NAMES], expected, atol=1e-9)
         np.testing.assert_allclose([row["contributions"][n] for n in NAMES], direct[i], atol=1e-6)
         assert row["base_value"] == pytest.approx(linear.intercept_[0] + linear.coef_[0] @ means)
+
+
+def test_a_worker_that_dies_is_a_503_and_the_next_explanation_gets_a_new_one(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    knn = KNeighborsClassifier().fit(FRAME, Y2)
+    golden = tmp_path / "golden.json"
+    golden.write_text(json.dumps({"instances": X[:100].tolist(), "expected": knn.predict(FRAME[:100]).tolist()}))  # fmt: skip
+    joblib.dump(knn, tmp_path / "model.joblib")
+    done = run_publish(
+        "--model", str(tmp_path / "model.joblib"), "--name", "knn", "--version", "1.0.0",
+        "--to", str(tmp_path / "registry"), "--e2e", str(golden),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    running = server.start(
+        str(tmp_path / "registry" / "knn" / "1.0.0"), name="m", timeout=60,
+        env={"PREDICTOR_EXPLAIN_MAX_IN_FLIGHT": "1", "PREDICTOR_EXPLAIN_MAX_EVALS": "1000"},
+    )  # fmt: skip
+    assert explain(running, {"instances": [X[0].tolist()]}).status_code == 200  # starts it
+    answers: list[httpx.Response] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(explain(running, {"instances": X[:16].tolist()}))
+    )
+    slow.start()
+    workers = wait_until(
+        lambda: [p for p in _children(running.process.pid) if _is_explain_worker(p)],
+        timeout=60,
+        what="the explain worker process",
+    )
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    slow.join(120)
+    assert answers[0].status_code == 503, answers[0].text
+    assert answers[0].json()["error"] == (
+        "the explain worker stopped before it answered (killed, or out of memory); "
+        "the next explanation starts a new one"
+    )
+    again = explain(running, {"instances": [X[0].tolist()]})
+    assert again.status_code == 200, again.text
+    assert httpx.post(f"{running.url}/v1/models/m:predict", json={"instances": [X[0].tolist()]}).status_code == 200  # fmt: skip
+
+
+def _children(pid: int) -> list[int]:
+    """The server's child processes, whichever of its threads started them."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _is_explain_worker(pid: int) -> bool:
+    """A child of the server running multiprocessing's spawn (not its resource tracker)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"spawn_main" in command
