@@ -141,25 +141,32 @@ def test_a_linear_model_is_coefficient_times_value_with_no_background(
     )
 
 
-def test_a_non_tree_model_samples_over_its_bundles_rows_and_without_them_says_how(
-    server: ServerFactory, tmp_path: Path
-) -> None:
+def knn_bundle(tmp_path: Path, rows: int) -> tuple[Any, Path]:
+    """A KNN classifier (which only sampling explains), and its bundle whose end-to-end set's
+    first ``rows`` rows are the background."""
     knn = KNeighborsClassifier().fit(FRAME, Y2)
-    bare = served(server, tmp_path, knn)
-    refused = explain(bare, {"instances": [X[0].tolist()]})
-    assert refused.status_code == 400
-    assert "needs background rows: publish the model as a bundle" in refused.json()["error"]
+    joblib.dump(knn, tmp_path / "model.joblib")
     golden = tmp_path / "golden.json"
     golden.write_text(
-        json.dumps({"instances": FRAME.iloc[:40].values.tolist(),
-                    "expected": knn.predict(FRAME.iloc[:40]).tolist()})
-    )  # fmt: skip
+        json.dumps({"instances": X[:rows].tolist(), "expected": knn.predict(FRAME[:rows]).tolist()})
+    )
     done = run_publish(
         "--model", str(tmp_path / "model.joblib"), "--name", "knn", "--version", "1.0.0",
         "--to", str(tmp_path / "registry"), "--e2e", str(golden),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    bundle = server.start(str(tmp_path / "registry" / "knn" / "1.0.0"), name="knn", timeout=60)
+    return knn, tmp_path / "registry" / "knn" / "1.0.0"
+
+
+def test_a_non_tree_model_samples_over_its_bundles_rows_and_without_them_says_how(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    knn, bundle_path = knn_bundle(tmp_path, 40)
+    bare = server.start(str(tmp_path / "model.joblib"), name="m", timeout=60)
+    refused = explain(bare, {"instances": [X[0].tolist()]})
+    assert refused.status_code == 400
+    assert "needs background rows: publish the model as a bundle" in refused.json()["error"]
+    bundle = server.start(str(bundle_path), name="knn", timeout=60)
     body = {"instances": X[50:53].tolist()}
     first = explain(bundle, body, "knn").json()
     assert (first["method"], first["exact"]) == ("permutation_shap", False)
@@ -198,17 +205,9 @@ def test_bad_input_is_refused_as_predict_refuses_it(server: ServerFactory, tmp_p
 def test_one_explanation_too_many_is_refused_at_once_while_predictions_go_on(
     server: ServerFactory, tmp_path: Path
 ) -> None:
-    knn = KNeighborsClassifier().fit(FRAME, Y2)
-    golden = tmp_path / "golden.json"
-    golden.write_text(json.dumps({"instances": X[:100].tolist(), "expected": knn.predict(FRAME[:100]).tolist()}))  # fmt: skip
-    joblib.dump(knn, tmp_path / "model.joblib")
-    done = run_publish(
-        "--model", str(tmp_path / "model.joblib"), "--name", "knn", "--version", "1.0.0",
-        "--to", str(tmp_path / "registry"), "--e2e", str(golden),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    _, bundle_path = knn_bundle(tmp_path, 100)
     running = server.start(
-        str(tmp_path / "registry" / "knn" / "1.0.0"), name="m", timeout=60,
+        str(bundle_path), name="m", timeout=60,
         env={"PREDICTOR_EXPLAIN_MAX_IN_FLIGHT": "1", "PREDICTOR_EXPLAIN_MAX_EVALS": "1000"},
     )  # fmt: skip
     answers: list[httpx.Response] = []
@@ -367,17 +366,9 @@ def test_a_linear_bundle_is_measured_from_its_publish_samples_means(
 def test_a_worker_that_dies_is_a_503_and_the_next_explanation_gets_a_new_one(
     server: ServerFactory, tmp_path: Path
 ) -> None:
-    knn = KNeighborsClassifier().fit(FRAME, Y2)
-    golden = tmp_path / "golden.json"
-    golden.write_text(json.dumps({"instances": X[:100].tolist(), "expected": knn.predict(FRAME[:100]).tolist()}))  # fmt: skip
-    joblib.dump(knn, tmp_path / "model.joblib")
-    done = run_publish(
-        "--model", str(tmp_path / "model.joblib"), "--name", "knn", "--version", "1.0.0",
-        "--to", str(tmp_path / "registry"), "--e2e", str(golden),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    _, bundle_path = knn_bundle(tmp_path, 100)
     running = server.start(
-        str(tmp_path / "registry" / "knn" / "1.0.0"), name="m", timeout=60,
+        str(bundle_path), name="m", timeout=60,
         env={"PREDICTOR_EXPLAIN_MAX_IN_FLIGHT": "1", "PREDICTOR_EXPLAIN_MAX_EVALS": "1000"},
     )  # fmt: skip
     assert explain(running, {"instances": [X[0].tolist()]}).status_code == 200  # starts it
