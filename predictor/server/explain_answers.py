@@ -21,7 +21,6 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest
 
 from predictor.explain.service import Explained, Explanations
-from predictor.inference.batch import Batch
 from predictor.inference.signature import dense
 from predictor.protocol.v2 import decode_v2, encode_v2_json
 from predictor.protocol.v2_grpc import encode_v2_grpc, request_from_grpc
@@ -40,8 +39,7 @@ def explain_v2_json(
     explanations: Explanations, request: InferRequest, *, model_name: str, version: str
 ) -> dict[str, Any]:
     """The v2 REST document: the plain outputs asked for, then the explanation outputs."""
-    asked, batch, results, explained = _answer(explanations, request)
-    plain = tuple(n for n in asked if n not in EXPLAIN_OUTPUTS)
+    asked, plain, results, explained = _answer(explanations, request)
     document = encode_v2_json(
         results,
         plain,
@@ -66,8 +64,7 @@ def explain_grpc(
 ) -> pb.ModelInferResponse:
     """The gRPC response: the plain outputs asked for, then the explanation outputs."""
     request = request_from_grpc(message)
-    asked, batch, results, explained = _answer(explanations, request)
-    plain = tuple(n for n in asked if n not in EXPLAIN_OUTPUTS)
+    asked, plain, results, explained = _answer(explanations, request)
     response = encode_v2_grpc(
         results,
         plain,
@@ -92,16 +89,20 @@ def explain_grpc(
 
 def _answer(
     explanations: Explanations, request: InferRequest
-) -> tuple[list[str], Batch, dict[str, np.ndarray], Explained]:
-    """Decode as ``infer`` does, compute the plain outputs asked for, and explain the rows."""
+) -> tuple[list[str], tuple[str, ...], dict[str, np.ndarray], Explained]:
+    """Decode as ``infer`` does, compute the plain outputs asked for, and explain the rows.
+
+    Returns every output asked for, the plain ones among them, their values and the
+    explanations.
+    """
     asked = [o.name for o in request.request_outputs or []]
-    plain = [o for o in request.request_outputs or [] if o.name not in EXPLAIN_OUTPUTS]
-    request.request_outputs = plain or None
+    wanted = [o for o in request.request_outputs or [] if o.name not in EXPLAIN_OUTPUTS]
+    request.request_outputs = wanted or None
     batch = decode_v2(request, explanations.signature, frame=True)
     explained = explanations.attribute(batch)
-    names = [o.name for o in plain]
-    results = {n: dense(getattr(explanations.estimator, n)(batch.features)) for n in names}
-    return asked, batch, results, explained
+    plain = tuple(o.name for o in wanted)
+    results = {n: dense(getattr(explanations.estimator, n)(batch.features)) for n in plain}
+    return asked, plain, results, explained
 
 
 def _explain_tensors(
