@@ -158,6 +158,15 @@ def knn_bundle(tmp_path: Path, rows: int) -> tuple[Any, Path]:
     return knn, tmp_path / "registry" / "knn" / "1.0.0"
 
 
+def one_slow_worker(server: ServerFactory, tmp_path: Path) -> RunningServer:
+    """A KNN bundle served with one explain worker and explanations that take seconds."""
+    _, bundle_path = knn_bundle(tmp_path, 100)
+    return server.start(
+        str(bundle_path), name="m", timeout=60,
+        env={"PREDICTOR_EXPLAIN_MAX_IN_FLIGHT": "1", "PREDICTOR_EXPLAIN_MAX_EVALS": "1000"},
+    )  # fmt: skip
+
+
 def test_a_non_tree_model_samples_over_its_bundles_rows_and_without_them_says_how(
     server: ServerFactory, tmp_path: Path
 ) -> None:
@@ -205,11 +214,7 @@ def test_bad_input_is_refused_as_predict_refuses_it(server: ServerFactory, tmp_p
 def test_one_explanation_too_many_is_refused_at_once_while_predictions_go_on(
     server: ServerFactory, tmp_path: Path
 ) -> None:
-    _, bundle_path = knn_bundle(tmp_path, 100)
-    running = server.start(
-        str(bundle_path), name="m", timeout=60,
-        env={"PREDICTOR_EXPLAIN_MAX_IN_FLIGHT": "1", "PREDICTOR_EXPLAIN_MAX_EVALS": "1000"},
-    )  # fmt: skip
+    running = one_slow_worker(server, tmp_path)
     answers: list[httpx.Response] = []
     body = {"instances": X[:16].tolist()}
     both = [threading.Thread(target=lambda: answers.append(explain(running, body))) for _ in "ab"]
@@ -366,11 +371,7 @@ def test_a_linear_bundle_is_measured_from_its_publish_samples_means(
 def test_a_worker_that_dies_is_a_503_and_the_next_explanation_gets_a_new_one(
     server: ServerFactory, tmp_path: Path
 ) -> None:
-    _, bundle_path = knn_bundle(tmp_path, 100)
-    running = server.start(
-        str(bundle_path), name="m", timeout=60,
-        env={"PREDICTOR_EXPLAIN_MAX_IN_FLIGHT": "1", "PREDICTOR_EXPLAIN_MAX_EVALS": "1000"},
-    )  # fmt: skip
+    running = one_slow_worker(server, tmp_path)
     assert explain(running, {"instances": [X[0].tolist()]}).status_code == 200  # starts it
     answers: list[httpx.Response] = []
     slow = threading.Thread(
