@@ -38,7 +38,7 @@ MODEL_TAG ?= $(VERSION)
 MODEL_URI ?=
 MODEL_BUILD_DIR := build/model
 OVERLAYS := minikube minikube-canary minikube-shadow minikube-bandit minikube-events minikube-monitoring \
-	gke gke-canary gke-batch
+	gke gke-canary gke-batch gke-multi-model
 MANIFEST_DIRS := $(addprefix manifests/overlays/,$(OVERLAYS)) manifests/runtimes/cluster \
 	manifests/runtimes/namespaced manifests/alternatives/custom-container
 

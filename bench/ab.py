@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("--old", help="git commit of the old version (served as predictor@REF)")
     parser.add_argument("--old-kind", help="or a server kind of bench/servers.py, e.g. predictor")
     parser.add_argument(
-        "--new", default="predictor", help="predictor, predictor@REF or predictor+shadow"
+        "--new",
+        default="predictor",
+        help="predictor, predictor@REF, predictor+shadow or predictor+repository",
     )
     parser.add_argument("--models", default="lr")
     parser.add_argument(

@@ -6,13 +6,15 @@ with a pinned digest and an acceptance set, so its cold start includes every che
 ``mlserver`` and ``mlserver-batch`` are MLServer's sklearn runtime, without and with adaptive
 batching, when MLServer is installed in bench/.venv-mlserver. ``predictor@REF`` is ours as of
 git commit REF (for A/B runs, ``bench/ab.py``); ``predictor+shadow`` is ours with the same model
-as its shadow (``bench/ab.py --old-kind predictor --new predictor+shadow``).
+as its shadow (``bench/ab.py --old-kind predictor --new predictor+shadow``);
+``predictor+repository`` serves the same bundle as the one model of a model repository.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -158,6 +160,12 @@ def start_server(
             str(paths[model]),
         ]
         command += ["--http_port", str(http), "--grpc_port", str(grpc)]
+    elif kind == "predictor+repository":  # the same bundle, as one model of a repository
+        repository = work / f"repository-{model}"
+        if not repository.exists():
+            shutil.copytree(paths[f"{model}-bundle"], repository / model)
+        command = [sys.executable, "-m", "predictor", "--model_repository", str(repository)]
+        command += ["--preload", model, "--http_port", str(http), "--grpc_port", str(grpc)]
     elif kind in ("predictor", "predictor+shadow") or kind.startswith("predictor@"):
         bundle = paths[model] if bare else paths[f"{model}-bundle"]
         if not bare:

@@ -11,151 +11,46 @@ from __future__ import annotations
 
 import re
 import warnings
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import fields
+from typing import Any, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from predictor.sections import Bandit, Engines, Explain, Limits, ModelSource, Shadow
+from predictor.sections import (
+    Bandit,
+    BanditFields,
+    Engines,
+    Explain,
+    ExplainFields,
+    Limits,
+    ModelFields,
+    ModelSource,
+    Repository,
+    RepositoryFields,
+    ServingFields,
+    Shadow,
+    ShadowFields,
+)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+S = TypeVar("S")
 
 
-class Settings(BaseSettings):
+class Settings(  # the fields, in groups, are in predictor.sections
+    BaseSettings,
+    RepositoryFields,
+    ExplainFields,
+    BanditFields,
+    ShadowFields,
+    ServingFields,
+    ModelFields,
+):
     """The predictor's own settings; each field is also ``PREDICTOR_<FIELD>`` in the environment."""
 
     model_config = SettingsConfigDict(
         env_prefix="PREDICTOR_", extra="ignore", frozen=True, use_attribute_docstrings=True
     )
-
-    model_uri: str | None = Field(default=None, min_length=1)
-    """Where the model lives: gs:// or s3:// (object or prefix/), models:/NAME/VERSION or
-    models:/NAME@ALIAS (MLflow), file:///abs/path or a path."""
-
-    model_dir: Path | None = None
-    """The folder KServe's storage initializer filled from storageUri (KServe's runtime flag,
-    ``--model_dir=/mnt/models``); used when no model URI is given."""
-
-    model_sha256: str | None = None
-    """Hex sha256 the artifact must match before it is unpickled; unset means not pinned."""
-
-    download_dir: Path | None = None
-    """Where gs:// artifacts are downloaded; a fresh temporary folder when unset."""
-
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
-    """Request bodies above this size get 413 without being read whole."""
-
-    store_deadline_seconds: float = Field(default=120.0, gt=0)
-    """Total time budget for retrying transient errors of a store (GCS, S3, MLflow) in one
-    read or write."""
-
-    gcs_deadline_seconds: float | None = Field(default=None, gt=0)
-    """Deprecated: the old name of store_deadline_seconds, still accepted (with a warning)."""
-
-    allow_version_skew: bool = False
-    """Serve a bundle saved with a different scikit-learn minor version (results may differ)."""
-
-    require_digest: bool = False
-    """Refuse any model whose digest the deployer did not pin (production setting)."""
-
-    fast_path: bool = True
-    """Serve with a compiled model when one exists and matches scikit-learn on probe rows."""
-
-    native_engine: bool = True
-    """Serve tree ensembles with ONNX Runtime when the converted model matches scikit-learn."""
-
-    native_threads: int = Field(default=1, ge=1)
-    """ONNX Runtime threads per inference (1 leaves the other cores to concurrent requests)."""
-
-    batch_max_rows: int | None = Field(default=None, ge=1)
-    """Most rows one model call may combine from concurrent requests (1 switches batching off).
-
-    Unset: 1,024 for tree ensembles (one call over many rows brings their nodes back into the
-    CPU caches once, not once per request), 64 for other models.
-    """
-
-    batch_max_wait_ms: float = Field(default=0.0, ge=0)
-    """How long a lone request may wait for company; 0 batches only what already queued."""
-
-    cache_size: int = Field(default=0, ge=0)
-    """Entries in the prediction cache (by model version and exact input); 0 switches it off."""
-
-    max_in_flight: int = Field(default=256, ge=1)
-    """Inference requests served at once per process; more get 503 with Retry-After at once."""
-
-    shutdown_delay_seconds: float = Field(default=0.0, ge=0)
-    """On SIGTERM, report not-ready and keep serving this long before stopping (set it to a few
-    seconds in a cluster, below terminationGracePeriodSeconds, so no request is cut off)."""
-
-    access_log: bool = False
-    """Log one line per request (uvicorn's access log); off so that serving stays lean."""
-
-    shadow_model_uri: str | None = Field(default=None, min_length=1)
-    """A second model (same URIs as model_uri) that answers every request too, off the response
-    path: its answers are only compared and logged; callers get the primary's."""
-
-    shadow_model_sha256: str | None = None
-    """Hex sha256 the shadow's artifact must match, as model_sha256 for the primary."""
-
-    shadow_url: str | None = Field(default=None, min_length=1)
-    """Instead of a shadow model: a v1 :predict URL each request is mirrored to (another image or
-    feature extractor), fire and forget; its answers are compared as a shadow model's."""
-
-    shadow_optional: bool = False
-    """Serve with the primary alone when the shadow cannot be loaded (else start-up fails)."""
-
-    shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)
-    """Share of requests the shadow also answers."""
-
-    shadow_queue_size: int = Field(default=1024, ge=1)
-    """Requests waiting for the shadow at most; more are dropped (and counted), never waited for."""
-
-    shadow_tolerance: float = Field(default=1e-6, ge=0)
-    """Largest difference at which two numeric answers (regression, transforms) still agree."""
-
-    prediction_log: str | None = Field(default=None, min_length=1)
-    """A folder, gs://bucket/prefix/ or s3://bucket/prefix/ for JSON Lines of each shadowed row:
-    time, request id, model, versions and both outputs."""
-
-    log_inputs: bool = False
-    """Also write each row's input features in the prediction log."""
-
-    prediction_log_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
-    """A prediction log file is closed (and uploaded, to a bucket) at this size."""
-
-    prediction_log_max_seconds: float = Field(default=300.0, gt=0)
-    """... or this long after it was opened, whichever comes first."""
-
-    bandit_model_uris: str | None = Field(default=None, min_length=1)
-    """Comma-separated model URIs served together as arms of a multi-armed bandit: each request
-    is answered by one, chosen by bandit_policy, which learns from POST .../feedback."""
-
-    bandit_model_sha256s: str | None = Field(default=None, min_length=1)
-    """Comma-separated hex sha256 digests the arms' artifacts must match, one per URI of
-    bandit_model_uris and in its order, as model_sha256 for a single model."""
-
-    bandit_policy: Literal["thompson", "epsilon_greedy", "ucb1"] = "thompson"
-    """How the bandit picks the arm for a request."""
-
-    bandit_epsilon: float = Field(default=0.1, ge=0, le=1)
-    """epsilon_greedy: the share of requests sent to an arm at random."""
-
-    bandit_state: str | None = Field(default=None, pattern=r"^rediss?://")
-    """redis://host:port/db to share what the bandit learned between replicas and restarts;
-    unset: this process alone."""
-
-    bandit_feedback_ttl_seconds: float = Field(default=3600.0, gt=0)
-    """How long a response id takes feedback."""
-
-    explain_max_rows: int = Field(default=64, ge=1)
-    """Rows one :explain request may hold (413 above)."""
-
-    explain_max_in_flight: int = Field(default=2, ge=1)
-    """Explanations computed at once, each in a worker thread of their own (503 above)."""
-
-    explain_max_evals: int = Field(default=500, ge=1)
-    """Model calls per row a sampling explainer may make (permutation SHAP)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -175,8 +70,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_model(self) -> Settings:
+        if self.model_repository is not None:
+            return self._check_repository()
         if self.model_uri is None and self.model_dir is None and not self.bandit_uris:
-            raise ValueError("model_uri or model_dir: required, missing")
+            raise ValueError("model_uri, model_dir or model_repository: required, missing")
         if len(self.bandit_uris) == 1:
             raise ValueError("bandit_model_uris: a bandit needs two URIs or more")
         pins = self.bandit_pins
@@ -188,6 +85,42 @@ class Settings(BaseSettings):
         if self.shadow_model_uri is not None and self.shadow_url is not None:
             raise ValueError("shadow_model_uri and shadow_url: set one, not both")
         return self
+
+    def _check_repository(self) -> Settings:
+        """The model repository serves each model alone: no other model source, no strategy."""
+        alone = ("model_uri", "model_sha256", "bandit_model_uris", "shadow_model_uri", "shadow_url")
+        for name in alone:
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"model_repository and {name}: set one, not both (a repository serves each "
+                    "model alone, without a shadow or bandit; pin models with bundles)"
+                )
+        if self.require_digest:
+            raise ValueError(
+                "require_digest: a model repository has no per-model pin to require; its bundles' "
+                "manifests pin each artifact (turn require_digest off to serve a repository)"
+            )
+        preload = self.repository.preload
+        if self.max_loaded_models is not None and len(preload) > self.max_loaded_models:
+            raise ValueError(
+                f"preload: names {len(preload)} models, more than max_loaded_models "
+                f"({self.max_loaded_models})"
+            )
+        return self
+
+    def for_model(self, uri: str) -> Settings:
+        """The settings that load one model of the repository, from ``uri``."""
+        download = (
+            self.download_dir / uri.rstrip("/").rsplit("/", 1)[-1] if self.download_dir else None
+        )
+        return self.model_copy(
+            update={
+                "model_uri": uri,
+                "model_dir": None,
+                "model_repository": None,
+                "download_dir": download,
+            }
+        )
 
     def for_shadow(self) -> Settings:
         """The settings that load the shadow model: its URI and pin, its own download folder."""
@@ -202,55 +135,43 @@ class Settings(BaseSettings):
             }
         )
 
+    def _section(self, section: type[S], prefix: str = "", **named: str) -> S:
+        """``section`` from the fields of its names (``prefix`` first where one exists)."""
+        values = {}
+        for f in fields(section):  # type: ignore[arg-type]
+            name = named.get(f.name) or prefix + f.name
+            values[f.name] = getattr(self, name if hasattr(self, name) else f.name)
+        return section(**values)
+
     @property
     def source(self) -> ModelSource:
         """Where the model comes from and how far it is trusted."""
-        return ModelSource(
-            location=self.model_location,
-            sha256=self.model_sha256,
-            download_dir=self.download_dir,
-            deadline_seconds=self.store_deadline_seconds,
-            allow_version_skew=self.allow_version_skew,
-            require_digest=self.require_digest,
+        return self._section(
+            ModelSource,
+            location="model_location",
+            sha256="model_sha256",
+            deadline_seconds="store_deadline_seconds",
         )
 
     @property
     def engines(self) -> Engines:
         """Which engines may answer for the model."""
-        return Engines(
-            fast_path=self.fast_path,
-            native_engine=self.native_engine,
-            native_threads=self.native_threads,
-        )
+        return self._section(Engines)
 
     @property
     def limits(self) -> Limits:
         """How much the server takes in, and how it batches and caches."""
-        return Limits(
-            max_body_bytes=self.max_body_bytes,
-            batch_max_rows=self.batch_max_rows,
-            batch_max_wait_ms=self.batch_max_wait_ms,
-            cache_size=self.cache_size,
-            max_in_flight=self.max_in_flight,
-            shutdown_delay_seconds=self.shutdown_delay_seconds,
-            access_log=self.access_log,
-        )
+        return self._section(Limits)
 
     @property
     def shadow(self) -> Shadow:
         """The shadow beside the model, and the prediction log."""
-        return Shadow(
-            model_uri=self.shadow_model_uri,
-            url=self.shadow_url,
-            optional=self.shadow_optional,
-            sample_rate=self.shadow_sample_rate,
-            queue_size=self.shadow_queue_size,
-            tolerance=self.shadow_tolerance,
-            prediction_log=self.prediction_log,
-            log_inputs=self.log_inputs,
-            log_max_bytes=self.prediction_log_max_bytes,
-            log_max_seconds=self.prediction_log_max_seconds,
-            deadline_seconds=self.store_deadline_seconds,
+        return self._section(
+            Shadow,
+            "shadow_",
+            log_max_bytes="prediction_log_max_bytes",
+            log_max_seconds="prediction_log_max_seconds",
+            deadline_seconds="store_deadline_seconds",
         )
 
     @property
@@ -267,7 +188,12 @@ class Settings(BaseSettings):
     @property
     def explain(self) -> Explain:
         """How explanations are bounded."""
-        return Explain(self.explain_max_rows, self.explain_max_in_flight, self.explain_max_evals)
+        return self._section(Explain, "explain_")
+
+    @property
+    def repository(self) -> Repository:
+        """The model repository, its budget and how it loads."""
+        return self._section(Repository, preload_names="preload")
 
     @property
     def model_location(self) -> str:

@@ -40,6 +40,9 @@ def check(value: Any, type_name: str, path: str = "") -> list[str]:
     if type_name == "float":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         return [] if ok else [f"{path}: expected a number, got {value!r}"]
+    if type_name == "ResourceQuantity":  # "256Mi", or a plain number
+        ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+        return [] if ok else [f"{path}: expected a quantity, got {value!r}"]
     if type_name in ("datetime", "bytes"):
         return [] if isinstance(value, str) else [f"{path}: expected a timestamp, got {value!r}"]
     if match := _LIST.match(type_name):
@@ -73,6 +76,7 @@ def check_object(document: dict[str, Any]) -> list[str]:
         "ServiceAccount": "V1ServiceAccount",
         "ServingRuntime": "V1alpha1ServingRuntime",
         "ClusterServingRuntime": "V1alpha1ClusterServingRuntime",
+        "TrainedModel": "V1alpha1TrainedModel",
         "Job": "V1Job",
         "CronJob": "V1CronJob",
     }

@@ -64,8 +64,8 @@ def serve(argv: Sequence[str]) -> int:
     warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated.*")
 
     from predictor.server.logs import configure_logging
-    from predictor.server.model import SklearnModel
     from predictor.server.model_server import PredictorServer, RestOptions
+    from predictor.server.model_store import to_serve
 
     logged = False  # whether logging is configured (a settings error comes before it)
 
@@ -75,9 +75,9 @@ def serve(argv: Sequence[str]) -> int:
         if args.configure_logging:
             configure_logging(args.log_config_file, access_log=settings.access_log)
         logged = True
-        model = SklearnModel(args.model_name, settings=settings)
-        model.load()
+        models, store = to_serve(settings, name=args.model_name, workers=args.workers)
         server = PredictorServer(
+            registered_models=store,
             options=RestOptions(
                 max_body_bytes=settings.max_body_bytes,
                 access_log=settings.access_log,
@@ -100,7 +100,7 @@ def serve(argv: Sequence[str]) -> int:
         # the model), stay short under load.
         gc.freeze()
         gc.enable()
-        server.start([model])
+        server.start(models)
 
     def say(error: PredictorError) -> None:
         if logged:

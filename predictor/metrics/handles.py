@@ -35,6 +35,26 @@ def labelled(metric: Any, *values: str) -> Any:
     return child
 
 
+def drop_series(metric: Any, first: str) -> None:
+    """Remove every series of ``metric`` whose first label value is ``first``.
+
+    The memo of handles is cleared too, so that none is left pointing at a removed series (it
+    refills on the next request of each kind: a few microseconds each).
+    """
+    with metric._lock:  # prometheus_client's: its series by label values, and their names
+        doomed = [labels for labels in metric._metrics if labels[:1] == (first,)]
+    for labels in doomed:
+        metric.remove(*labels)
+    if doomed:
+        labelled.cache_clear()
+
+
+def first_label(metric: Any) -> str | None:
+    """The name of ``metric``'s first label (None when it has none)."""
+    names: tuple[str, ...] = metric._labelnames
+    return names[0] if names else None
+
+
 class ValueHandle:
     """A labelled counter's or gauge's value, moved without prometheus_client's per-call checks.
 

@@ -138,3 +138,26 @@ BANDIT_PROBABILITY = Gauge(
     ["model", "version"],
     multiprocess_mode="mostrecent",
 )
+
+# The model repository (predictor.repository): many models in one process, within a budget.
+REPOSITORY_LOADED = Gauge(
+    "predictor_repository_models_loaded",
+    "Models loaded now (a model repository within its budget).",
+    multiprocess_mode="livesum",
+)
+REPOSITORY_BYTES = Gauge(
+    "predictor_repository_bytes_loaded",
+    "Bytes of the models loaded now, as measured at each load (their pickled state).",
+    multiprocess_mode="livesum",
+)
+# Loads and evictions are not counted per model: a repository may hold thousands of models,
+# and the series of a model it does not hold are dropped (metrics.repository.unloaded).
+REPOSITORY_LOADS = Counter("predictor_repository_loads", "Models loaded, on demand or asked for.")
+REPOSITORY_EVICTIONS = Counter(
+    "predictor_repository_evictions", "Models unloaded to make room (least recently used first)."
+)
+REPOSITORY_LOAD_FAILURES = Counter(
+    "predictor_repository_load_failures",
+    "Loads that failed (the failure is remembered for the back-off period).",
+    ["model"],
+)

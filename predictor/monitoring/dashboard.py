@@ -182,6 +182,29 @@ def panels() -> list[dict[str, Any]]:
             "short",
             "How likely each arm is to answer next, and the reward it earns per feedback.",
         ),
+        _row("Model repository: many models per process, within a budget"),
+        _panel(
+            "Models and bytes loaded",
+            [
+                ("predictor_repository_models_loaded", "models"),
+                ("predictor_repository_bytes_loaded / 1048576", "MiB"),
+            ],
+            "short",
+            "Models loaded now, and their size as measured at load (the budget bounds both).",
+        ),
+        _panel(
+            "Loads, evictions and load failures per second",
+            [
+                (f"rate(predictor_repository_loads_total{RATE})", "loads"),
+                (f"rate(predictor_repository_evictions_total{RATE})", "evictions"),
+                (
+                    f"sum by (model) ({_rate('predictor_repository_load_failures_total')})",
+                    "failed: {{model}}",
+                ),
+            ],
+            "ops",
+            "Evictions close to loads mean the budget is too small for the traffic's spread.",
+        ),
     ]
 
 

@@ -40,6 +40,7 @@ from predictor.protocol.events import (
 from predictor.protocol.v2_rest import JSON_LENGTH_HEADER, parse_infer_body, parse_json
 from predictor.server.failures import REQUEST_ID_HEADER, error_response
 from predictor.server.model import SklearnModel
+from predictor.server.model_store import ModelStore
 
 VERSION_HEADER = "x-model-version"
 JSON = "application/json"
@@ -128,6 +129,8 @@ class InferenceEndpoint:
     ) -> None:
         self.app = app
         self.registry = registry
+        self.store = registry if isinstance(registry, ModelStore) else None
+        """The model repository, when this server serves one (models are leased from it)."""
         self.handlers = handlers  # the app's own exception handlers (filled in after this is built)
         self.max_bytes = max_bytes
         """Refuse bodies above this while reading them (when no body limit stands in front)."""
@@ -170,6 +173,10 @@ class InferenceEndpoint:
     async def _answer(
         self, name: str, protocol: str, asked_version: str | None, scope: Scope, receive: Receive
     ) -> RawResponse:
+        if self.store is not None:
+            async with self.store.pool.leased(name) as leased:
+                with leased.admitted():
+                    return await self._infer(leased, name, protocol, asked_version, scope, receive)
         model = self.registry.get_model(name)
         if not isinstance(model, SklearnModel):
             raise not_served(name)

@@ -13,6 +13,7 @@ ours) is KServe's coroutine, run on the server's event loop. Model metadata carr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent import futures
@@ -26,8 +27,17 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 
 from predictor.errors import ModelNotReadyError, PortInUseError
 from predictor.metrics import record as metrics
+from predictor.protocol.repository_pb import (
+    SERVICE,
+    RepositoryIndexRequest,
+    RepositoryIndexResponse,
+    RepositoryModelRequest,
+    requested_model,
+)
+from predictor.server import repository_api
 from predictor.server.failures import grpc_status
 from predictor.server.model import SklearnModel
+from predictor.server.model_store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +52,63 @@ class PredictorServicer(InferenceServicer):  # type: ignore[misc]
         self, request: pb.ModelMetadataRequest, context: Any
     ) -> pb.ModelMetadataResponse:
         """Answer with the same metadata as REST, less what the message cannot carry."""
+        registry = self._data_plane.model_registry
+        if isinstance(registry, ModelStore):  # loaded by the first call that needs it
+            async with registry.pool.leased(request.name) as leased:
+                return _metadata_message(leased.metadata())
         model = self._data_plane.get_model_from_registry(request.name)
         if not isinstance(model, SklearnModel):
             return await super().ModelMetadata(request, context)
-        metadata = model.metadata()
-        return pb.ModelMetadataResponse(
-            name=metadata["name"],
-            versions=metadata["versions"],
-            platform=metadata["platform"],
-            inputs=[_tensor_metadata(t) for t in metadata["inputs"]],
-            outputs=[_tensor_metadata(t) for t in metadata["outputs"]],
+        return _metadata_message(model.metadata())
+
+    async def RepositoryIndex(  # noqa: N802 (gRPC method name)
+        self, request: Any, context: Any
+    ) -> Any:
+        """Every model of the repository with its state (Triton's ``RepositoryIndex``)."""
+        registry = self._data_plane.model_registry
+        entries = await repository_api.index(registry, ready_only=request.ready)
+        return RepositoryIndexResponse(
+            models=[
+                RepositoryIndexResponse.ModelIndex(
+                    name=e.name, version=e.version, state=e.state, reason=e.reason
+                )
+                for e in entries
+            ]
         )
+
+    async def RepositoryModelLoad(  # noqa: N802 (gRPC method name)
+        self, request: Any, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        """Load a model, named as KServe's or Triton's client names it (``repository_pb``).
+
+        KServe's own answers INTERNAL whatever happens.
+        """
+        name = requested_model(request)
+        await repository_api.load(
+            self._data_plane.model_registry, self._mode_repository_extension, name
+        )
+        return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
+
+    async def RepositoryModelUnload(  # noqa: N802 (gRPC method name)
+        self, request: Any, context: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        """Unload a model, named as either client names it."""
+        name = requested_model(request)
+        await repository_api.unload(
+            self._data_plane.model_registry, self._mode_repository_extension, name
+        )
+        return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
+
+
+def _metadata_message(metadata: dict[str, Any]) -> pb.ModelMetadataResponse:
+    """The v2 metadata document as gRPC's message (what it can carry)."""
+    return pb.ModelMetadataResponse(
+        name=metadata["name"],
+        versions=metadata["versions"],
+        platform=metadata["platform"],
+        inputs=[_tensor_metadata(t) for t in metadata["inputs"]],
+        outputs=[_tensor_metadata(t) for t in metadata["outputs"]],
+    )
 
 
 class ThreadedServicer:
@@ -66,30 +122,50 @@ class ThreadedServicer:
         self, request: pb.ModelInferRequest, context: grpc.ServicerContext
     ) -> pb.ModelInferResponse:
         """Infer with our model on this thread (KServe's servicer for others), counted and timed."""
-        model = self._servicer._data_plane.model_registry.get_model(request.model_name)
-        served = isinstance(model, SklearnModel) and model.ready
-        name = request.model_name if served else "unknown"
-        status = grpc.StatusCode.INTERNAL
+        registry = self._servicer._data_plane.model_registry
+        lease: contextlib.AbstractContextManager[SklearnModel]
+        if isinstance(registry, ModelStore):
+            name, lease = (
+                registry.label(request.model_name),
+                registry.pool.leased_blocking(request.model_name),
+            )
+        else:
+            model = registry.get_model(request.model_name)
+            if not (isinstance(model, SklearnModel) and model.ready):
+                return self._kserve_infer(request, context)
+            name, lease = request.model_name, contextlib.nullcontext(model)
+        status, version = grpc.StatusCode.INTERNAL, "unknown"
         with metrics.InFlight(name) as flight:
             try:
-                if served:
-                    self._servicer.validate_grpc_request(request)
-                    with model.admitted():
-                        response = model.infer_grpc(request)
-                else:
-                    call = self._servicer.ModelInfer(request, _CallMetadata(context))
-                    response = self._on_loop(call)
-                status = grpc.StatusCode.OK
+                self._servicer.validate_grpc_request(request)
+                with lease as served, served.admitted():
+                    version = served.version
+                    response = served.infer_grpc(request)
+                status, version = grpc.StatusCode.OK, response.model_version  # who answered
                 return response
             except Exception as e:
                 status, detail = grpc_status(e, request.id, f"gRPC inference on model {name}")
             finally:
-                version = model.version if served else "unknown"
-                if served and status is grpc.StatusCode.OK:
-                    version = response.model_version  # the version that answered
                 metrics.observe_request(name, version, "grpc", status.name, flight.elapsed)
         context.abort(status, detail)
         raise AssertionError("context.abort() returned")  # it raises; this line is not reached
+
+    def _kserve_infer(
+        self, request: pb.ModelInferRequest, context: grpc.ServicerContext
+    ) -> pb.ModelInferResponse:
+        """A model that is not ours (or not ready): KServe's servicer answers, counted."""
+        status = grpc.StatusCode.INTERNAL
+        with metrics.InFlight("unknown") as flight:
+            try:
+                response = self._on_loop(self._servicer.ModelInfer(request, _CallMetadata(context)))
+                status = grpc.StatusCode.OK
+                return response
+            except Exception as e:
+                status, detail = grpc_status(e, request.id, "gRPC inference")
+            finally:
+                metrics.observe_request("unknown", "unknown", "grpc", status.name, flight.elapsed)
+        context.abort(status, detail)
+        raise AssertionError("context.abort() returned")
 
     def __getattr__(self, method: str) -> Callable[[Any, grpc.ServicerContext], Any]:
         """Any other method of the service: KServe's coroutine, run on the event loop."""
@@ -143,6 +219,30 @@ def _tensor_metadata(tensor: dict[str, Any]) -> pb.ModelMetadataResponse.TensorM
     )
 
 
+def repository_handlers(servicer: ThreadedServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """The repository extension's methods with Triton's messages (``repository_pb``).
+
+    They replace KServe's load and unload, and add the index its service lacks.
+    """
+    return {
+        "RepositoryIndex": grpc.unary_unary_rpc_method_handler(
+            servicer.RepositoryIndex,
+            request_deserializer=RepositoryIndexRequest.FromString,
+            response_serializer=RepositoryIndexResponse.SerializeToString,
+        ),
+        "RepositoryModelLoad": grpc.unary_unary_rpc_method_handler(
+            servicer.RepositoryModelLoad,
+            request_deserializer=RepositoryModelRequest.FromString,
+            response_serializer=pb.RepositoryModelLoadResponse.SerializeToString,
+        ),
+        "RepositoryModelUnload": grpc.unary_unary_rpc_method_handler(
+            servicer.RepositoryModelUnload,
+            request_deserializer=RepositoryModelRequest.FromString,
+            response_serializer=pb.RepositoryModelUnloadResponse.SerializeToString,
+        ),
+    }
+
+
 class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
     """KServe's gRPC server, made grpc's threaded server serving ``ThreadedServicer``.
 
@@ -169,9 +269,9 @@ class PredictorGRPCServer(GRPCServer):  # type: ignore[misc]
                 ),
             ],
         )
-        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            ThreadedServicer(servicer, loop), self._server
-        )
+        threaded = ThreadedServicer(servicer, loop)
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(threaded, self._server)
+        self._server.add_registered_method_handlers(SERVICE, repository_handlers(threaded))
         try:
             self._server.add_insecure_port(f"[::]:{self._port}")
         except RuntimeError as e:

@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor.errors import BodyTooLargeError
 from predictor.metrics import record as metrics
+from predictor.repository.errors import InvalidModelNameError
+from predictor.repository.names import MAX_LENGTH, has_encoded_separator
 from predictor.server.asgi import (
     ANSWERED_BY_KEY,
     ROUTE_KEY,
@@ -29,6 +31,7 @@ from predictor.server.asgi import (
 )
 from predictor.server.failures import error_response
 from predictor.server.model import SklearnModel
+from predictor.server.model_store import ModelStore
 
 
 class BodyLimitMiddleware:
@@ -71,6 +74,9 @@ class MetricsMiddleware:
         """Serve the request; record it when its path is an inference route."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if names_a_path(scope):
+            await error_response(InvalidModelNameError(MAX_LENGTH))(scope, receive, send)
             return
         route = inference_route(scope.get("path", ""))
         if route is None:
@@ -150,7 +156,7 @@ class FrontDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer an inference POST here; pass anything else to the stack."""
         route = inference_route(scope.get("path", "")) if scope["type"] == "http" else None
-        if route is None or scope.get("method") != "POST":
+        if route is None or scope.get("method") != "POST" or names_a_path(scope):
             await self.stack(scope, receive, send)
             return
         with Observed(scope, self.registry, route) as sent:
@@ -162,15 +168,27 @@ class FrontDoor:
                 sent.status = await self.endpoint.serve(route, scope, receive, send)
 
 
+MODEL_PATHS = ("/v1/models/", "/v2/models/", "/v2/repository/")
+
+
+def names_a_path(scope: Scope) -> bool:
+    """Whether a request names a model with an encoded slash (refused: names are not paths)."""
+    path: str = scope.get("path", "")
+    return path.startswith(MODEL_PATHS) and has_encoded_separator(scope.get("raw_path") or b"")
+
+
 def labels_for(registry: ModelRepository, asked: str) -> tuple[str, str]:
     """The model and version labels of a request for model ``asked``.
 
     A name that is not ours, or not ready, is counted as "unknown": unknown names must not mint
-    new label sets.
+    new label sets. A model of a repository that is not loaded yet is counted under its name,
+    and under the version that answered (the endpoint names it) once it has.
     """
     model = registry.get_model(asked)
     if isinstance(model, SklearnModel) and model.ready:
         return asked, model.version
+    if isinstance(registry, ModelStore) and registry.label(asked) == asked:
+        return asked, "unknown"  # a model of the repository, not loaded yet: the answer names it
     return "unknown", "unknown"
 
 

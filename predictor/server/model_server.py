@@ -302,6 +302,7 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
             await self._grpc_server.stop(sig)
         for name in list(self.registered_models.get_models()):
             self.registered_models.unload(name)
+        getattr(self.registered_models, "close", lambda: None)()  # a model repository's loads
 
     async def _serve(self) -> None:
         await asyncio.gather(*self.servers)

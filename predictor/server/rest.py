@@ -5,14 +5,17 @@ router: parsed once with orjson (no pydantic on the hot path), JSON with or with
 Content-Type, the binary tensor extension, the model version in every response (body and
 ``x-model-version`` header), 413 for bodies over the limit without reading them whole. The
 routes here are the v2 model metadata (with versions, class labels and lineage), model readiness
-(versioned too), the repository load/unload (404 for unknown names), a bandit's feedback, the
-home page and ``/metrics``. Our errors, and anything unexpected, are answered by
+(versioned too), the repository extension (index, load, unload: ``repository_api``), a bandit's
+feedback, the home page and ``/metrics``. With a model repository, metadata and feedback load
+their model first, as inference does. Our errors, and anything unexpected, are answered by
 ``failures.rest_error``; KServe's own routes keep KServe's handlers for KServe's exceptions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import orjson
 from fastapi import FastAPI, Request, Response
@@ -23,10 +26,12 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from predictor.errors import ModelNotReadyError
 from predictor.metrics import exposition as metrics
 from predictor.protocol.v2_rest import parse_json
+from predictor.server import repository_api
 from predictor.server.asgi import JSON, InferenceEndpoint, json_response, not_served
 from predictor.server.home import home_document, prefers_html, render_html
 from predictor.server.middleware import BodyLimitMiddleware, MetricsMiddleware
 from predictor.server.model import SklearnModel
+from predictor.server.model_store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +44,28 @@ def register_routes(
     repository: ModelRepositoryExtension | None = None,
 ) -> None:
     """Mount our routes and the body limit on ``app``; call before KServe adds its own."""
+    store = registry if isinstance(registry, ModelStore) else None
 
     def ours(name: str, version: str | None = None) -> SklearnModel:
+        if store is not None:
+            store.check_name(name)  # 400 before anything looks for it
         model = registry.get_model(name)
         if not isinstance(model, SklearnModel):
+            if store is not None and store.label(name) != "unknown":
+                raise ModelNotReadyError(name)  # in the repository, not loaded
             raise not_served(name)
         if version is not None and model.ready:
             model.at(version)  # 404 unless that version answers here
         return model
+
+    @contextlib.asynccontextmanager
+    async def served(name: str, version: str | None = None) -> AsyncIterator[SklearnModel]:
+        # A model of the repository is loaded by the first call that needs it.
+        if store is None:
+            yield ours(name, version)
+            return
+        async with store.pool.leased(name):
+            yield ours(name, version)
 
     async def ready_v2(model_name: str, model_version: str | None = None) -> Response:
         # KServe's own route answers 501 for any version; ours knows the one it serves.
@@ -55,23 +74,26 @@ def register_routes(
             raise ModelNotReadyError(model_name)
         return Response(content=orjson.dumps({"name": model_name, "ready": True}), media_type=JSON)
 
+    async def repository_index(request: Request) -> Response:
+        body = await request.body()
+        asked = parse_json(body) if body.strip() else {}
+        ready_only = isinstance(asked, dict) and asked.get("ready") is True
+        entries = await repository_api.index(registry, ready_only=ready_only)
+        return Response(content=orjson.dumps([e.document() for e in entries]), media_type=JSON)
+
     async def repository_load(model_name: str) -> Response:
         # KServe answers 503 "not ready" for a name it does not know; that is a 404.
-        ours(model_name)
-        if repository is not None:
-            await repository.load(model_name)
+        await repository_api.load(registry, repository, model_name)
         return Response(content=orjson.dumps({"name": model_name, "load": True}), media_type=JSON)
 
     async def repository_unload(model_name: str) -> Response:
-        ours(model_name)
-        if repository is not None:
-            await repository.unload(model_name)
+        await repository_api.unload(registry, repository, model_name)
         return Response(content=orjson.dumps({"name": model_name, "unload": True}), media_type=JSON)
 
     async def metadata_v2(model_name: str, model_version: str | None = None) -> Response:
-        model = ours(model_name, model_version)
-        metadata = model.metadata(model_version)
-        return json_response(metadata, model_version or model.version)
+        async with served(model_name, model_version) as model:
+            metadata = model.metadata(model_version)
+            return json_response(metadata, model_version or model.version)
 
     async def home(request: Request) -> Response:
         models = [m for m in registry.get_models().values() if isinstance(m, SklearnModel)]
@@ -97,6 +119,7 @@ def register_routes(
     app.add_api_route(
         "/v2/models/{model_name}/versions/{model_version}/ready", ready_v2, methods=["GET"]
     )
+    app.add_api_route("/v2/repository/index", repository_index, methods=["POST"])
     app.add_api_route("/v2/repository/models/{model_name}/load", repository_load, methods=["POST"])
     app.add_api_route(
         "/v2/repository/models/{model_name}/unload", repository_unload, methods=["POST"]

@@ -1,7 +1,7 @@
 """Every metric the shipped dashboard queries is one the predictor really exports.
 
-Real processes: a model with a shadow and the prediction cache on, and a bandit of two arms,
-each sent traffic; the names in every panel must be among the families their ``/metrics``
+Real processes: a model with a shadow and the prediction cache on, a bandit of two arms, and a
+model repository that loads, evicts and fails a load, each sent traffic; the names in every panel must be among the families their ``/metrics``
 pages declare (a counter's ``_total``, a histogram's ``_bucket``).
 """
 
@@ -66,6 +66,20 @@ def test_every_metric_in_the_dashboard_is_exported(
                 page = wait_until(compared, timeout=10, what="the shadow's first comparison")
             pages.append(page)
             found |= exported(pages[-1])
+    repository = tmp_path / "repository"
+    for name in ("a", "b"):
+        (repository / name).mkdir(parents=True)
+        joblib.dump(estimator, repository / name / "model.joblib")
+    (repository / "broken").mkdir()
+    (repository / "broken" / "model.joblib").write_bytes(b"not a model")
+    many = server.start(
+        None, args=["--model_repository", str(repository), "--max_loaded_models", "1"]
+    )
+    with httpx.Client(base_url=many.url, timeout=10) as client:
+        for name in ("a", "b", "broken"):  # a load, an eviction, a failure
+            client.post(f"/v1/models/{name}:predict", json=ROWS)
+        pages.append(client.get("/metrics").text)
+    found |= exported(pages[-1])
     used = metric_names(dashboard())
     assert used, "the dashboard queries no metric"
     assert used <= found, f"not exported: {sorted(used - found)}"

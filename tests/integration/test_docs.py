@@ -172,7 +172,13 @@ def test_the_calls_to_the_demo_bundle_answer_as_documented(
 ) -> None:
     """Every ``curl`` to localhost:8090 (the demo bundle taxi/1.0.0: the minikube walk-through,
     the explanations page), against that bundle served here."""
-    registry = tmp_path / "registry"
+    registry = demo_registry(tmp_path / "registry")
+    running = server.start(str(registry / "taxi" / "1.0.0"), name="taxi")
+    assert run_documented_curls("localhost:8090", running.http_port) >= 3
+
+
+def demo_registry(registry: Path) -> Path:
+    """The demo bundles (taxi/1.0.0 and 1.1.0), published into ``registry``."""
     made = subprocess.run(
         [sys.executable, "scripts/make_demo_bundles.py", "--registry", str(registry)],
         cwd=REPO_ROOT,
@@ -181,13 +187,18 @@ def test_the_calls_to_the_demo_bundle_answer_as_documented(
         timeout=120,
     )
     assert made.returncode == 0, made.stderr[-2000:]
-    running = server.start(str(registry / "taxi" / "1.0.0"), name="taxi")
+    return registry
+
+
+def run_documented_curls(address: str, port: int) -> int:
+    """Run every documented ``curl`` to ``address`` against ``port``, in order, each answer
+    compared with the JSON printed under it; how many ran."""
     ran = 0
     for command, said in commands():
-        if not (command.startswith("curl ") and "localhost:8090" in command):
+        if not (command.startswith("curl ") and address in command):
             continue
         done = subprocess.run(
-            command.replace("localhost:8090", f"127.0.0.1:{running.http_port}"),
+            command.replace(address, f"127.0.0.1:{port}"),
             shell=True,
             capture_output=True,
             text=True,
@@ -196,4 +207,19 @@ def test_the_calls_to_the_demo_bundle_answer_as_documented(
         assert done.returncode == 0, (command, done.stderr)
         assert said and close(json.loads(said[0]), json.loads(done.stdout)), (said, done.stdout)
         ran += 1
-    assert ran >= 3
+    return ran
+
+
+def test_the_repository_walk_through_answers_as_documented(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    """docs/repository.md: the demo bundles as a repository of two models with a budget of one,
+    laid out and served as the page says, every ``curl`` to localhost:8070 in order."""
+    registry = demo_registry(tmp_path / "demo" / "registry")
+    page = (REPO_ROOT / "docs" / "repository.md").read_text()
+    for source, name in re.findall(r"^cp -r demo/registry/(\S+) models/(\S+)$", page, re.M):
+        shutil.copytree(registry / source, tmp_path / "models" / name)
+    (served,) = re.findall(r"-m predictor (--model_repository models [^&]*?) --http_port", page)
+    args = shlex.split(served.replace("models", str(tmp_path / "models"), 1))
+    running = server.start(None, args=args)
+    assert run_documented_curls("localhost:8070", running.http_port) == 4

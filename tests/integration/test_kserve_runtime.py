@@ -19,7 +19,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from predictor.publishing.publish import BundleSpec, publish
 from predictor.stores.files import sha256_file
 from tests.helpers import ServerFactory, infer_request
-from tests.unit.test_manifests import runtime_args
+from tests.unit.test_manifests import render, runtime_args
 
 ROW = [1.0, 200.0, 2.0]
 
@@ -84,3 +84,41 @@ def test_the_digest_pin_is_checked_on_the_local_copy(
     )
     assert refused.process.returncode == 1
     assert f"but the deployer pinned {'b' * 64}; refusing to unpickle it" in refused.log()
+
+
+def test_the_multi_model_runtime_serves_what_the_model_agent_downloads(
+    server: ServerFactory, tmp_path: Path, demo_model_dir: Path
+) -> None:
+    """The gke-multi-model overlay's runtime (args and env as rendered), fed as KServe's agent
+    feeds it: each TrainedModel's storageUri downloaded into /mnt/models/<name>, then a load."""
+    rendered = render("manifests/overlays/gke-multi-model")
+    (runtime,) = [d for d in rendered if d["kind"] == "ServingRuntime"]
+    (container,) = runtime["spec"]["containers"]
+    mount = tmp_path / "mnt" / "models"
+    mount.mkdir(parents=True)
+    argv = [
+        a.replace("=/mnt/models", f"={mount}")
+        .replace("--http_port=8080", "--http_port={http_port}")
+        .replace("--grpc_port=8081", "--grpc_port={grpc_port}")
+        for a in container["args"]
+    ]
+    environment = {e["name"]: e["value"] for e in container["env"]}
+    running = server.start(None, argv=argv, env=environment, timeout=60)
+    trained = [d["metadata"]["name"] for d in rendered if d["kind"] == "TrainedModel"]
+    assert trained == ["taxi-eu", "taxi-us"]
+    for name in trained:
+        bundle = publish(
+            BundleSpec(demo_model_dir / "model.joblib", name, "1.0.0"), str(tmp_path / "r")
+        )
+        shutil.copytree(bundle, mount / name)  # the agent's download of storageUri
+        loaded = httpx.post(f"{running.url}/v2/repository/models/{name}/load", timeout=60)
+        assert loaded.status_code == 200, loaded.text
+    for name in trained:
+        v1 = httpx.post(f"{running.url}/v1/models/{name}:predict", json={"instances": [ROW]})
+        assert v1.status_code == 200, v1.text
+        assert v1.json()["model_version"] == "1.0.0"
+    listed = httpx.post(f"{running.url}/v2/repository/index", timeout=10).json()
+    assert [(m["name"], m["state"], m["version"]) for m in listed] == [
+        ("taxi-eu", "READY", "1.0.0"),
+        ("taxi-us", "READY", "1.0.0"),
+    ]

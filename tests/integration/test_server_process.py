@@ -326,7 +326,10 @@ def test_wrong_digest_refuses_start(server: ServerFactory, demo_model_dir: Path)
 def test_missing_model_uri_is_a_config_error(server: ServerFactory) -> None:
     refused = server.run_to_exit(None)
     assert refused.process.returncode == 2
-    assert "invalid settings (model_uri or model_dir: required, missing)" in refused.log()
+    assert (
+        "invalid settings (model_uri, model_dir or model_repository: required, missing)"
+        in refused.log()
+    )
 
 
 @pytest.mark.parametrize("which", ["http", "grpc"])

@@ -267,6 +267,35 @@ def test_the_runtime_is_a_drop_in_for_kserve_sklearnserver(path: str, kind: str)
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
 
 
+def test_the_multi_model_overlay_is_a_repository_of_trained_models() -> None:
+    path = "manifests/overlays/gke-multi-model"
+    documents = render(path)
+    assert [check_object(d) for d in documents] == [[]] * len(documents)
+    runtime = runtime_of(path)
+    assert runtime["spec"]["multiModel"] is True
+    (container,) = runtime["spec"]["containers"]
+    assert container["args"] == [
+        "--model_repository=/mnt/models",
+        "--http_port=8080",
+        "--grpc_port=8081",
+    ]
+    assert env(container)["PREDICTOR_MAX_LOADED_MODELS"] == "50"
+    assert float(env(container)["PREDICTOR_MODELS_MEMORY_MB"]) * 2**20 < 2 * 2**30  # the limit
+    service = isvc(path)
+    model = service["spec"]["predictor"]["model"]
+    assert "storageUri" not in model and model["runtime"] == runtime["metadata"]["name"]
+    trained = [d for d in documents if d["kind"] == "TrainedModel"]
+    assert [t["metadata"]["name"] for t in trained] == ["taxi-eu", "taxi-us"]
+    for t in trained:
+        assert t["spec"]["inferenceService"] == service["metadata"]["name"]
+        assert (
+            t["spec"]["model"]["framework"] == runtime["spec"]["supportedModelFormats"][0]["name"]
+        )
+        assert t["spec"]["model"]["storageUri"].startswith("gs://")
+    # The sums KServe's controller makes: the models' memory fits the predictor's.
+    assert sum(int(t["spec"]["model"]["memory"].removesuffix("Mi")) for t in trained) < 2048
+
+
 def test_make_manifests_renders_every_overlay() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text().replace("\\\n", " ")
     (line,) = [row for row in makefile.splitlines() if row.startswith("OVERLAYS :=")]
