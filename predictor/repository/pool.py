@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -57,7 +57,9 @@ StopModel = Callable[[str, M, bool], None]
 
 
 @dataclass(eq=False)
-class _Slot(Generic[M]):
+class Slot(Generic[M]):
+    """One model held by the pool (loading or loaded), and the leases on it."""
+
     future: Future[M]
     model: M | None = None
     size: int = 0
@@ -95,7 +97,7 @@ class ModelPool(Generic[M]):
         self.backoff_s = backoff_s
         self.max_pending = max_pending
         self._clock = clock
-        self._slots: OrderedDict[str, _Slot[M]] = OrderedDict()
+        self._slots: OrderedDict[str, Slot[M]] = OrderedDict()
         """Held models, least recently used first."""
         self._failures: dict[str, _Failure] = {}
         self._loading = 0
@@ -115,23 +117,31 @@ class ModelPool(Generic[M]):
     @contextlib.asynccontextmanager
     async def leased(self, name: str) -> AsyncIterator[M]:
         """Model ``name`` for the ``async with`` block, loaded first if it must be."""
-        slot = self._claim(name)
+        slot = self.lease(name)
         try:
-            if slot.future.done():
-                yield slot.future.result()
-            else:
-                yield await asyncio.wrap_future(slot.future)
+            yield await self.model(slot)
         finally:
-            self._release(name, slot)
+            self.release(name, slot)
+
+    @staticmethod
+    async def model(slot: Slot[M]) -> M:
+        """The model of a lease, once loaded.
+
+        Raises:
+            ModelLoadFailedError, ModelLoadBusyError: its load failed, or found no room.
+        """
+        if slot.future.done():
+            return slot.future.result()
+        return await asyncio.wrap_future(slot.future)
 
     @contextlib.contextmanager
     def leased_blocking(self, name: str) -> Iterator[M]:
         """Model ``name`` for the ``with`` block, on this thread (gRPC's)."""
-        slot = self._claim(name)
+        slot = self.lease(name)
         try:
             yield slot.future.result()
         finally:
-            self._release(name, slot)
+            self.release(name, slot)
 
     async def load(self, name: str) -> M:
         """Load model ``name`` now (the repository API): a remembered failure is tried again."""
@@ -141,27 +151,6 @@ class ModelPool(Generic[M]):
             self._failures.pop(name, None)
         async with self.leased(name) as model:
             return model
-
-    def preload(self, names: Iterable[str]) -> None:
-        """Load ``names`` now, concurrently, and return once all are loaded.
-
-        Raises:
-            PredictorError: one failed to load (the first one asked, of those that failed): the
-                error it failed with (a refused model's ``RefusedModelError``, for instance).
-        """
-        slots: list[tuple[str, _Slot[M]]] = []
-        try:
-            for name in names:
-                slots.append((name, self._claim(name)))
-            for _, slot in slots:
-                try:
-                    slot.future.result()
-                except ModelLoadFailedError as e:
-                    cause = e.__cause__
-                    raise cause if isinstance(cause, PredictorError) else e from None
-        finally:
-            for name, slot in slots:
-                self._release(name, slot)
 
     def unload(self, name: str) -> None:
         """Take model ``name`` out of service; it stops once no request holds it.
@@ -192,14 +181,20 @@ class ModelPool(Generic[M]):
         """Stop loading; the models themselves are unloaded one by one by the server."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _claim(self, name: str) -> _Slot[M]:
-        checked_name(name)
-        slot = self._slots.get(name)
-        if slot is None and not self.catalog.holds(name):
+    def lease(self, name: str) -> Slot[M]:
+        """Claim model ``name`` for one request, starting its load if it must; ``release`` after.
+
+        The request path's form of ``leased``: ``await ModelPool.model(slot)`` is the model.
+
+        Raises:
+            InvalidModelNameError, ModelNotFoundError, ModelLoadFailedError, ModelLoadBusyError.
+        """
+        slot = self._slots.get(name)  # a name held was checked when it was loaded
+        if slot is None and not self.catalog.holds(checked_name(name)):
             raise ModelNotFoundError(
                 "no model of that name in the repository; POST /v2/repository/index lists them"
             )
-        evicted: list[tuple[str, _Slot[M]]] = []
+        evicted: list[tuple[str, Slot[M]]] = []
         with self._lock:
             slot = self._slots.get(name)
             if slot is None:
@@ -210,7 +205,7 @@ class ModelPool(Generic[M]):
             self._stop(victim, held, evicted=True)
         return slot
 
-    def _start_load(self, name: str) -> tuple[_Slot[M], list[tuple[str, _Slot[M]]]]:
+    def _start_load(self, name: str) -> tuple[Slot[M], list[tuple[str, Slot[M]]]]:
         """(Under the lock.) A slot for ``name`` whose load has started, and who made room."""
         failure = self._failures.get(name)
         now = self._clock()
@@ -222,14 +217,14 @@ class ModelPool(Generic[M]):
         if chosen is None:
             raise ModelLoadBusyError("every loaded model is serving requests")
         evicted = [(victim, self._take(victim)) for victim in chosen]
-        slot: _Slot[M] = _Slot(Future())
+        slot: Slot[M] = Slot(Future())
         slot.future.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it
         self._slots[name] = slot
         self._loading += 1
         self._executor.submit(self._load, name, slot)
         return slot, evicted
 
-    def _load(self, name: str, slot: _Slot[M]) -> None:
+    def _load(self, name: str, slot: Slot[M]) -> None:
         """(A loader thread.) Load, measure, make room, and tell every waiter."""
         try:
             model, size = self._load_model(name, self.catalog.uri_of(name))
@@ -266,7 +261,7 @@ class ModelPool(Generic[M]):
         if stop_now:
             self._stop(name, slot, evicted=False)
 
-    def _failed(self, name: str, slot: _Slot[M], error: Exception) -> None:
+    def _failed(self, name: str, slot: Slot[M], error: Exception) -> None:
         if isinstance(error, PredictorError):
             reason = str(error)
             logger.warning("model %s failed to load: %s", name, reason)
@@ -283,7 +278,8 @@ class ModelPool(Generic[M]):
         failed.__cause__ = error  # what a start-up that preloads it ends with
         slot.future.set_exception(failed)
 
-    def _release(self, name: str, slot: _Slot[M]) -> None:
+    def release(self, name: str, slot: Slot[M]) -> None:
+        """End a request's lease (a model unloaded meanwhile stops once none holds it)."""
         with self._lock:
             slot.leases -= 1
             stop = self._stoppable(slot)
@@ -296,21 +292,21 @@ class ModelPool(Generic[M]):
             Held(n, s.size, busy=s.leases > 0 or s.model is None) for n, s in self._slots.items()
         ]
 
-    def _take(self, name: str) -> _Slot[M]:
+    def _take(self, name: str) -> Slot[M]:
         """(Under the lock.) Take ``name`` out of service."""
         slot = self._slots.pop(name)
         slot.gone = True
         self._update_gauges()
         return slot
 
-    def _stoppable(self, slot: _Slot[M]) -> bool:
+    def _stoppable(self, slot: Slot[M]) -> bool:
         """(Under the lock.) Whether ``slot`` is to be stopped now; if so, it is marked stopped."""
         if slot.gone and slot.leases == 0 and slot.model is not None and not slot.stopped:
             slot.stopped = True
             return True
         return False
 
-    def _stop(self, name: str, slot: _Slot[M], *, evicted: bool) -> None:
+    def _stop(self, name: str, slot: Slot[M], *, evicted: bool) -> None:
         if slot.model is None:
             return  # still loading: stopped when it ends
         slot.stopped = True

@@ -1,10 +1,17 @@
-"""The pool of a model repository, as the settings describe it: its catalog and its budget."""
+"""A model repository's pool as the settings describe it, and the models loaded before serving.
+
+``pool_for`` builds the pool with its catalog and budget; ``preload`` loads ``--preload``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from predictor.errors import PredictorError
 from predictor.repository.budget import Budget
 from predictor.repository.catalog import catalog_for
-from predictor.repository.pool import LoadModel, M, ModelPool, StopModel
+from predictor.repository.errors import ModelLoadFailedError
+from predictor.repository.pool import LoadModel, M, ModelPool, Slot, StopModel
 from predictor.sections import Repository
 
 CATALOG_REFRESH_SECONDS = 30.0
@@ -35,3 +42,25 @@ def pool_for(
         max_pending=chosen.max_pending_loads,
         loaders=chosen.model_loaders,
     )
+
+
+def preload(pool: ModelPool[M], names: Iterable[str]) -> None:
+    """Load ``names`` now, concurrently, and return once all are loaded.
+
+    Raises:
+        PredictorError: one failed to load (the first one asked, of those that failed): the
+            error it failed with (a refused model's ``RefusedModelError``, for instance).
+    """
+    leases: list[tuple[str, Slot[M]]] = []
+    try:
+        for name in names:
+            leases.append((name, pool.lease(name)))
+        for _, lease in leases:
+            try:
+                lease.future.result()
+            except ModelLoadFailedError as e:
+                cause = e.__cause__
+                raise cause if isinstance(cause, PredictorError) else e from None
+    finally:
+        for name, lease in leases:
+            pool.release(name, lease)

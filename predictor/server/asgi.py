@@ -174,9 +174,14 @@ class InferenceEndpoint:
         self, name: str, protocol: str, asked_version: str | None, scope: Scope, receive: Receive
     ) -> RawResponse:
         if self.store is not None:
-            async with self.store.pool.leased(name) as leased:
+            pool = self.store.pool
+            lease = pool.lease(name)
+            try:
+                leased = await pool.model(lease)
                 with leased.admitted():
                     return await self._infer(leased, name, protocol, asked_version, scope, receive)
+            finally:
+                pool.release(name, lease)
         model = self.registry.get_model(name)
         if not isinstance(model, SklearnModel):
             raise not_served(name)

@@ -22,6 +22,7 @@ from predictor.repository.footprint import model_bytes
 from predictor.repository.names import checked_name
 from predictor.repository.pool import ModelPool
 from predictor.repository.setup import pool_for
+from predictor.repository.setup import preload as load_first
 from predictor.server.model import SklearnModel
 from predictor.settings import Settings
 from predictor.stores.base import is_bucket
@@ -156,6 +157,6 @@ def serve_repository(settings: Settings, *, workers: int) -> ModelStore:
     store = open_repository(settings)
     preload = settings.repository.preload
     if preload:
-        store.pool.preload(preload)
+        load_first(store.pool, preload)
         logger.info("preloaded: %s", ", ".join(preload))
     return store

@@ -26,6 +26,7 @@ from predictor.repository.errors import (
 from predictor.repository.index import index_entries
 from predictor.repository.names import checked_name, has_encoded_separator
 from predictor.repository.pool import ModelPool
+from predictor.repository.setup import preload
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -255,5 +256,5 @@ def test_preload_raises_what_the_model_failed_with(tmp_path: Path) -> None:
     loader = Loader(broken={"b"})
     pool = pool_of(tmp_path, loader)
     with pytest.raises(ModelFileError, match="not a model file"):
-        pool.preload(["a", "b"])
+        preload(pool, ["a", "b"])
     assert sorted(pool.loaded_models()) == ["a"]
