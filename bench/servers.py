@@ -7,7 +7,8 @@ with a pinned digest and an acceptance set, so its cold start includes every che
 batching, when MLServer is installed in bench/.venv-mlserver. ``predictor@REF`` is ours as of
 git commit REF (for A/B runs, ``bench/ab.py``); ``predictor+shadow`` is ours with the same model
 as its shadow (``bench/ab.py --old-kind predictor --new predictor+shadow``);
-``predictor+repository`` serves the same bundle as the one model of a model repository.
+``predictor+repository`` serves the same bundle as the one model of a model repository;
+``predictor+nodrift`` serves it with drift off (the bundles carry a drift reference).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def make_models(folder: Path) -> dict[str, Path]:
         joblib.dump(model, bare / "model.joblib")
         golden = folder / name / "e2e.json"
         golden.write_text(json.dumps({"instances": x[:20].tolist()}))
+        sample = folder / name / "sample.csv"  # the bundle's drift reference
+        header = ",".join(f"x{i}" for i in range(FEATURES))
+        np.savetxt(sample, x[:2000], delimiter=",", header=header, comments="")
         bundle = publish(
             BundleSpec(
                 model_file=bare / "model.joblib",
@@ -68,6 +72,7 @@ def make_models(folder: Path) -> dict[str, Path]:
                 version="1.0.0",
                 created_by="bench",
                 e2e_file=golden,
+                sample_file=sample,
             ),
             str(folder / name / "registry"),
         )
@@ -166,11 +171,15 @@ def start_server(
             shutil.copytree(paths[f"{model}-bundle"], repository / model)
         command = [sys.executable, "-m", "predictor", "--model_repository", str(repository)]
         command += ["--preload", model, "--http_port", str(http), "--grpc_port", str(grpc)]
-    elif kind in ("predictor", "predictor+shadow") or kind.startswith("predictor@"):
+    elif kind in ("predictor", "predictor+shadow", "predictor+nodrift") or kind.startswith(
+        "predictor@"
+    ):
         bundle = paths[model] if bare else paths[f"{model}-bundle"]
         if not bare:
             digest = json.loads((bundle / "model.json").read_text())["artifact"]["sha256"]
             env["PREDICTOR_MODEL_SHA256"] = digest
+        if kind == "predictor+nodrift":  # drift off: what watching the features costs
+            env["PREDICTOR_DRIFT_WINDOW_ROWS"] = "0"
         if kind == "predictor+shadow":  # the same model again, as its own shadow
             env["PREDICTOR_SHADOW_MODEL_URI"] = str(paths[model] / "model.joblib")
         command = [

@@ -86,6 +86,14 @@ class Explain:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """Live drift against a bundle's reference (``Settings.drift``)."""
+
+    window_rows: int
+    sample_rate: float
+
+
+@dataclass(frozen=True)
 class Repository:
     """The model repository, its budget, and how it loads (``Settings.repository``)."""
 
@@ -284,3 +292,15 @@ class RepositoryFields(_Fields):
 
     max_pending_loads: int = Field(default=16, ge=1)
     """Loads under way or queued at most; a request that needs one more gets 503 (Retry-After)."""
+
+
+class DriftFields(_Fields):
+    """The settings of live drift."""
+
+    drift_window_rows: int = Field(default=10_000, ge=0)
+    """Rows of the sliding window drift is measured over, per model (0 switches drift off).
+    Only a bundle published with a sample (publish --sample) carries the reference drift needs."""
+
+    drift_sample_rate: float = Field(default=1.0, gt=0, le=1)
+    """Share of answered requests drift looks at (when traffic outruns it, requests it cannot
+    take are skipped and counted in predictor_drift_dropped_total)."""

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from predictor.sections import (
     Bandit,
     BanditFields,
+    Drift,
+    DriftFields,
     Engines,
     Explain,
     ExplainFields,
@@ -39,6 +41,7 @@ S = TypeVar("S")
 
 class Settings(  # the fields, in groups, are in predictor.sections
     BaseSettings,
+    DriftFields,
     RepositoryFields,
     ExplainFields,
     BanditFields,
@@ -189,6 +192,11 @@ class Settings(  # the fields, in groups, are in predictor.sections
     def explain(self) -> Explain:
         """How explanations are bounded."""
         return self._section(Explain, "explain_")
+
+    @property
+    def drift(self) -> Drift:
+        """Live drift's window and sampling."""
+        return self._section(Drift, "drift_")
 
     @property
     def repository(self) -> Repository:

@@ -20,6 +20,7 @@ import sklearn
 from pydantic import ValidationError
 
 from predictor.bundle.schema import ManifestModel
+from predictor.drift.reference import Reference as Reference  # the type read_reference gives
 from predictor.errors import DigestMismatchError, IncompatibleModelError, ManifestError
 from predictor.inference.signature import Signature
 from predictor.stores.files import sha256_file
@@ -56,6 +57,12 @@ class Manifest:
         """The native (ONNX) model's ``path``, ``sha256`` and ``converter``, when converted."""
         native = self.document.get("native")
         return dict(native) if native else None
+
+    @property
+    def reference(self) -> dict[str, str] | None:
+        """The drift reference's ``path`` and ``sha256``, when the bundle has one."""
+        reference = self.document.get("reference")
+        return dict(reference) if reference else None
 
     @property
     def artifact_sha256(self) -> str:
@@ -221,3 +228,20 @@ def check_manifest_matches(manifest: Manifest, signature: Signature) -> None:
 
 def _release(version: str, depth: int) -> tuple[str, ...]:
     return tuple(version.split("+")[0].split(".")[:depth])
+
+
+def read_reference(root: Path, manifest: Manifest) -> Reference | None:
+    """The bundle's drift reference, checked against its digest; None when it has none.
+
+    Raises:
+        DigestMismatchError: the file's sha256 is not the one the manifest records.
+        ManifestError: it is missing or malformed.
+    """
+    entry = manifest.reference
+    if entry is None:
+        return None
+    path = bundle_file(root, entry["path"], entry["sha256"], "drift reference")
+    try:
+        return Reference.from_document(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ManifestError(f"{entry['path']} is not a drift reference: {e}") from e

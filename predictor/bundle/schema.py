@@ -69,6 +69,13 @@ class NativeModel(_Strict):
     converter: str = Field(description="The library and version that converted it.")
 
 
+class ReferenceFile(_Strict):
+    """The drift reference (``reference.json``: ``predictor.drift.reference``) and its digest."""
+
+    path: Annotated[str, StringConstraints(pattern=r"^(?!.*\.\.)[^/\\][^\\]*\.json$")]
+    sha256: SHA256
+
+
 class TrainingData(_Strict):
     """Where the training data came from."""
 
@@ -135,6 +142,7 @@ class ManifestModel(_Strict):
     feature_extractor_version: str | None = None
     artifact: Artifact
     native: NativeModel | None = None
+    reference: ReferenceFile | None = None
     runtime: Runtime
     metrics: dict[str, float] = Field(default_factory=dict)
     acceptance: Acceptance = Field(default_factory=Acceptance)

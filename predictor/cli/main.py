@@ -1,7 +1,8 @@
 """What ``python -m predictor`` runs: serving, or one of the offline commands.
 
 The offline commands are ``validate`` and ``publish`` (a bundle), ``score`` (files of rows),
-``shadow-report`` (prediction logs) and ``call`` (a deployed InferenceService).
+``drift-report`` (a file against the model's reference), ``shadow-report`` (prediction logs)
+and ``call`` (a deployed InferenceService).
 
 Serving (the default): every KServe ModelServer flag works as in KServe (``--http_port``,
 ``--grpc_port``, ``--workers``, ``--model_name``, ...); our settings come from ``PREDICTOR_*``
@@ -26,7 +27,7 @@ from predictor import __version__
 from predictor.cli.call import call
 from predictor.cli.flags import add_settings_flags, settings_from
 from predictor.cli.offline import publish, validate
-from predictor.cli.score import score
+from predictor.cli.score import drift_report, score
 from predictor.cli.shadow_report import shadow_report
 from predictor.errors import PredictorError
 from predictor.exits import run_command
@@ -112,6 +113,7 @@ def serve(argv: Sequence[str]) -> int:
 
 COMMANDS = {
     "call": call,
+    "drift-report": drift_report,
     "validate": validate,
     "publish": publish,
     "score": score,

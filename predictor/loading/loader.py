@@ -19,10 +19,12 @@ from typing import Any
 from predictor.bundle.manifest import (
     MANIFEST,
     Manifest,
+    Reference,
     bundle_file,
     check_compatibility,
     check_manifest_matches,
     read_manifest,
+    read_reference,
     runtime_versions,
 )
 from predictor.inference.engine_choice import NativeUpgrade, select_engine
@@ -68,6 +70,8 @@ class LoadedModel:
     """The MLflow model folder's description, when the model was logged with MLflow."""
     native_upgrade: NativeUpgrade | None = None
     """The native engine's conversion, to run once the model serves (None: nothing to do)."""
+    reference: Reference | None = None
+    """What the training data looked like, for live drift (a bundle published with a sample)."""
 
     @property
     def engine_reason(self) -> str:
@@ -103,6 +107,7 @@ def load_model(settings: Settings) -> LoadedModel:
     if manifest is None and fetched.target.is_dir():
         mlflow_model = read_mlmodel(fetched.target)
     sets = AcceptanceSets()
+    reference = None
     if mlflow_model is not None:
         artifact = model_at(fetched, mlflow_model.model_file)
         logger.info("MLflow model (%s format)", mlflow_model.serialization_format)
@@ -123,6 +128,7 @@ def load_model(settings: Settings) -> LoadedModel:
         ):
             logger.warning("version skew: %s", skew)
         sets = read_acceptance_sets(fetched.target, manifest)
+        reference = read_reference(fetched.target, manifest)
         install_code(fetched.target, manifest)
     estimator = unpickle(
         artifact, allow_version_skew=settings.allow_version_skew, mlflow_model=mlflow_model
@@ -169,6 +175,7 @@ def load_model(settings: Settings) -> LoadedModel:
         acceptance_sets=sets,
         mlflow_model=mlflow_model,
         native_upgrade=upgrade,
+        reference=reference,
     )
 
 

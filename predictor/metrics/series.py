@@ -161,3 +161,44 @@ REPOSITORY_LOAD_FAILURES = Counter(
     "Loads that failed (the failure is remembered for the back-off period).",
     ["model"],
 )
+
+# Live drift per feature (predictor.drift), against the reference a bundle carries.
+FEATURE_PSI = Gauge(
+    "predictor_feature_drift_psi",
+    "Population stability index of a feature over the drift window, against the reference.",
+    ["model", "version", "feature"],
+    multiprocess_mode="max",
+)
+PREDICTION_PSI = Gauge(
+    "predictor_prediction_drift_psi",
+    "Population stability index of the predictions over the drift window, against the reference.",
+    ["model", "version"],
+    multiprocess_mode="max",
+)
+FEATURE_MISSING = Gauge(
+    "predictor_feature_missing_ratio",
+    "Share of the drift window's rows where the feature was missing.",
+    ["model", "version", "feature"],
+    multiprocess_mode="max",
+)
+FEATURE_OUT_OF_RANGE = Counter(
+    "predictor_feature_out_of_range",
+    "Numbers outside the reference's min and max.",
+    ["model", "version", "feature"],
+)
+FEATURE_UNSEEN = Counter(
+    "predictor_feature_unseen_category",
+    "Strings of a category the reference never saw.",
+    ["model", "version", "feature"],
+)
+DRIFT_ROWS = Gauge(
+    "predictor_drift_window_rows",
+    "Rows in the drift window (the indexes mean little over a few rows).",
+    ["model", "version"],
+    multiprocess_mode="min",
+)
+DRIFT_DROPPED = Counter(
+    "predictor_drift_dropped",
+    "Requests drift did not see because its queue was full (traffic above what it summarises).",
+    ["model", "version"],
+)

@@ -41,6 +41,23 @@ def _panel(
     }
 
 
+def _bars(title: str, expr: str, description: str) -> dict[str, Any]:
+    """A bar per series of an instant query, in the query's order (largest first)."""
+    return {
+        "type": "bargauge",
+        "title": title,
+        "description": description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "fieldConfig": {"defaults": {"unit": "short", "min": 0}, "overrides": []},
+        "options": {
+            "orientation": "horizontal",
+            "displayMode": "basic",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        },
+        "targets": [{"refId": "A", "expr": expr, "legendFormat": "{{feature}}", "instant": True}],
+    }
+
+
 def _row(title: str) -> dict[str, Any]:
     return {"type": "row", "title": title, "collapsed": False, "panels": []}
 
@@ -181,6 +198,54 @@ def panels() -> list[dict[str, Any]]:
             ],
             "short",
             "How likely each arm is to answer next, and the reward it earns per feedback.",
+        ),
+        _row("Drift: each input feature against its bundle's reference"),
+        _bars(
+            "Feature drift (PSI), the most drifting first",
+            "sort_desc(topk(20, max by (feature) (predictor_feature_drift_psi{" + SELECT + "})))",
+            "Population stability index of each feature over the drift window: under 0.1 "
+            "steady, 0.1-0.25 moved, over 0.25 moved a lot.",
+        ),
+        _panel(
+            "Feature drift over time (the 5 most drifting)",
+            [
+                (
+                    "topk(5, max by (feature) (predictor_feature_drift_psi{" + SELECT + "}))",
+                    "{{feature}}",
+                ),
+                (
+                    "max by (version) (predictor_prediction_drift_psi{" + SELECT + "})",
+                    "predictions {{version}}",
+                ),
+            ],
+            "short",
+            "The features whose PSI is highest now, and the predictions' PSI, over time.",
+        ),
+        _panel(
+            "Missing values per feature",
+            [
+                (
+                    "topk(5, max by (feature) (predictor_feature_missing_ratio{" + SELECT + "}))",
+                    "{{feature}}",
+                )
+            ],
+            "percentunit",
+            "Share of the drift window's rows where the feature was missing.",
+        ),
+        _panel(
+            "Out-of-range numbers and unseen categories per second",
+            [
+                (
+                    f"sum by (feature) ({_rate('predictor_feature_out_of_range_total')})",
+                    "out of range: {{feature}}",
+                ),
+                (
+                    f"sum by (feature) ({_rate('predictor_feature_unseen_category_total')})",
+                    "unseen: {{feature}}",
+                ),
+            ],
+            "short",
+            "Numbers outside the reference's min and max; strings of a category never seen.",
         ),
         _row("Model repository: many models per process, within a budget"),
         _panel(

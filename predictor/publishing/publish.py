@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from predictor.bundle.manifest import MANIFEST, parse_manifest, runtime_versions
-from predictor.bundle.sample import read_sample, sample_features
 from predictor.errors import PublishError, VersionExistsError
 from predictor.inference.native import NATIVE_FILE, converter_version
 from predictor.loading.gate import answer, load_accepted
 from predictor.loading.loader import LoadedModel, load_model
 from predictor.publishing.destinations import publish_to_bucket, publish_to_registry
+from predictor.publishing.sample import described_by_sample, write_reference
 from predictor.settings import Settings
 from predictor.stores.files import sha256_file
 from predictor.stores.uris import parse_destination
@@ -101,8 +101,9 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
     features = [
         {"name": n, "dtype": d} for n, d in zip(names, signature.feature_dtypes, strict=True)
     ]
+    reference = None
     if spec.sample_file is not None:
-        features = sample_features(read_sample(spec.sample_file), signature)
+        features, reference = described_by_sample(spec.sample_file, bare)
     document = {
         "schema_version": 1,
         "name": spec.name,
@@ -133,6 +134,8 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
     }
     if native is not None:
         document["native"] = native
+    if reference is not None:
+        document["reference"] = write_reference(reference, folder)
     parse_manifest(document)
     (folder / MANIFEST).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     accepted = load_accepted(_staging_settings(folder))

@@ -9,6 +9,7 @@ create-only upload), then joined. A rerun asks the destination which parts it ho
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import shutil
 from collections.abc import Callable
@@ -21,11 +22,17 @@ from typing_extensions import override
 
 from predictor.errors import ScoringError
 from predictor.scoring.tables import FORMATS
-from predictor.stores.base import BucketStore, is_bucket
+from predictor.stores.base import BucketStore, bucket_store, is_bucket
 from predictor.stores.uris import as_prefix, object_uri
 
 StoreFor = Callable[[str], BucketStore]
 """The bucket store of a scheme (one per scheme for a run)."""
+
+
+def stores_for(deadline_s: float) -> StoreFor:
+    """One bucket store per scheme for a run, each retrying within ``deadline_s`` per call."""
+    return functools.cache(lambda scheme: bucket_store(scheme, deadline_s=deadline_s))
+
 
 GLOB_CHARS = "*?["
 

@@ -15,7 +15,6 @@ flat whatever the input's size.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import tempfile
@@ -52,11 +51,12 @@ from predictor.scoring.places import (
     list_inputs,
     local_copy,
     split_bucket,
+    stores_for,
 )
 from predictor.scoring.tables import FORMATS, read_tables, table_format
 from predictor.scoring.workers import executor, score_part
 from predictor.settings import Settings
-from predictor.stores.base import bucket_store, is_bucket
+from predictor.stores.base import is_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,7 @@ def run(job: ScoreJob, settings: Settings, report: Report = print) -> RunResult:
 def _run(job: ScoreJob, settings: Settings, report: Report, result: RunResult) -> RunResult:
     loaded = load_accepted(settings)
     outputs = requested_outputs(list(job.outputs) or None, loaded.signature)
-    deadline_s = settings.store_deadline_seconds
-    stores: StoreFor = functools.cache(lambda scheme: bucket_store(scheme, deadline_s=deadline_s))
+    stores = stores_for(settings.store_deadline_seconds)
     index, count = job.shard
     inputs = [f for k, f in enumerate(list_inputs(job.input, stores)) if k % count == index]
     single = job.output.lower().endswith(FORMATS)

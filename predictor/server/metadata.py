@@ -74,6 +74,19 @@ def model_parameters(loaded: LoadedModel) -> dict[str, str]:
     return parameters
 
 
+def drift_parameter(loaded: LoadedModel, window_rows: int) -> dict[str, str]:
+    """Whether the model's inputs are watched for drift, and if not, why, as a v2 parameter."""
+    if loaded.reference is None:
+        why = "the model carries no reference; publish it as a bundle with --sample FILE"
+        return {"drift": f"off: {why}"}
+    if loaded.signature.text:
+        return {"drift": "off: a text model's input is one document, not features"}
+    if window_rows == 0:
+        return {"drift": "off: PREDICTOR_DRIFT_WINDOW_ROWS is 0"}
+    window = f"over the last {window_rows} rows"
+    return {"drift": f"on: each feature against the bundle's reference, {window}"}
+
+
 def explain_parameters(described: dict[str, Any] | None) -> dict[str, str]:
     """How ``:explain`` answers for the model (``Explanations.describe()``), as v2 parameters."""
     if described is None:

@@ -25,6 +25,7 @@ from predictor.server.admission import AdmissionLimit
 from predictor.server.explain_answers import asks_explanation
 from predictor.server.explaining import Explaining
 from predictor.server.metadata import (
+    drift_parameter,
     explain_outputs,
     explain_parameters,
     input_types,
@@ -166,7 +167,9 @@ class SklearnModel(Model):  # type: ignore[misc]
 
     def metadata(self, version: str | None = None) -> dict[str, Any]:
         """The v2 model metadata (of ``version``), listing every version that answers."""
-        document = model_metadata(self.name, self.at(version), [m.version for m in self.versions])
+        loaded = self.at(version)
+        document = model_metadata(self.name, loaded, [m.version for m in self.versions])
+        document["parameters"].update(drift_parameter(loaded, self._settings.drift.window_rows))
         if version is None or version == self.version:
             described = self.explaining.describe()
             document["parameters"].update(explain_parameters(described))

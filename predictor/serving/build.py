@@ -2,7 +2,8 @@
 
 Every model is loaded, verified and accepted (``loading.gate.load_accepted``) before any lane is
 built; one that fails stops the start. Each model's metrics series are made as it is served
-(``serving.observed``).
+(``serving.observed``), and a model whose bundle carries a reference is watched for drift
+(``serving.watched``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from predictor.loading.gate import Loader, load_accepted
 from predictor.serving import observed
 from predictor.serving.arms import BanditArms
 from predictor.serving.lane import ModelLane
-from predictor.serving.shadowed import Shadowed
+from predictor.serving.shadowed import shadowed
 from predictor.serving.strategy import Single, Strategy
+from predictor.serving.watched import watched
 from predictor.settings import Settings
-from predictor.shadow.setup import shadow_runner
 
 __all__ = ["Strategy", "build_strategy"]
 
@@ -42,10 +43,10 @@ def build_strategy(name: str, settings: Settings, loader: Loader) -> Strategy:
         strategy = BanditArms(arms, bandit)
     for lane in strategy.lanes():
         observed.loaded(name, lane.loaded)
-    runner = shadow_runner(
+    strategy = watched(name, strategy, settings.drift)
+    return shadowed(
         name,
-        strategy.face,
+        strategy,
         settings.shadow,
         load_shadow=lambda: load_accepted(settings.for_shadow(), loader=loader),
     )
-    return strategy if runner is None else Shadowed(strategy, runner)

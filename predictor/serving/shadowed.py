@@ -7,14 +7,16 @@ waits for the shadow and never sees its errors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from predictor.inference.batch import Batch
 from predictor.loading.loader import LoadedModel
+from predictor.sections import Shadow
 from predictor.serving.native import upgrade_in_background
 from predictor.serving.strategy import Answer, Lane, Strategy
 from predictor.shadow.runner import ShadowRunner
+from predictor.shadow.setup import shadow_runner
 from predictor.shadow.targets import ShadowModel
 
 
@@ -87,3 +89,15 @@ class Shadowed:
         """Let the shadow finish what is queued and close its log; then the inner strategy."""
         self.runner.stop()
         self._inner.stop()
+
+
+def shadowed(
+    name: str, strategy: Strategy, shadow: Shadow, *, load_shadow: Callable[[], LoadedModel]
+) -> Strategy:
+    """``strategy`` with the shadow the settings ask for (as it is when they ask for none).
+
+    Raises:
+        ArtifactError: the shadow model must not serve (unless the shadow is optional).
+    """
+    runner = shadow_runner(name, strategy.face, shadow, load_shadow=load_shadow)
+    return strategy if runner is None else Shadowed(strategy, runner)

@@ -14,6 +14,7 @@ import httpx
 import joblib
 
 from predictor.monitoring.dashboard import dashboard, metric_names
+from predictor.publishing.publish import BundleSpec, publish
 from tests.helpers import ServerFactory, wait_until
 
 ROWS = {"instances": [[0.1, -0.3, 1.2, 0.5], [-1.0, 0.4, 0.0, 2.0]]}
@@ -79,6 +80,24 @@ def test_every_metric_in_the_dashboard_is_exported(
         for name in ("a", "b", "broken"):  # a load, an eviction, a failure
             client.post(f"/v1/models/{name}:predict", json=ROWS)
         pages.append(client.get("/metrics").text)
+    found |= exported(pages[-1])
+    sample = tmp_path / "sample.csv"
+    sample.write_text("a,b,c,d\n" + "\n".join(",".join(map(str, r)) for r in ROWS["instances"]))
+    bundle = publish(
+        BundleSpec(int_classifier_file, "taxi", "1.0.0", sample_file=sample), str(tmp_path / "r")
+    )
+    watched = server.start(bundle, name="taxi")
+    with httpx.Client(base_url=watched.url, timeout=10) as client:
+        client.post("/v1/models/taxi:predict", json=ROWS)
+
+        def summarised(client: httpx.Client = client) -> str | None:
+            page = client.get("/metrics").text
+            rows = re.search(
+                r'^predictor_drift_window_rows\{model="taxi",[^}]*\} (\S+)$', page, re.M
+            )
+            return page if rows and float(rows.group(1)) == len(ROWS["instances"]) else None
+
+        pages.append(wait_until(summarised, timeout=10, what="drift's first summary"))
     found |= exported(pages[-1])
     used = metric_names(dashboard())
     assert used, "the dashboard queries no metric"

@@ -29,6 +29,10 @@ ALERTS = {
     "PredictorModelNotReady",
     "PredictorPredictionDrift",
     "PredictorCanaryHeldTooLong",
+    "PredictorFeatureDrift",
+    "PredictorPredictionsDriftFromReference",
+    "PredictorFeatureMissingJump",
+    "PredictorUnseenCategories",
 }
 
 
