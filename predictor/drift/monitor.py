@@ -51,8 +51,8 @@ QUEUE_REQUESTS = 256
 """Rows, and requests, waiting per model at most between two wakes (16,384 rows and 1,024
 requests a second at most are summarised); the requests past them are not seen by drift, and
 counted. A request costs the worker about 4 microseconds, a row a fraction of one. Measured on
-the bench's linear model: with 2,048 requests queued per wake, 64-row requests at c=32 answered
-0.89 times as many per second as with drift off (bench/RESULTS.md)."""
+the bench's linear model: bounded at 256 requests alone, 64-row requests at c=32 answered 0.89
+times as many per second as with drift off; with the rows bounded too, 0.99 (bench/RESULTS.md)."""
 
 _COIN = random.Random()
 os.register_at_fork(after_in_child=_COIN.seed)
