@@ -1,94 +1,42 @@
 """A strategy whose answers are watched for drift: each lane's rows go to its model's monitor.
 
-The inner strategy answers; each lane whose model carries a drift reference is wrapped so that
-the rows it answered, and what it answered, are offered to that model's ``DriftMonitor``, which
+Each lane whose model carries a drift reference is tapped (``serving.tapped``) so that the rows
+it answered, and what it answered, are offered to that model's ``DriftMonitor``, which
 summarises them off the request path. Lanes of models without a reference are left as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
 
 from predictor.drift.monitor import DriftMonitor
 from predictor.inference.batch import Batch
-from predictor.loading.loader import LoadedModel
 from predictor.sections import Drift
-from predictor.serving.strategy import Answer, Lane, Strategy
+from predictor.serving.strategy import Answer, Strategy
+from predictor.serving.tapped import Tapped
 
 
-class WatchedLane:
-    """A lane whose answers are offered to its model's drift monitor."""
-
-    def __init__(self, inner: Lane, monitor: DriftMonitor) -> None:
-        self._inner = inner
-        self.monitor = monitor
-
-    @property
-    def loaded(self) -> LoadedModel:
-        """The inner lane's model."""
-        return self._inner.loaded
-
-    async def answer(self, batch: Batch, request_id: str | None) -> Answer:
-        """The inner lane's answer, offered to the monitor."""
-        answer = await self._inner.answer(batch, request_id)
-        self.monitor.offer(batch.features, answer.results)
-        return answer
-
-    def answer_blocking(self, batch: Batch, request_id: str | None) -> Answer:
-        """The inner lane's answer on this thread, offered to the monitor."""
-        answer = self._inner.answer_blocking(batch, request_id)
-        self.monitor.offer(batch.features, answer.results)
-        return answer
+def offer_to_monitor(
+    monitor: DriftMonitor, request_id: str | None, batch: Batch, answer: Answer
+) -> None:
+    """A lane's tap: the rows and the answer, offered to the drift monitor."""
+    monitor.offer(batch.features, answer.results)
 
 
-class Watched:
+class Watched(Tapped):
     """``inner`` answers; the models with a reference are watched for drift."""
 
     def __init__(self, inner: Strategy, monitors: dict[int, DriftMonitor]) -> None:
-        self._inner = inner
         self.monitors = monitors
         """Each watched lane's monitor, by the lane's position in ``inner.lanes()``."""
-        self._wrap()
-
-    def _wrap(self) -> None:
-        """Each watched lane, wrapped once (by identity, which pickling changes: rebuilt after)."""
-        lanes = self._inner.lanes()
-        self._lanes = {
-            id(lanes[i]): WatchedLane(lanes[i], monitor) for i, monitor in self.monitors.items()
-        }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._wrap()
-
-    @property
-    def face(self) -> LoadedModel:
-        """The inner strategy's face."""
-        return self._inner.face
-
-    def choose(self) -> Lane:
-        """The inner strategy's choice, wrapped when its model is watched."""
-        lane = self._inner.choose()
-        return self._lanes.get(id(lane), lane)
-
-    def lanes(self) -> Sequence[Lane]:
-        """The inner strategy's lanes."""
-        return self._inner.lanes()
-
-    def feedback(self, body: Any) -> dict[str, Any]:
-        """The inner strategy's feedback."""
-        return self._inner.feedback(body)
-
-    def start(self, name: str) -> None:
-        """The inner strategy's background work."""
-        self._inner.start(name)
+        taps = {i: functools.partial(offer_to_monitor, m) for i, m in monitors.items()}
+        super().__init__(inner, taps)
 
     def stop(self) -> None:
         """Stop watching; then the inner strategy."""
         for monitor in self.monitors.values():
             monitor.stop()
-        self._inner.stop()
+        super().stop()
 
 
 def watched(name: str, strategy: Strategy, drift: Drift) -> Strategy:

@@ -293,3 +293,24 @@ def test_a_model_without_a_reference_exports_no_drift_and_says_so(
     )
     assert report.returncode == 2
     assert "carries no drift reference" in report.stderr
+
+
+def test_a_shadowed_model_is_watched_and_shadowed_alike(
+    server: ServerFactory, bundle: Path
+) -> None:
+    """Both taps on one lane: drift sees every row, and the shadow compares every row."""
+    running = server.start(
+        str(bundle),
+        name="trips",
+        args=["--drift_window_rows", "600", "--shadow_model_uri", str(bundle / "model.joblib")],
+    )
+    send(running, draw(600, 13))
+    settled(running, 600)
+
+    def compared() -> float | None:
+        page = httpx.get(f"{running.url}/metrics", timeout=10).text
+        agreed = re.findall(r"^predictor_shadow_predictions_total\{[^}]*\} (\S+)$", page, re.M)
+        total = sum(float(v) for v in agreed)
+        return total if total == 600 else None
+
+    wait_until(compared, timeout=30, what="the shadow's comparison of all 600 rows")
