@@ -208,8 +208,23 @@ class ServerFactory:
     def start(
         self, model_uri: str | None, *, timeout: float = 30.0, **kwargs: object
     ) -> RunningServer:
-        """Start a process and wait until its model is ready; fail with its log if it is not."""
-        return self.ready(self.spawn(model_uri, **kwargs), timeout=timeout)  # type: ignore[arg-type]
+        """Start a process and wait until its model is ready; fail with its log if it is not.
+
+        A port found free can be taken by another process before the server binds it (the other
+        test worker's servers and clients draw from the same ephemeral range): a server that
+        exits saying so is started again on other ports, twice at most.
+        """
+        for attempt in range(3):
+            server = self.spawn(model_uri, **kwargs)  # type: ignore[arg-type]
+            try:
+                return self.ready(server, timeout=timeout)
+            except AssertionError:
+                lost_port = (
+                    server.process.poll() is not None and "cannot listen for" in server.log()
+                )
+                if not lost_port or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def ready(self, server: RunningServer, *, timeout: float = 30.0) -> RunningServer:
         """Wait until a spawned process's model is ready; fail with its log if it is not."""
