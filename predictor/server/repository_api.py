@@ -10,15 +10,10 @@ from __future__ import annotations
 from kserve.model_repository import ModelRepository
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from predictor.errors import ModelNotFoundError
 from predictor.repository.index import READY, UNAVAILABLE, IndexEntry
+from predictor.server.asgi import not_served
 from predictor.server.model import SklearnModel
 from predictor.server.model_store import ModelStore
-
-
-def not_served() -> ModelNotFoundError:
-    """The 404 for a name no model of this server has."""
-    return ModelNotFoundError("no model of that name is served here; GET /v2/models lists them")
 
 
 async def index(registry: ModelRepository, *, ready_only: bool = False) -> list[IndexEntry]:
@@ -48,7 +43,7 @@ async def load(
         await registry.load(name)
         return
     if not isinstance(registry.get_model(name), SklearnModel):
-        raise not_served()
+        raise not_served(name)
     if extension is not None:
         await extension.load(name)
 
@@ -66,6 +61,6 @@ async def unload(
         registry.unload(name)
         return
     if not isinstance(registry.get_model(name), SklearnModel):
-        raise not_served()
+        raise not_served(name)
     if extension is not None:
         await extension.unload(name)

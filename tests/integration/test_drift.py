@@ -166,6 +166,19 @@ def expected_psi(reference: dict[str, Any], values: np.ndarray) -> float:
     return float(np.sum((live - ref) * np.log(live / ref)))
 
 
+def drift_report(model: Path, rows: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m predictor drift-report`` of ``rows`` against ``model``, as a user runs it."""
+    command = ["drift-report", "--model_uri", str(model), "--input", str(rows)]
+    return subprocess.run(
+        [sys.executable, "-m", "predictor", *command],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def reference_of(bundle: Path) -> dict[str, Any]:
     document = json.loads((bundle / "reference.json").read_text())
     return {f["name"]: f for f in document["features"]}
@@ -228,23 +241,7 @@ def test_the_report_of_a_file_agrees_with_the_live_figures(
     rows.to_parquet(tmp_path / "rows.parquet")
     send(served, rows)
     live = settled(served, WINDOW)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "predictor",
-            "drift-report",
-            "--model_uri",
-            str(bundle),
-            "--input",
-            str(tmp_path / "rows.parquet"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = drift_report(bundle, tmp_path / "rows.parquet")
     assert done.returncode == 0, done.stderr
     table = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[1:-1]}
     for feature in [*NUMBERS, "zone"]:
@@ -274,23 +271,7 @@ def test_a_model_without_a_reference_exports_no_drift_and_says_so(
     watched = server.start(str(bundle), name="trips")
     described = httpx.get(f"{watched.url}/v2/models/trips", timeout=10).json()
     assert described["parameters"]["drift"].startswith("on: each feature against")
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "predictor",
-            "drift-report",
-            "--model_uri",
-            str(bundle / "model.joblib"),
-            "--input",
-            str(bundle / "model.joblib"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    report = drift_report(bundle / "model.joblib", bundle / "model.joblib")
     assert report.returncode == 2
     assert "carries no drift reference" in report.stderr
 
