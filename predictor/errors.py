@@ -37,6 +37,7 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
         │   ModelFileError, ManifestError
         └── RefusedModelError                              1
             ├── DigestMismatchError, IncompatibleModelError, AcceptanceError
+            ├── PickleRefusedError (--allow_pickle false)
             └── VersionExistsError
 """
 
@@ -305,6 +306,10 @@ class DigestMismatchError(RefusedModelError):
 
 class IncompatibleModelError(RefusedModelError):
     """The model was saved with library versions that can change its results here."""
+
+
+class PickleRefusedError(RefusedModelError):
+    """The model is a pickle (or ships code), and the deployer allows only files that run none."""
 
 
 class AcceptanceError(RefusedModelError):

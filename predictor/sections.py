@@ -24,6 +24,7 @@ class ModelSource:
     deadline_seconds: float
     allow_version_skew: bool
     require_digest: bool
+    allow_pickle: bool
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,10 @@ class ModelFields(_Fields):
 
     require_digest: bool = False
     """Refuse any model whose digest the deployer did not pin (production setting)."""
+
+    allow_pickle: bool = True
+    """Serve pickle and joblib files (loading one runs code); false serves only skops files,
+    and no bundle that ships Python modules."""
 
 
 class ServingFields(_Fields):

@@ -2,7 +2,7 @@
 
 This module owns the manifest: its validation on read (against ``bundle.schema``), the
 digests of every file it names, and the library-version compatibility rules. It never unpickles;
-``loader`` calls these checks before ``joblib.load`` runs.
+``loader`` calls these checks before the model file is read.
 """
 
 from __future__ import annotations
@@ -63,6 +63,12 @@ class Manifest:
         """The drift reference's ``path`` and ``sha256``, when the bundle has one."""
         reference = self.document.get("reference")
         return dict(reference) if reference else None
+
+    @property
+    def trusted_types(self) -> tuple[str, ...] | None:
+        """The types a ``.skops`` artifact holds, the only ones it is built with (None: pickle)."""
+        trusted = self.document["artifact"].get("trusted_types")
+        return None if trusted is None else tuple(trusted)
 
     @property
     def artifact_sha256(self) -> str:

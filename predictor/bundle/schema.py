@@ -11,8 +11,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
+TYPE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+"""A type's dotted name: ``module.Class``."""
 SHA256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 METRIC = Literal[
     "accuracy",
@@ -53,12 +62,25 @@ class Feature(_Strict):
 
 
 class Artifact(_Strict):
-    """The model file inside the bundle, by relative path, and its digest."""
+    """The model file inside the bundle, by relative path, and its digest.
+
+    A ``.skops`` file lists the exact types it holds, the only ones it is loaded with.
+    """
 
     path: Annotated[
-        str, StringConstraints(pattern=r"^(?!.*\.\.)[^/\\][^\\]*\.(joblib|pkl|pickle)$")
+        str, StringConstraints(pattern=r"^(?!.*\.\.)[^/\\][^\\]*\.(joblib|pkl|pickle|skops)$")
     ]
     sha256: SHA256
+    trusted_types: list[Annotated[str, StringConstraints(pattern=TYPE_NAME)]] | None = None
+
+    @model_validator(mode="after")
+    def _types_for_skops(self) -> Artifact:
+        skops = self.path.endswith(".skops")
+        if skops and self.trusted_types is None:
+            raise ValueError("a .skops artifact lists its trusted_types")
+        if not skops and self.trusted_types is not None:
+            raise ValueError("trusted_types are for a .skops artifact; a pickle trusts everything")
+        return self
 
 
 class NativeModel(_Strict):

@@ -80,7 +80,15 @@ def publish(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m predictor publish", description=publish.__doc__
     )
-    parser.add_argument("--model", required=True, type=Path, help="the .joblib/.pkl/.pickle file")
+    parser.add_argument(
+        "--model", required=True, type=Path, help="the .joblib/.pkl/.pickle (or .skops) file"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("skops", "pickle"),
+        help="the bundle's model file: skops (cannot run code when loaded; a .skops model's "
+        "default) or pickle (a pickle's default)",
+    )
     parser.add_argument("--name", required=True, help="model name (lowercase, digits, . _ -)")
     parser.add_argument("--version", required=True, help="model version, e.g. 1.4.0")
     parser.add_argument(
@@ -154,6 +162,7 @@ def publish(argv: Sequence[str]) -> int:
             sample_file=args.sample,
             code_files=tuple(args.code),
             metrics=recorded,
+            format=args.format,
             **({"created_by": args.created_by} if args.created_by else {}),
         )
         print(publish_bundle(spec, args.to))

@@ -1,10 +1,12 @@
 """Load a model the safe way: fetch, verify every digest, check versions, then unpickle.
 
-Unpickling runs code, so the sha256 recorded in a bundle's manifest and the one pinned by the
-deployer are both checked on the bytes on disk before ``joblib.load`` sees them. A bundle saved
-with another scikit-learn minor (or numpy major) version, or scikit-learn's
-``InconsistentVersionWarning`` while loading, refuses the model unless skew is allowed. The
-acceptance sets are read and checked here too; running them is the gate's (``loading.gate``).
+Unpickling runs code (a skops file builds only the types it is trusted with;
+``--allow_pickle false`` refuses anything else), so the sha256 recorded in a bundle's manifest
+and the one pinned by the deployer are both checked on the bytes on disk before the file is
+read. A bundle saved with another scikit-learn minor (or numpy major) version, or
+scikit-learn's ``InconsistentVersionWarning`` while loading, refuses the model unless skew is
+allowed. The acceptance sets are read and checked here too; running them is the gate's
+(``loading.gate``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from predictor.loading.acceptance import (
     read_acceptance_sets,
 )
 from predictor.loading.mlmodel import MLMODEL, MLflowModel, read_mlmodel
-from predictor.loading.unpickle import unpickle
+from predictor.loading.skops_files import trust_digest
+from predictor.loading.unpickle import refuse_code, unpickle
 from predictor.settings import Settings
 from predictor.stores.fetch import (
     FetchedModel,
@@ -117,11 +120,17 @@ def load_model(settings: Settings) -> LoadedModel:
         path = bundle_file(
             fetched.target, manifest.artifact_path, manifest.artifact_sha256, "artifact"
         )
-        artifact = model_at(fetched, path, manifest.artifact_sha256)
+        trusted = manifest.trusted_types
+        digest = manifest.artifact_sha256
+        artifact = model_at(
+            fetched, path, digest if trusted is None else trust_digest(digest, trusted)
+        )
         logger.info(
             "bundle %s %s: artifact sha256 matches model.json", manifest.name, manifest.version
         )
     verify_digest(artifact, settings.model_sha256, required=settings.require_digest)
+    if not settings.allow_pickle:
+        refuse_code(artifact, mlflow_model, ships_code=manifest is not None and bool(manifest.code))
     if manifest is not None:
         for skew in check_compatibility(
             manifest.document["runtime"], runtime_versions(), allow_skew=settings.allow_version_skew
@@ -131,7 +140,10 @@ def load_model(settings: Settings) -> LoadedModel:
         reference = read_reference(fetched.target, manifest)
         install_code(fetched.target, manifest)
     estimator = unpickle(
-        artifact, allow_version_skew=settings.allow_version_skew, mlflow_model=mlflow_model
+        artifact,
+        allow_version_skew=settings.allow_version_skew,
+        mlflow_model=mlflow_model,
+        trusted_types=manifest.trusted_types if manifest is not None else None,
     )
     signature = signature_of(
         estimator, feature_dtypes=manifest.feature_dtypes if manifest is not None else None

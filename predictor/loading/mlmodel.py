@@ -88,15 +88,9 @@ def load_skops(model: MLflowModel) -> Any:
     """Load a skops file, trusting exactly the types its MLmodel lists (and skops' defaults).
 
     Raises:
-        ModelFileError: skops is not installed, or the file holds types nobody trusted.
+        ModelFileError: the file holds types nobody trusted.
     """
-    try:
-        import skops.io
-    except ModuleNotFoundError as e:
-        raise ModelFileError(
-            f"{model.model_file.name} was saved by MLflow in the skops format; install skops "
-            "(the 'mlflow' extra has it)"
-        ) from e
+    import skops.io  # a dependency; imported only when a skops file is served
     untrusted = sorted(
         set(skops.io.get_untrusted_types(file=model.model_file)) - set(model.skops_trusted_types)
     )

@@ -24,6 +24,7 @@ from typing import Any
 from predictor.bundle.manifest import MANIFEST, parse_manifest, runtime_versions
 from predictor.errors import PublishError, VersionExistsError
 from predictor.inference.native import NATIVE_FILE, converter_version
+from predictor.loading import skops_files
 from predictor.loading.gate import answer, load_accepted
 from predictor.loading.loader import LoadedModel, load_model
 from predictor.publishing.destinations import publish_to_bucket, publish_to_registry
@@ -58,6 +59,8 @@ class BundleSpec:
     code_files: tuple[Path, ...] = ()
     """Python modules the pickle needs (custom transformers, functions), shipped in ``code/``."""
     metrics: dict[str, float] = field(default_factory=dict)
+    format: str | None = None
+    """``skops`` (a file that cannot run code) or ``pickle``; None keeps the model file's own."""
 
 
 def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
@@ -78,6 +81,7 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
     shutil.copyfile(spec.model_file, artifact)
     bare = load_model(_staging_settings(artifact))
     estimator, signature = bare.estimator, bare.signature
+    artifact, trusted = _in_format(spec.format, artifact, estimator)
     acceptance: dict[str, Any] = {}
     if spec.e2e_file is not None:
         data = _read_json(spec.e2e_file)
@@ -126,7 +130,8 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
             if v is not None
         },
         "feature_extractor_version": spec.feature_extractor_version,
-        "artifact": {"path": artifact.name, "sha256": sha256_file(artifact)},
+        "artifact": {"path": artifact.name, "sha256": sha256_file(artifact)}
+        | ({"trusted_types": list(trusted)} if trusted is not None else {}),
         "runtime": runtime_versions(),
         "metrics": spec.metrics,
         "acceptance": acceptance,
@@ -140,7 +145,31 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
     (folder / MANIFEST).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     accepted = load_accepted(_staging_settings(folder))
     logger.info("staged bundle accepted:\n%s", accepted.acceptance.describe())
+    logger.info("its digest, to pin as PREDICTOR_MODEL_SHA256: %s", accepted.artifact.sha256)
     return folder
+
+
+def _in_format(
+    wanted: str | None, artifact: Path, estimator: Any
+) -> tuple[Path, tuple[str, ...] | None]:
+    """The bundle's model file in the format asked for, and the types it trusts (skops only).
+
+    A pickle becomes ``model.skops`` for ``--format skops``; a skops file cannot become a pickle.
+    """
+    is_skops = artifact.suffix == skops_files.SKOPS_SUFFIX
+    if wanted not in (None, "skops", "pickle"):
+        raise PublishError("--format: expected skops or pickle, got another value")
+    if wanted == "pickle" and is_skops:
+        raise PublishError("--format pickle: the model is a .skops file, which stays one")
+    if is_skops:
+        return artifact, skops_files.types_in(artifact)
+    if wanted != "skops":
+        return artifact, None
+    converted = artifact.with_name("model" + skops_files.SKOPS_SUFFIX)
+    held = skops_files.dump(estimator, converted)
+    artifact.unlink()
+    logger.info("model.skops holds %d types: %s", len(held), ", ".join(held))
+    return converted, held
 
 
 def publish(spec: BundleSpec, destination: str, *, deadline_s: float = 120.0) -> str:

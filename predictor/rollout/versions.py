@@ -14,7 +14,7 @@ from predictor.rollout.analysis import MetricSource
 from predictor.rollout.audit import version_from_uri
 from predictor.rollout.model_ref import ModelRef
 
-MODEL_FILE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+MODEL_FILE_SUFFIXES = (".joblib", ".pkl", ".pickle", ".skops")
 
 
 def served_versions(source: MetricSource, model: str) -> dict[str, str]:

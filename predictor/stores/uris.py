@@ -14,8 +14,10 @@ from urllib.parse import unquote, urlparse
 
 from predictor.errors import UnsupportedURIError
 
-MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
-"""File endings we load with joblib; a folder must hold exactly one such file."""
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+"""File endings we load with joblib (pickles: loading them runs code)."""
+MODEL_SUFFIXES = (*PICKLE_SUFFIXES, ".skops")
+"""Model file endings: pickles, and skops files; a folder must hold exactly one such file."""
 
 PINNED_IN_PREFIX = "model.json"
 """On a gs:// prefix, ``#<generation>`` pins this object (a bundle's manifest, which pins the rest

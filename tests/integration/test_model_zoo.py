@@ -1,7 +1,8 @@
-"""The models people pickle, served from bare joblib files and called over the wire.
+"""The models people pickle, served from bare joblib and skops files and called over the wire.
 
-Each model is fitted here, saved with ``joblib.dump``, served by a real ``python -m predictor``
-process, and called over v1 REST, v2 REST and gRPC. Every output its v2 metadata lists is asked
+Each model is fitted here, saved with ``joblib.dump`` and with ``skops.io.dump``, served by a
+real ``python -m predictor`` process (the skops file with ``--allow_pickle false``), and called
+over v1 REST, v2 REST and gRPC. Every output its v2 metadata lists is asked
 for and compared with the estimator's own method on the same rows.
 """
 
@@ -18,6 +19,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from sklearn.calibration import CalibratedClassifierCV
@@ -204,15 +206,44 @@ def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("zoo")
 
 
-@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+NOT_AS_SKOPS = {
+    "skorch": "skorch keeps its network with torch.save, a pickle that loading would run",
+}
+"""The kinds a skops file refuses, and the reason the server gives (docs/security.md lists them)."""
+
+SERVED = [(c, "joblib") for c in CASES] + [
+    (c, "skops") for c in CASES if c.name not in NOT_AS_SKOPS
+]
+
+
+@pytest.fixture(params=SERVED, ids=[f"{c.name}-{f}" for c, f in SERVED])
 def served(
     request: pytest.FixtureRequest, zoo_dir: Path, server: ServerFactory
 ) -> Iterator[tuple[Case, Any, RunningServer]]:
-    case: Case = request.param
+    case, file_format = request.param
     estimator = case.build()
-    path = zoo_dir / f"{case.name}.joblib"
-    joblib.dump(estimator, path)
-    yield case, estimator, server.start(str(path), name="zoo", timeout=60)
+    path = zoo_dir / f"{case.name}.{file_format}"
+    if file_format == "joblib":
+        joblib.dump(estimator, path)
+        yield case, estimator, server.start(str(path), name="zoo", timeout=60)
+    else:  # a file that cannot run code, served where no pickle may load
+        skops.io.dump(estimator, path)
+        args = ["--allow_pickle", "false"]
+        yield case, estimator, server.start(str(path), name="zoo", timeout=60, args=args)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_AS_SKOPS))
+def test_a_kind_skops_cannot_keep_safe_is_refused_at_start(
+    name: str, zoo_dir: Path, server: ServerFactory
+) -> None:
+    case = next(c for c in CASES if c.name == name)
+    path = zoo_dir / f"{name}-refused.skops"
+    skops.io.dump(case.build(), path)
+    refused = server.run_to_exit(str(path), name="zoo", args=["--allow_pickle", "false"])
+    assert refused.process.returncode == 2, refused.log()
+    said = [line for line in refused.log().splitlines() if line.startswith("predictor: ")]
+    assert len(said) == 1 and NOT_AS_SKOPS[name] in said[0], refused.log()
+    assert "Traceback" not in refused.log()
 
 
 def expected(estimator: Any, name: str, rows: Any) -> np.ndarray:
