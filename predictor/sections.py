@@ -46,6 +46,7 @@ class Limits:
     cache_size: int
     max_in_flight: int
     shutdown_delay_seconds: float
+    shutdown_quiet_seconds: float
     access_log: bool
 
 
@@ -187,6 +188,10 @@ class ServingFields(_Fields):
     shutdown_delay_seconds: float = Field(default=0.0, ge=0)
     """On SIGTERM, report not-ready and keep serving this long before stopping (set it to a few
     seconds in a cluster, below terminationGracePeriodSeconds, so no request is cut off)."""
+
+    shutdown_quiet_seconds: float = Field(default=0.5, gt=0)
+    """On SIGTERM, after the delay, keep serving until no connection or request has come for
+    this long: requests sent before the signal are answered, not dropped (at most 30 s more)."""
 
     access_log: bool = False
     """Log one line per request (uvicorn's access log); off so that serving stays lean."""

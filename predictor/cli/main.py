@@ -83,6 +83,7 @@ def serve(argv: Sequence[str]) -> int:
                 max_body_bytes=settings.max_body_bytes,
                 access_log=settings.access_log,
                 shutdown_delay_s=settings.shutdown_delay_seconds,
+                shutdown_quiet_s=settings.shutdown_quiet_seconds,
             ),
             http_port=args.http_port,
             grpc_port=args.grpc_port,

@@ -91,6 +91,7 @@ def load_skops(model: MLflowModel) -> Any:
         ModelFileError: the file holds types nobody trusted.
     """
     import skops.io  # a dependency; imported only when a skops file is served
+
     untrusted = sorted(
         set(skops.io.get_untrusted_types(file=model.model_file)) - set(model.skops_trusted_types)
     )

@@ -15,8 +15,7 @@ import functools
 import logging
 import signal
 import socket
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +23,12 @@ import fastapi
 from kserve import ModelServer
 from kserve.model_server import args as kserve_args
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
-from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+from kserve.protocol.rest.server import RESTServer
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from predictor.errors import PortInUseError
-from predictor.metrics import record as metrics
 from predictor.server import failures
+from predictor.server.draining import DrainingServer
 from predictor.server.grpc_server import PredictorGRPCServer
 from predictor.server.logs import configure_logging
 from predictor.server.middleware import front_door
@@ -46,6 +45,7 @@ class RestOptions:
     max_body_bytes: int = 16 * 1024 * 1024
     access_log: bool = False
     shutdown_delay_s: float = 0.0
+    shutdown_quiet_s: float = 0.5
 
 
 class PredictorRESTServer(RESTServer):  # type: ignore[misc]
@@ -55,7 +55,10 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.options = options
         self._server = DrainingServer(
-            self.config, delay_s=options.shutdown_delay_s, registry=self.dataplane.model_registry
+            self.config,
+            delay_s=options.shutdown_delay_s,
+            quiet_s=options.shutdown_quiet_s,
+            registry=self.dataplane.model_registry,
         )
 
     def run(self, sockets: list[Any] | None = None) -> None:
@@ -121,44 +124,6 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
             repository=self.model_repository_extension,
         )
         super()._register_endpoints(app)
-
-
-class DrainingServer(_RefreshingServer):  # type: ignore[misc]
-    """KServe's uvicorn server, which on SIGTERM first reports not-ready and keeps serving.
-
-    For ``delay_s`` seconds the models' readiness is False (so the load balancer stops sending
-    traffic) while requests, including those still waiting in the listen backlog, are served;
-    then uvicorn's graceful shutdown stops listening and finishes the requests in flight.
-    """
-
-    def __init__(self, config: Any, *, delay_s: float, registry: Any) -> None:
-        super().__init__(config)
-        self.delay_s = delay_s
-        self.registry = registry
-        self.draining = False
-        self.front: Callable[[Any], Any] | None = None
-        """Wraps the loaded app before serving (``PredictorRESTServer`` sets it)."""
-
-    async def serve(self, sockets: Any = None) -> None:
-        """Load the app, put ``front`` before it, and serve as uvicorn does."""
-        if not self.config.loaded:
-            self.config.load()
-        if self.front is not None:
-            self.config.loaded_app = self.front(self.config.loaded_app)
-        await super().serve(sockets)
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        """First signal: drain, then exit; any later one: uvicorn's own handling."""
-        if self.delay_s <= 0 or self.draining:
-            super().handle_exit(sig, frame)
-            return
-        self.draining = True
-        for model in self.registry.get_models().values():
-            if isinstance(model, SklearnModel):
-                model.draining = True
-                metrics.model_draining(model.name)
-        logger.info("draining: not ready, serving for %.1fs before shutting down", self.delay_s)
-        threading.Timer(self.delay_s, super().handle_exit, args=(sig, frame)).start()
 
 
 def start_native_engines(registry: Any) -> None:
