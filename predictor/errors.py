@@ -18,6 +18,7 @@ rolled back); 2 means it could not be done (usage, configuration, a store or por
     ├── FeedbackNotFoundError      404  NOT_FOUND
     ├── MethodNotAllowedError      405  UNIMPLEMENTED (Allow: POST)
     ├── ModelNotReadyError         503  UNAVAILABLE
+    ├── StateUnavailableError      503  UNAVAILABLE (Retry-After)
     ├── OverloadedError            503  RESOURCE_EXHAUSTED (Retry-After)
     │   └── ExplainBusyError       503  RESOURCE_EXHAUSTED (Retry-After)
     ├── ExplainTooLargeError       413  RESOURCE_EXHAUSTED
@@ -156,6 +157,17 @@ class ModelNotReadyError(PredictorError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"model {name} is not ready")
+
+
+class StateUnavailableError(PredictorError):
+    """Shared state (the bandit's Redis) cannot be reached; the caller should retry."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def headers(self) -> dict[str, str]:
+        """Tell the caller when to come back."""
+        return {"retry-after": "2"}
 
 
 class OverloadedError(PredictorError):

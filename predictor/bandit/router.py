@@ -68,7 +68,7 @@ class Bandit:
         self.refresh_s = refresh_s
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
-        self._stats: list[ArmStats] = [ArmStats() for _ in versions]
+        self._stats: list[ArmStats] | None = [ArmStats() for _ in versions]
         self._read_at = -math.inf
         for version in self.versions:  # at 0 from the start, not "no data"
             for counter in (BANDIT_PULLS, BANDIT_FEEDBACK, BANDIT_REWARDS):
@@ -90,6 +90,8 @@ class Bandit:
                 self._stats = self.state.stats()
                 self._read_at = now
                 self._export()
+            if self._stats is None:  # nothing known: the shared state is down and was never read
+                return int(self._rng.integers(len(self.versions)))
             return choose(self.policy, self._stats, self._rng, epsilon=self.epsilon)
 
     def pulled(self, arm: int, response_id: str) -> None:
@@ -103,6 +105,7 @@ class Bandit:
         Raises:
             PayloadError: the body is not a valid feedback (400).
             FeedbackNotFoundError: unknown or expired id (404).
+            StateUnavailableError: the shared state is unreachable; nothing was recorded (503).
         """
         response_id, reward = reward_of(body)
         recorded = self.state.rewarded(response_id, reward)
@@ -111,6 +114,8 @@ class Bandit:
         return {"id": response_id, "recorded": recorded}
 
     def _export(self) -> None:
+        if self._stats is None:
+            return
         probabilities = selection_probabilities(
             self.policy, self._stats, self._rng, epsilon=self.epsilon, draws=500
         )

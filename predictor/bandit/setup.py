@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from predictor.bandit.fallback import FallbackState
 from predictor.bandit.router import Bandit
 from predictor.bandit.state import BanditState, MemoryState, RedisState
 from predictor.errors import ConfigError
@@ -27,7 +28,8 @@ def bandit_for(name: str, arms: Sequence[LoadedModel], settings: BanditSettings)
     ttl = settings.feedback_ttl_seconds
     state: BanditState
     if settings.state is not None:
-        state = RedisState(settings.state, name, versions, ttl_s=ttl)
+        shared = RedisState(settings.state, name, versions, ttl_s=ttl)
+        state = FallbackState(shared, model=name, arms=len(versions))
     else:
         state = MemoryState(versions, ttl_s=ttl)
     return Bandit(

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from typing_extensions import override
 
 from predictor.bandit.policies import ArmStats
-from predictor.errors import ConfigError, FeedbackNotFoundError
+from predictor.errors import ConfigError, FeedbackNotFoundError, StateUnavailableError
 
 
 class BanditState(Protocol):
@@ -27,6 +29,11 @@ class BanditState(Protocol):
         """Arm ``arm`` answered the response ``response_id``."""
         ...
 
+    def pulled_many(self, pulls: Sequence[tuple[int, str]]) -> None:
+        """Several ``(arm, response id)`` pulls at once."""
+        for arm, response_id in pulls:
+            self.pulled(arm, response_id)
+
     def rewarded(self, response_id: str, reward: float) -> bool:
         """Record the reward for a response; False when it was recorded before.
 
@@ -35,8 +42,8 @@ class BanditState(Protocol):
         """
         ...
 
-    def stats(self) -> list[ArmStats]:
-        """Each arm's record, in arm order."""
+    def stats(self) -> list[ArmStats] | None:
+        """Each arm's record, in arm order; None when nothing is known (route uniformly)."""
         ...
 
 
@@ -97,7 +104,9 @@ class RedisState(BanditState):
     """The state in Redis (``redis://host:port/db``), shared by replicas and kept over restarts.
 
     Keys, under ``predictor:bandit:<model>``: hashes ``pulls``, ``feedbacks`` and ``rewards`` by
-    arm version; ``id:<response id>`` (the arm, expiring) and ``rewarded:<response id>``.
+    arm version; ``id:<response id>`` (the arm, expiring) and ``rewarded:<response id>``. A
+    reward is recorded by one script, so it is counted whole or not at all. Every Redis failure
+    is a ``StateUnavailableError`` (``bandit.fallback`` routes on without it).
     """
 
     def __init__(self, url: str, model: str, arms: Sequence[str], *, ttl_s: float) -> None:
@@ -108,47 +117,79 @@ class RedisState(BanditState):
                 "bandit_state redis:// needs the redis client: pip install "
                 "'kserve-sklearn-predictor[bandit]'"
             ) from e
-        self._redis = redis.Redis.from_url(url, socket_timeout=2.0, decode_responses=True)
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=0.5, decode_responses=True
+        )
+        self._error: type[Exception] = redis.RedisError
+        self._where = url.split("@")[-1]
         self._prefix = f"predictor:bandit:{model}"
         self._arms = list(arms)
         self._ttl = max(1, int(ttl_s))
+        self._reward: Callable[..., Any] = self._redis.register_script(REWARD_SCRIPT)
         try:
             self._redis.ping()
         except redis.RedisError as e:
-            where = url.split("@")[-1]
-            raise ConfigError(f"bandit_state: Redis at {where} did not answer ({e})") from e
+            raise ConfigError(f"bandit_state: Redis at {self._where} did not answer ({e})") from e
+
+    @contextmanager
+    def _reached(self) -> Iterator[None]:
+        try:
+            yield
+        except self._error as e:
+            raise StateUnavailableError(
+                f"Redis at {self._where} did not answer ({type(e).__name__})"
+            ) from e
 
     @override
     def pulled(self, arm: int, response_id: str) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hincrby(f"{self._prefix}:pulls", self._arms[arm], 1)
-        pipe.set(f"{self._prefix}:id:{response_id}", arm, ex=self._ttl)
-        pipe.execute()
+        self.pulled_many([(arm, response_id)])
+
+    @override
+    def pulled_many(self, pulls: Sequence[tuple[int, str]]) -> None:
+        with self._reached():
+            pipe = self._redis.pipeline(transaction=True)
+            for arm, count in Counter(arm for arm, _ in pulls).items():
+                pipe.hincrby(f"{self._prefix}:pulls", self._arms[arm], count)
+            for arm, response_id in pulls:
+                pipe.set(f"{self._prefix}:id:{response_id}", arm, ex=self._ttl)
+            pipe.execute()
 
     @override
     def rewarded(self, response_id: str, reward: float) -> bool:
-        arm = self._redis.get(f"{self._prefix}:id:{response_id}")
-        if arm is None:
+        keys = [
+            f"{self._prefix}:id:{response_id}",
+            f"{self._prefix}:rewarded:{response_id}",
+            f"{self._prefix}:feedbacks",
+            f"{self._prefix}:rewards",
+        ]
+        with self._reached():
+            outcome = int(self._reward(keys=keys, args=[reward, self._ttl, *self._arms]))
+        if outcome < 0:
             raise FeedbackNotFoundError(
                 "no response with that id, or it expired; feedback names the id a response gave"
             )
-        first = self._redis.set(f"{self._prefix}:rewarded:{response_id}", 1, nx=True, ex=self._ttl)
-        if not first:
-            return False
-        version = self._arms[int(arm)]
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hincrby(f"{self._prefix}:feedbacks", version, 1)
-        pipe.hincrbyfloat(f"{self._prefix}:rewards", version, reward)
-        pipe.execute()
-        return True
+        return outcome == 1
 
     @override
     def stats(self) -> list[ArmStats]:
-        pipe = self._redis.pipeline(transaction=False)
-        for name in ("pulls", "feedbacks", "rewards"):
-            pipe.hmget(f"{self._prefix}:{name}", self._arms)
-        pulls, feedbacks, rewards = pipe.execute()
+        with self._reached():
+            pipe = self._redis.pipeline(transaction=False)
+            for name in ("pulls", "feedbacks", "rewards"):
+                pipe.hmget(f"{self._prefix}:{name}", self._arms)
+            pulls, feedbacks, rewards = pipe.execute()
         return [
             ArmStats(int(p or 0), int(f or 0), float(r or 0.0))
             for p, f, r in zip(pulls, feedbacks, rewards, strict=True)
         ]
+
+
+REWARD_SCRIPT = """
+local arm = redis.call('GET', KEYS[1])
+if not arm then return -1 end
+if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', tonumber(ARGV[2])) then return 0 end
+local version = ARGV[3 + tonumber(arm)]
+redis.call('HINCRBY', KEYS[3], version, 1)
+redis.call('HINCRBYFLOAT', KEYS[4], version, ARGV[1])
+return 1
+"""
+"""A reward, recorded atomically: -1 unknown id, 0 rewarded before, 1 recorded."""

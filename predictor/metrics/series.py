@@ -132,6 +132,23 @@ BANDIT_FEEDBACK = Counter(
 BANDIT_REWARDS = Counter(
     "predictor_bandit_rewards", "Sum of the rewards received for each arm.", ["model", "version"]
 )
+BANDIT_STATE_UP = Gauge(
+    "predictor_bandit_state_up",
+    "1 while the bandit's shared state (Redis) answers; 0 while it routes without it.",
+    ["model"],
+    multiprocess_mode="mostrecent",
+)
+BANDIT_FALLBACK_ROUTED = Counter(
+    "predictor_bandit_fallback_routed",
+    "Requests routed without the shared state: from the last state read, or uniformly.",
+    ["model", "source"],
+)
+BANDIT_PULLS_HELD = Gauge(
+    "predictor_bandit_pulls_held",
+    "Pulls made while the shared state was unreachable, held to be written when it is back.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
 BANDIT_PROBABILITY = Gauge(
     "predictor_bandit_selection_probability",
     "How likely each arm is to answer the next request.",

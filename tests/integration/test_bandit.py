@@ -29,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 
 from predictor.stores.files import sha256_file
 from tests.helpers import RunningServer, ServerFactory, free_port
+from tests.tcp_proxy import TCPProxy
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -273,3 +274,91 @@ def test_every_arm_is_listed_and_reachable_by_its_version(
     assert infer_b.headers["x-model-version"] == b
     assert unknown.status_code == 404
     assert unknown.json() == {"error": f"model model has no such version; it serves {[a, b]!r}"}
+
+
+def samples(server: RunningServer, name: str) -> list[tuple[dict[str, str], float]]:
+    text = httpx.get(f"{server.url}/metrics").text
+    return [
+        (s.labels, s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
+def test_redis_cut_off_routing_goes_on_feedback_waits_and_nothing_acknowledged_is_lost(
+    server: ServerFactory, arms: dict[str, Path], redis_url: str
+) -> None:
+    import redis
+
+    host, port = redis_url.removeprefix("redis://").removesuffix("/0").split(":")
+    proxy = TCPProxy((host, int(port)))
+    running = server.start(
+        None, args=bandit_args(arms, "thompson", "--bandit_state", f"redis://{proxy.address}/0")
+    )
+    by_version = versions(arms)
+    acknowledged = 0
+    answered = 0
+    with httpx.Client(base_url=running.url, timeout=10) as client:
+
+        def ask() -> dict[str, object]:
+            nonlocal answered
+            reply = client.post("/v1/models/model:predict", json={"instances": ROW})
+            assert reply.status_code == 200, reply.text
+            answered += 1
+            return dict(reply.json())
+
+        # Down before the state was ever read: routed uniformly, both arms answer.
+        proxy.cut()
+        uniform = [by_version[str(ask()["model_version"])] for _ in range(60)]
+        assert set(uniform) == {"A", "B"}
+        assert dict(samples(running, "predictor_bandit_state_up")[0][0]) == {"model": "model"}
+        assert samples(running, "predictor_bandit_state_up")[0][1] == 0
+        proxy.restore()
+        time.sleep(1.2)  # the state is asked again at most every second
+
+        for _ in range(40):  # up: learned from, every feedback acknowledged
+            body = ask()
+            feedback = client.post(
+                "/v2/models/model/feedback", json={"id": body["id"], "reward": 1.0}
+            )
+            assert feedback.status_code == 200, feedback.text
+            acknowledged += 1
+
+        proxy.cut()
+        during = [ask() for _ in range(50)]
+        refused = client.post(
+            "/v2/models/model/feedback", json={"id": during[0]["id"], "reward": 1.0}
+        )
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "2"
+        assert refused.json()["error"].startswith("the bandit's state (Redis) is unreachable")
+        routed = {
+            labels["source"]: v
+            for labels, v in samples(running, "predictor_bandit_fallback_routed_total")
+        }
+        assert routed == {"uniform": 60, "last_known": 50}, routed
+        assert samples(running, "predictor_bandit_pulls_held")[0][1] == 50
+
+        proxy.restore()
+        time.sleep(1.2)
+        for body in during:  # held pulls are written: their feedback is now recorded
+            feedback = client.post(
+                "/v2/models/model/feedback", json={"id": body["id"], "reward": 0.0}
+            )
+            assert feedback.status_code == 200, feedback.text
+            assert feedback.json()["recorded"] is True
+            acknowledged += 1
+        assert samples(running, "predictor_bandit_state_up")[0][1] == 1
+
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = "predictor:bandit:model"
+    feedbacks = sum(int(v) for v in store.hgetall(f"{keys}:feedbacks").values())
+    pulls = sum(int(v) for v in store.hgetall(f"{keys}:pulls").values())
+    assert feedbacks == acknowledged == 90
+    assert pulls == answered == 150  # held while it was down, written when it came back
+    log = running.log()
+    assert log.count("bandit state unreachable") == 2, log
+    assert "routing from the last state read, feedback answered 503" in log
+    assert "50 pull(s) held while it was down are written" in log
+    proxy.close()
