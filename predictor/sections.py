@@ -64,6 +64,7 @@ class Shadow:
     log_inputs: bool
     log_max_bytes: int
     log_max_seconds: float
+    log_spool_mb: float
     deadline_seconds: float
 
 
@@ -235,6 +236,10 @@ class ShadowFields(_Fields):
 
     prediction_log_max_seconds: float = Field(default=300.0, gt=0)
     """... or this long after it was opened, whichever comes first."""
+
+    prediction_log_spool_mb: float = Field(default=512.0, gt=0)
+    """For a bucket: closed files wait on local disk for their upload (retried while the store
+    is down) up to this size; past it the oldest are dropped, and their records counted."""
 
 
 class BanditFields(_Fields):

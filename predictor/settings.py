@@ -174,6 +174,7 @@ class Settings(  # the fields, in groups, are in predictor.sections
             "shadow_",
             log_max_bytes="prediction_log_max_bytes",
             log_max_seconds="prediction_log_max_seconds",
+            log_spool_mb="prediction_log_spool_mb",
             deadline_seconds="store_deadline_seconds",
         )
 

@@ -116,6 +116,19 @@ SHADOW_SECONDS = Histogram(
     ["model", "version"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
 )
+PREDICTION_LOG_SPOOLED = Gauge(
+    "predictor_prediction_log_spooled_bytes",
+    "Prediction log files closed and waiting on local disk for their upload.",
+    multiprocess_mode="livesum",
+)
+PREDICTION_LOG_UPLOAD_FAILURES = Counter(
+    "predictor_prediction_log_upload_failures",
+    "Prediction log uploads that failed (the file is kept and tried again).",
+)
+PREDICTION_LOG_DROPPED = Counter(
+    "predictor_prediction_log_records_dropped",
+    "Prediction log records dropped before upload because the local spool was full.",
+)
 SHADOW_DROPPED = Counter(
     "predictor_shadow_dropped",
     "Requests the shadow did not see because its queue was full.",

@@ -3,12 +3,14 @@
 Records are written in batches (one write per batch the shadow worker handles) to
 ``predictions-<UTC time>-<pid>-<n>.jsonl``. A file is closed when it reaches ``max_bytes`` or
 ``max_seconds``, and at shutdown. In a local folder the open file is readable as it grows; under
-a bucket prefix (``gs://``, ``s3://``) it is written locally and uploaded whole when closed,
-create-only, as ``publish`` writes.
+a bucket prefix (``gs://``, ``s3://``) it is written locally and handed, when closed, to the
+upload spool (``shadow.spool``): uploaded whole, create-only, as ``publish`` writes, retried while
+the store is down, and bounded on disk by ``spool_bytes`` (what it drops is counted).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -20,7 +22,8 @@ from typing import IO, Any
 
 import orjson
 
-from predictor.stores.base import BucketStore, bucket_store, is_bucket
+from predictor.shadow.spool import UploadSpool
+from predictor.stores.base import bucket_store, is_bucket
 from predictor.stores.uris import as_prefix
 
 logger = logging.getLogger(__name__)
@@ -30,19 +33,32 @@ class PredictionLog:
     """Appends records to rotated JSON Lines files in a folder or under a bucket prefix."""
 
     def __init__(
-        self, target: str, *, max_bytes: int, max_seconds: float, deadline_s: float = 120.0
+        self,
+        target: str,
+        *,
+        max_bytes: int,
+        max_seconds: float,
+        deadline_s: float = 120.0,
+        spool_bytes: int = 512 * 1024 * 1024,
     ) -> None:
         self.target = target
         self.max_bytes = max_bytes
         self.max_seconds = max_seconds
-        self._store: BucketStore | None = None
+        self._spool: UploadSpool | None = None
         if is_bucket(target):
             scheme, _, rest = target.partition("://")
             bucket, _, prefix = rest.partition("/")
-            self._where = f"{scheme}://{bucket}/"
-            self._bucket, self._prefix = bucket, as_prefix(prefix)
-            self._store = bucket_store(scheme, deadline_s=deadline_s)
-            self._folder = Path(tempfile.mkdtemp(prefix="predictor-log-"))
+            key = hashlib.sha256(target.encode()).hexdigest()[:12]
+            self._folder = Path(tempfile.gettempdir()) / f"predictor-log-{key}"
+            self._folder.mkdir(parents=True, exist_ok=True)
+            self._spool = UploadSpool(
+                bucket_store(scheme, deadline_s=deadline_s),
+                bucket=bucket,
+                prefix=as_prefix(prefix),
+                where=f"{scheme}://{bucket}/",
+                folder=self._folder,
+                max_bytes=spool_bytes,
+            )
         else:
             self._folder = Path(target)
             self._folder.mkdir(parents=True, exist_ok=True)
@@ -80,21 +96,16 @@ class PredictionLog:
         self._opened = time.monotonic()
 
     def rotate(self) -> None:
-        """Close the open file (uploading it, to a bucket); the next write opens a new one."""
+        """Close the open file (spooling it for upload, to a bucket); the next write opens one."""
         if self._file is None or self._path is None:
             return
         self._file.close()
         self._file = None
-        if self._store is not None:
-            name = self._prefix + self._path.name
-            try:
-                if not self._store.upload_new(self._path, self._bucket, name):
-                    logger.error("%s%s exists; this log file was kept", self._where, name)
-                else:
-                    self._path.unlink()
-            except Exception:  # a log upload must never take the server down
-                logger.exception("prediction log upload failed; kept at %s", self._path)
+        if self._spool is not None:
+            self._spool.add(self._path)
 
-    def close(self) -> None:
-        """Close (and upload) the open file."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the open file; to a bucket, give the uploads ``timeout`` seconds to finish."""
         self.rotate()
+        if self._spool is not None:
+            self._spool.close(timeout)

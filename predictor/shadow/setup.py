@@ -52,6 +52,7 @@ def shadow_runner(
             max_bytes=settings.log_max_bytes,
             max_seconds=settings.log_max_seconds,
             deadline_s=settings.deadline_seconds,
+            spool_bytes=int(settings.log_spool_mb * 1024 * 1024),
         )
     return ShadowRunner(
         model=name,

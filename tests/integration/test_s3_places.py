@@ -9,20 +9,24 @@ protocol's round trip (list, create-only upload, same content, delete) for S3.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import joblib
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 
 from predictor.shadow.log import PredictionLog
 from predictor.stores.base import bucket_store
-from tests.helpers import run_score
+from tests.helpers import ServerFactory, run_score, wait_until
 from tests.stores import S3Server
+from tests.tcp_proxy import TCPProxy
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -108,3 +112,84 @@ def test_the_s3_bucket_store_speaks_the_protocol(s3: tuple[Any, str], tmp_path: 
     assert store.same_content(other, name, "p/part.csv") is False
     store.delete(name, ["p/part.csv", "p/gone.csv"])
     assert _keys(client, name, "p/") == []
+
+
+def metric_values(url: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name.startswith(("predictor_prediction_log", "predictor_shadow_dropped")):
+                found[sample.name] = found.get(sample.name, 0.0) + sample.value
+    return found
+
+
+def test_an_s3_outage_keeps_the_log_on_disk_and_every_record_is_uploaded_or_counted(
+    s3_server: S3Server, s3: tuple[Any, str], tmp_path: Path, server: ServerFactory
+) -> None:
+    client, name = s3
+    x = np.random.default_rng(4).normal(size=(200, 5))
+    for model_name, column in (("primary", 0), ("shadow", 1)):
+        joblib.dump(
+            LogisticRegression().fit(x, (x[:, column] > 0).astype(int)),
+            tmp_path / f"{model_name}.joblib",
+        )
+    proxy = TCPProxy(("127.0.0.1", int(s3_server.url.rsplit(":", 1)[1])))
+    env = {**s3_server.env(), "AWS_ENDPOINT_URL": f"http://{proxy.address}"}
+    running = server.start(
+        str(tmp_path / "primary.joblib"),
+        env=env,
+        args=[
+            "--shadow_model_uri", str(tmp_path / "shadow.joblib"),
+            "--prediction_log", f"s3://{name}/log/",
+            "--prediction_log_max_seconds", "0.2",
+            "--prediction_log_spool_mb", "0.02",
+            "--store_deadline_seconds", "1",
+        ],
+    )  # fmt: skip
+    sent = 0
+
+    def send(count: int) -> None:
+        nonlocal sent
+        with httpx.Client(base_url=running.url, timeout=10) as http:
+            for i in range(count):
+                row = x[(sent + i) % len(x)].tolist()
+                reply = http.post("/v1/models/model:predict", json={"instances": [row]})
+                assert reply.status_code == 200, reply.text
+                time.sleep(0.01)
+        sent += count
+
+    send(40)
+    wait_until(lambda: _keys(client, name, "log/"), timeout=20, what="a first upload", every=0.2)
+    proxy.cut()
+    send(300)  # about 1.2 KB a second of records, for 4 s: past a 20 KB spool
+    wait_until(
+        lambda: metric_values(running.url)["predictor_prediction_log_records_dropped_total"] > 0,
+        timeout=20,
+        what="records dropped from a full spool",
+        every=0.2,
+    )
+    during = metric_values(running.url)
+    assert during["predictor_prediction_log_upload_failures_total"] >= 1
+    assert during["predictor_prediction_log_spooled_bytes"] > 0
+    proxy.restore()
+    wait_until(
+        lambda: metric_values(running.url)["predictor_prediction_log_spooled_bytes"] == 0,
+        timeout=90,
+        what="the spool to empty once S3 is back",
+        every=0.2,
+    )
+    after = metric_values(running.url)
+    assert running.stop() == 0  # the open file is closed and uploaded at shutdown
+
+    uploaded = [
+        orjson.loads(line)
+        for key in _keys(client, name, "log/")
+        for line in client.get_object(Bucket=name, Key=key)["Body"].read().splitlines()
+    ]
+    dropped = after["predictor_prediction_log_records_dropped_total"]
+    print(f"uploaded {len(uploaded)}, dropped {dropped:g}, failures {during}")  # for the docs
+    assert after["predictor_shadow_dropped_total"] == 0
+    assert len(uploaded) + dropped == sent == 340, (len(uploaded), dropped)
+    assert len({(r["id"], r["row"]) for r in uploaded}) == len(uploaded)  # none twice
+    assert "dropped" in running.log() and "will retry" in running.log()
+    proxy.close()
