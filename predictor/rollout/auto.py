@@ -3,8 +3,9 @@
 ``run_auto`` drives a ``Rollout`` (which makes each change) through the steps. At each step it
 waits for the status to show the split, then compares the canary's metrics with the stable
 model's (``analysis.decide``): a pass moves on, a failure rolls back, and an inconclusive
-window (too little traffic) extends the analysis; when it stays inconclusive, the canary is left
-where it is, since no data is no reason to roll back.
+window (too little traffic, or Prometheus down or failing) extends the analysis; when it stays
+inconclusive, the canary is left where it is, since no data is no reason to roll back, and
+never promoted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from predictor.rollout.analysis import FAIL, PASS, AnalysisConfig, MetricSource,
 from predictor.rollout.controller import Rollout
 from predictor.rollout.errors import (
     CanaryImpossibleError,
+    MetricsUnavailableError,
     RolloutError,
     RolloutFailedError,
     StepTimeoutError,
@@ -88,15 +90,26 @@ def _comparison(
     """
     model = config.model or rollout.name
     stable_ref, canary_ref = model_refs(rollout.read())
+    unavailable: MetricsUnavailableError | None = None
     for attempt in range(config.max_inconclusive + 1):
         # The pods' reports reach Prometheus a scrape after they start: wait as for any data.
-        learned = resolve(stable_ref, canary_ref, served_versions(metrics, model))
+        try:
+            served, unavailable = served_versions(metrics, model), None
+        except MetricsUnavailableError as e:
+            served, unavailable = {}, e
+            rollout.out(f"{rollout.ref}: metrics unavailable ({e}); waiting")
+        learned = resolve(stable_ref, canary_ref, served)
         stable_version = config.stable_version or learned[0]
         canary_version = config.canary_version or learned[1]
         if stable_version and canary_version:
             break
         if attempt < config.max_inconclusive:
             rollout.sleep(interval_s)
+    if unavailable is not None:
+        raise RolloutFailedError(
+            f"metrics stayed unavailable ({unavailable}); the canary is left where it is. "
+            "Rerun `auto` once Prometheus answers."
+        )
     if not stable_version or not canary_version:
         raise RolloutError(
             "cannot tell the stable and canary model versions from the predictors' metrics "
@@ -123,28 +136,32 @@ def _analyse(
     """Wait a window, compare, and pass, roll back, or extend (up to ``max_inconclusive``)."""
     for attempt in range(config.max_inconclusive + 1):
         rollout.sleep(interval_s)
-        decision = decide(
-            snapshot(
-                metrics,
-                model=comparison.model,
-                version=comparison.stable_version,
-                window=comparison.window,
-            ),
-            snapshot(
-                metrics,
-                model=comparison.model,
-                version=comparison.canary_version,
-                window=comparison.window,
-            ),
-            config,
-        )
-        rollout.out(f"{rollout.ref}: step {step}%: {decision.describe()}")
-        if decision.verdict == PASS:
-            return
-        if decision.verdict == FAIL:
-            reason = f"analysis failed at {step}%: {'; '.join(decision.reasons)}"
-            rollout.rollback(reason)
-            raise RolloutFailedError(f"rolled back: {reason}")
+        try:
+            decision = decide(
+                snapshot(
+                    metrics,
+                    model=comparison.model,
+                    version=comparison.stable_version,
+                    window=comparison.window,
+                ),
+                snapshot(
+                    metrics,
+                    model=comparison.model,
+                    version=comparison.canary_version,
+                    window=comparison.window,
+                ),
+                config,
+            )
+        except MetricsUnavailableError as e:
+            rollout.out(f"{rollout.ref}: step {step}%: INCONCLUSIVE: metrics unavailable ({e})")
+        else:
+            rollout.out(f"{rollout.ref}: step {step}%: {decision.describe()}")
+            if decision.verdict == PASS:
+                return
+            if decision.verdict == FAIL:
+                reason = f"analysis failed at {step}%: {'; '.join(decision.reasons)}"
+                rollout.rollback(reason)
+                raise RolloutFailedError(f"rolled back: {reason}")
         if attempt < config.max_inconclusive:
             rollout.out(f"{rollout.ref}: holding at {step}% and extending the analysis")
     raise RolloutFailedError(

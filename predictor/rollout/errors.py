@@ -4,6 +4,7 @@ RolloutError (exit 2, ``EXIT_CANNOT_RUN``: usage, configuration or API errors)
 ├── IsvcNotFoundError
 ├── ConflictError            (the object changed under us; retried by re-reading)
 ├── CanaryImpossibleError    (no canary in this mode / KServe version; nothing changed)
+├── MetricsUnavailableError  (Prometheus unreachable or failing: analysis is inconclusive)
 └── RolloutFailedError (exit 1, ``EXIT_REFUSED``: rolled back, analysis failed or inconclusive)
     └── StepTimeoutError
 """
@@ -29,6 +30,10 @@ class ConflictError(RolloutError):
 
 class CanaryImpossibleError(RolloutError):
     """This InferenceService cannot run a canary (mode, KServe version, or spec)."""
+
+
+class MetricsUnavailableError(RolloutError):
+    """Prometheus did not answer, or answered with a server error: no numbers to judge from."""
 
 
 class RolloutFailedError(RolloutError):

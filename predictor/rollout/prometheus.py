@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from predictor.rollout.errors import RolloutError
+from predictor.rollout.errors import MetricsUnavailableError, RolloutError
 
 
 class Prometheus:
@@ -24,13 +24,20 @@ class Prometheus:
         """Run ``promql``; one (labels, value) per series of the instant vector or scalar.
 
         Raises:
-            RolloutError: Prometheus is unreachable or refused the query.
+            MetricsUnavailableError: Prometheus is unreachable, or failed (5xx, not JSON).
+            RolloutError: Prometheus refused the query (4xx: the query is wrong).
         """
         try:
             response = self._client.get(f"{self._url}/api/v1/query", params={"query": promql})
+            if response.status_code >= 500:
+                raise MetricsUnavailableError(
+                    f"Prometheus at {self._url} failed: HTTP {response.status_code}"
+                )
             body = response.json()
         except (httpx.HTTPError, ValueError) as e:
-            raise RolloutError(f"Prometheus at {self._url} did not answer: {e}") from e
+            raise MetricsUnavailableError(
+                f"Prometheus at {self._url} did not answer: {type(e).__name__}"
+            ) from e
         if response.status_code != 200 or body.get("status") != "success":
             raise RolloutError(
                 f"Prometheus refused {promql!r}: {body.get('error', response.status_code)}"

@@ -1,9 +1,9 @@
 """The prediction log's files on their way to a bucket: kept on disk until uploaded, retried.
 
 A closed log file joins the spool, a local folder. One uploader thread sends the files oldest
-first, create-only, and deletes each once the bucket holds it. A failed upload (each attempt already retries
-within the store deadline) keeps the file and is tried again after a back-off (1 s, doubling up
-to 60 s), so a store that is down for an hour loses nothing that fits on disk.
+first, create-only, and deletes each once the bucket holds it. A failed upload (each attempt
+already retries within the store deadline) keeps the file and is tried again after a back-off
+(1 s, doubling up to 60 s), so a store that is down for an hour loses nothing that fits on disk.
 
 The spool is bounded (``max_bytes``): when a new file would pass the bound, the oldest files are
 dropped, and ``predictor_prediction_log_records_dropped_total`` counts their records; nothing is

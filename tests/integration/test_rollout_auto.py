@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from predictor.rollout.status import model_uris, traffic_split
 from predictor.stores.files import sha256_file
 from tests.helpers import RunningServer, ServerFactory, free_port
 from tests.k8s_emulator import ISVC, Emulator, FakeKServe, knative_isvc
+from tests.tcp_proxy import TCPProxy
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -167,7 +168,9 @@ class Gateway(threading.Thread):
         self.join(10)
 
 
-def drive(fleet: Fleet, canary_version: str) -> tuple[Rollout, Emulator, list[str]]:
+def drive(
+    fleet: Fleet, canary_version: str, on_say: Callable[[str], None] | None = None
+) -> tuple[Rollout, Emulator, list[str]]:
     emulator = Emulator()
     document = knative_isvc(uri=fleet.uris["1.0.0"])
     document["spec"]["predictor"]["containers"][0]["env"].append(
@@ -178,6 +181,11 @@ def drive(fleet: Fleet, canary_version: str) -> tuple[Rollout, Emulator, list[st
     kserve.reconcile()
     said: list[str] = []
 
+    def say(line: str) -> None:
+        said.append(line)
+        if on_say is not None:
+            on_say(line)
+
     def sleep(seconds: float) -> None:
         kserve.reconcile()
         time.sleep(seconds)
@@ -187,7 +195,7 @@ def drive(fleet: Fleet, canary_version: str) -> tuple[Rollout, Emulator, list[st
         "ml",
         "taxi",
         actor="test",
-        out=said.append,
+        out=say,
         sleep=sleep,
         poll_seconds=0.2,
     )
@@ -215,9 +223,14 @@ class AutoRun:
     sent: int
 
 
-def auto_with_traffic(fleet: Fleet, prometheus: str, canary_version: str) -> AutoRun:
+def auto_with_traffic(
+    fleet: Fleet,
+    prometheus: str,
+    canary_version: str,
+    on_say: Callable[[str], None] | None = None,
+) -> AutoRun:
     """Start a canary on ``canary_version``, send traffic as the split says, and run ``auto``."""
-    rollout, emulator, said = drive(fleet, canary_version)
+    rollout, emulator, said = drive(fleet, canary_version, on_say)
     gateway = Gateway(emulator, fleet)
     gateway.start()
     metrics = Prometheus(prometheus)
@@ -264,3 +277,47 @@ def test_auto_rolls_back_a_drifted_canary(fleet: Fleet, prometheus: str) -> None
         "analysis failed at 20%"
         in run.isvc["metadata"]["annotations"]["rollout.kserve-sklearn-predictor.io/reason"]
     )
+
+
+def cut_when_comparing(proxy: TCPProxy, restore_after_s: float | None) -> Callable[[str], None]:
+    """Cut Prometheus off once ``auto`` knows the versions; bring it back later, or never."""
+
+    def on_say(line: str) -> None:
+        if "comparing" in line:
+            proxy.cut()
+            if restore_after_s is not None:
+                threading.Timer(restore_after_s, proxy.restore).start()
+
+    return on_say
+
+
+def test_auto_holds_while_prometheus_is_cut_and_goes_on_when_it_is_back(
+    fleet: Fleet, prometheus: str
+) -> None:
+    port = int(prometheus.rsplit(":", 1)[1])
+    proxy = TCPProxy(("127.0.0.1", port))
+    run = auto_with_traffic(
+        fleet, f"http://{proxy.address}", "1.1.0", cut_when_comparing(proxy, restore_after_s=9)
+    )
+    proxy.close()
+    assert run.error is None, run.said
+    held = [line for line in run.said if "INCONCLUSIVE: metrics unavailable" in line]
+    assert len(held) >= 2 and all(line.startswith("ml/taxi: step 20%") for line in held), run.said
+    assert "Prometheus at http://" in held[0] and "did not answer" in held[0]
+    assert "ml/taxi: holding at 20% and extending the analysis" in run.said
+    assert any(line.startswith("ml/taxi: step 20%: PASS") for line in run.said), run.said
+    assert run.said[-1] == "ml/taxi: promoted 1.1.0"
+
+
+def test_auto_never_promotes_while_prometheus_stays_down(fleet: Fleet, prometheus: str) -> None:
+    port = int(prometheus.rsplit(":", 1)[1])
+    proxy = TCPProxy(("127.0.0.1", port))
+    run = auto_with_traffic(
+        fleet, f"http://{proxy.address}", "1.1.0", cut_when_comparing(proxy, restore_after_s=None)
+    )
+    proxy.close()
+    assert run.error is not None and "stayed inconclusive at 20%" in str(run.error), run.said
+    assert run.isvc["spec"]["predictor"]["canaryTrafficPercent"] == 20  # neither way
+    held = [line for line in run.said if "INCONCLUSIVE: metrics unavailable" in line]
+    assert len(held) == CONFIG["max_inconclusive"] + 1, run.said  # type: ignore[operator]
+    assert not any("promoted" in line for line in run.said)
