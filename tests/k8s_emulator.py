@@ -39,8 +39,13 @@ class RollingEmulator(kmock.KubernetesEmulator):
 
     sent: dict[int, Any] = attrs.field(factory=dict)
     """The bodies of write requests exactly as the client sent them, by request id."""
+    faults: list[int] = attrs.field(factory=list)
+    """Statuses the next write requests are answered with, one each, before any is applied."""
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+        if self.faults and request.action == kmock.action.UPDATE:
+            status = self.faults.pop(0)
+            raise KubernetesError(status=status, reason="Injected", message="injected by the test")
         if request.resource is not None and request.action == kmock.action.UPDATE and request.name:
             key = (request.resource, request.namespace, request.name)
             if key in self._objects and not self._objects[key].deleted:

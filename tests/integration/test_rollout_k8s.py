@@ -471,3 +471,99 @@ def test_auto_promotes_in_every_style_with_versions_from_the_pods(
     assert any('version="1.1.0"' in q for q in pods.asked)
     promoted = emulator.get(ISVC, "ml", "taxi")["spec"]["predictor"]
     assert model_of(promoted, style) == "gs://models/served/candidate/"
+
+
+def test_auto_rides_out_5xx_and_conflicts_from_the_api(emulator: Emulator) -> None:
+    from predictor.rollout.analysis import AnalysisConfig
+    from predictor.rollout.auto import run_auto
+
+    old, new = "a" * 64, "b" * 64
+    document = knative_isvc()
+    document["spec"]["predictor"]["containers"][0]["env"].append(
+        {"name": "PREDICTOR_MODEL_SHA256", "value": old}
+    )
+    emulator.put(ISVC, "ml", "taxi", document)
+    kserve = FakeKServe(emulator, "ml", "taxi")
+    kserve.reconcile()
+    said: list[str] = []
+    driver = rollout(emulator, kserve)
+    driver.out = said.append
+    driver.start(model_uri=NEW, sha256=new, percent=10)
+    before = len(patches_sent(emulator))
+    emulator.handler.faults.extend([503, 409, 500, 502, 409, 429])  # the next six writes fail
+
+    run_auto(
+        driver,
+        steps=[10, 50, 100],
+        interval_s=0.01,
+        config=AnalysisConfig(prometheus="http://127.0.0.1:9", min_requests=10),
+        metrics=HealthyPods({"1.0.0": old, "1.1.0": new}),
+        step_timeout=30,
+    )
+    assert said[-1] == "ml/taxi: promoted 1.1.0"
+    assert emulator.handler.faults == []
+    writes = emulator.requests("PATCH")[before:]
+    applied = [r for r in writes if r.id in emulator.handler.sent]
+    assert len(writes) == len(applied) + 6
+    assert [
+        emulator.sent_body(r)["spec"]["predictor"].get("canaryTrafficPercent") for r in applied
+    ] == [50, None]
+    assert "canaryTrafficPercent" not in emulator.get(ISVC, "ml", "taxi")["spec"]["predictor"]
+
+
+def test_a_dropped_api_connection_leaves_a_state_status_describes_and_auto_resumes(
+    emulator: Emulator,
+) -> None:
+    from kubernetes import client
+
+    from predictor.rollout.analysis import AnalysisConfig
+    from predictor.rollout.auto import run_auto
+    from predictor.rollout.errors import RolloutError
+    from tests.tcp_proxy import TCPProxy
+
+    old, new = "a" * 64, "b" * 64
+    document = knative_isvc()
+    document["spec"]["predictor"]["containers"][0]["env"].append(
+        {"name": "PREDICTOR_MODEL_SHA256", "value": old}
+    )
+    emulator.put(ISVC, "ml", "taxi", document)
+    kserve = FakeKServe(emulator, "ml", "taxi")
+    kserve.reconcile()
+    proxy = TCPProxy(("127.0.0.1", int(emulator.url.rsplit(":", 1)[1])))
+    configuration = client.Configuration()
+    configuration.host = f"http://{proxy.address}"
+    through_proxy = InferenceServices(client.ApiClient(configuration), retry_deadline_s=2)
+    opened.append(through_proxy)
+    said: list[str] = []
+    cut: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        if ": step 10%: PASS" in line and not cut:
+            cut.append(line)
+            proxy.cut()  # the connection drops before the step to 50% is sent
+
+    driver = Rollout(
+        through_proxy, "ml", "taxi", actor="alice", out=say,
+        sleep=lambda _: kserve.reconcile(), poll_seconds=0.01,
+    )  # fmt: skip
+    driver.start(model_uri=NEW, sha256=new, percent=10)
+    pods = HealthyPods({"1.0.0": old, "1.1.0": new})
+    config = AnalysisConfig(prometheus="http://127.0.0.1:9", min_requests=10)
+    with pytest.raises(RolloutError, match="the Kubernetes API still failing after retrying") as e:
+        run_auto(driver, steps=[10, 50, 100], interval_s=0.01, config=config, metrics=pods,
+                 step_timeout=30)  # fmt: skip
+    assert "`status` shows where the rollout stands, and `auto` resumes from there" in str(e.value)
+    assert e.value.exit_code == 2
+
+    direct = rollout(emulator, kserve)
+    table = direct.status_table()
+    assert emulator.get(ISVC, "ml", "taxi")["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert "canary requested=10" in table and NEW in table, table
+
+    proxy.restore()
+    run_auto(driver, steps=[10, 50, 100], interval_s=0.01, config=config, metrics=pods,
+             step_timeout=30)  # fmt: skip
+    assert said[-1] == "ml/taxi: promoted 1.1.0"
+    assert "canaryTrafficPercent" not in emulator.get(ISVC, "ml", "taxi")["spec"]["predictor"]
+    proxy.close()
