@@ -8,6 +8,7 @@ create-only upload), then joined. A rerun asks the destination which parts it ho
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import glob
@@ -21,7 +22,7 @@ from urllib.parse import urlparse
 from typing_extensions import override
 
 from predictor.errors import ScoringError
-from predictor.scoring.tables import FORMATS
+from predictor.scoring.tables import FORMATS, written_whole
 from predictor.stores.base import BucketStore, bucket_store, is_bucket
 from predictor.stores.uris import as_prefix, object_uri
 
@@ -189,8 +190,16 @@ class LocalFolder(Destination):
     @override
     def put(self, path: Path, name: str) -> str:
         target = self.root / name
-        if path != target:
+        if path == target:
+            return str(target)
+        try:
             path.replace(target)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            with written_whole(target) as partial:  # another disk: copied, then renamed there
+                shutil.copyfile(path, partial)
+            path.unlink()
         return str(target)
 
     @override

@@ -4,15 +4,18 @@ The format is chosen by the file's extension. Reading streams tables of ``chunk_
 (the same boundaries on every run, so a resumed run finds the parts it wrote), with Arrow's
 readers. Writing is
 atomic: a table appears under its name only once complete, which is how a finished part is
-recorded.
+recorded. A disk that fills up (or a quota) ends the run with one ``ScoringError``
+(``written_whole``): what was written whole is kept, and a rerun with space resumes from it.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import shutil
 from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -123,8 +126,7 @@ def to_frame(table: pa.Table, numbers: Collection[str]) -> pd.DataFrame:
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` in the format its name says, atomically."""
     fmt = table_format(path.name)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with written_whole(path) as partial:
         if fmt == ".jsonl":
             frame.to_json(partial, orient="records", lines=True, force_ascii=False)
         else:
@@ -133,7 +135,29 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
                 pa_csv.write_csv(table, partial)
             else:
                 pq.write_table(table, partial)
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """The ``.partial`` file to write ``path`` into: renamed to ``path`` when whole, else gone.
+
+    Raises:
+        ScoringError: the disk (or a quota) is full; nothing is left half-written.
+    """
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        yield partial
         os.replace(partial, path)
+    except OSError as e:
+        if e.errno not in NO_SPACE and "No space left on device" not in str(e):
+            raise  # pyarrow reports ENOSPC as an OSError whose errno it does not set
+        raise ScoringError(
+            f"no space left on the disk of {path.parent} while writing {path.name}; what was "
+            "written whole is kept: free some space and run the same command again to resume"
+        ) from e
     finally:
         partial.unlink(missing_ok=True)
 
@@ -150,8 +174,7 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
 def concatenate(parts: Sequence[Path], dest: Path) -> None:
     """Join part files (one format, same columns) into ``dest``, in order, atomically."""
     fmt = table_format(dest.name)
-    partial = dest.with_name(f".{dest.name}.partial")
-    try:
+    with written_whole(dest) as partial:
         if fmt == ".parquet":
             _concatenate_parquet(parts, partial)
         else:
@@ -161,9 +184,6 @@ def concatenate(parts: Sequence[Path], dest: Path) -> None:
                         if fmt == ".csv" and i > 0:
                             f.readline()  # each part repeats the header
                         shutil.copyfileobj(f, out, 1 << 20)
-        os.replace(partial, dest)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _concatenate_parquet(parts: Sequence[Path], dest: Path) -> None:

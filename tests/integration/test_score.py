@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -384,3 +385,65 @@ def test_parts_of_a_run_with_other_settings_are_not_thrown_away(
         "same settings to resume, or delete the _parts/ folder of the output to start over"
     )
     assert (parts / "0123456789ab-000000-10-0.csv").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 300 KB tmpfs: a disk that fills up part-way through a run, and that can be grown."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (this test runs as root, as CI does): {mounted.stderr}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)
+
+
+def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_with_space_resumes(
+    tmp_path: Path, linear: tuple[Path, LogisticRegression], small_disk: Path
+) -> None:
+    model_path, model = linear
+    rows = pd.DataFrame(
+        np.random.default_rng(8).normal(size=(20_000, len(FEATURES))), columns=FEATURES
+    )
+    rows.insert(0, "id", [f"r{i}" for i in range(len(rows))])
+    source = tmp_path / "rows.csv"
+    rows.to_csv(source, index=False)
+    args = ["--model_uri", str(model_path), "--input", str(source), "--chunk_rows", "2000",
+            "--id_column", "id", "--outputs", "predict,predict_proba"]  # fmt: skip
+
+    full = score(*args, "--output", str(small_disk / "scored.csv"))
+    assert full.returncode == 2, full.stderr
+    assert "Traceback" not in full.stderr
+    assert full.stderr.strip().splitlines()[-1] == (
+        f"predictor score: no space left on the disk of {small_disk}/_parts/rows.csv while "
+        f"writing {_last_part_name(full.stderr)}; what was written whole is kept: free some "
+        "space and run the same command again to resume"
+    )
+    kept = _scored_parts(small_disk / "_parts" / "rows.csv")
+    assert 1 <= len(kept) < 10
+    assert not [p for p in (small_disk / "_parts" / "rows.csv").iterdir() if p.name.startswith(".")]
+    for part in kept:  # every part left is whole
+        assert len(pd.read_csv(part)) == 2000
+
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+    resumed = score(*args, "--output", str(small_disk / "scored.csv"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(kept)} part(s) kept from an earlier run" in resumed.stdout + resumed.stderr
+    roomy = score(*args, "--output", str(tmp_path / "roomy.csv"))
+    assert roomy.returncode == 0, roomy.stderr
+    assert (small_disk / "scored.csv").read_bytes() == (tmp_path / "roomy.csv").read_bytes()
+    scored = pd.read_csv(small_disk / "scored.csv")
+    assert scored["id"].tolist() == rows["id"].tolist()
+    assert scored["predict"].tolist() == model.predict(rows[FEATURES]).tolist()
+
+
+def _last_part_name(stderr: str) -> str:
+    found = re.search(r"while writing (\S+);", stderr)
+    assert found is not None, stderr
+    return found.group(1)
