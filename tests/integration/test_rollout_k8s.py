@@ -543,10 +543,12 @@ def test_a_dropped_api_connection_leaves_a_state_status_describes_and_auto_resum
             cut.append(line)
             proxy.cut()  # the connection drops before the step to 50% is sent
 
+    def sleep(_: float) -> None:
+        kserve.reconcile()
+
     driver = Rollout(
-        through_proxy, "ml", "taxi", actor="alice", out=say,
-        sleep=lambda _: kserve.reconcile(), poll_seconds=0.01,
-    )  # fmt: skip
+        through_proxy, "ml", "taxi", actor="alice", out=say, sleep=sleep, poll_seconds=0.01
+    )
     driver.start(model_uri=NEW, sha256=new, percent=10)
     pods = HealthyPods({"1.0.0": old, "1.1.0": new})
     config = AnalysisConfig(prometheus="http://127.0.0.1:9", min_requests=10)

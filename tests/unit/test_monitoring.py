@@ -33,6 +33,8 @@ ALERTS = {
     "PredictorPredictionsDriftFromReference",
     "PredictorFeatureMissingJump",
     "PredictorUnseenCategories",
+    "PredictorBanditStateDown",
+    "PredictorPredictionLogRecordsDropped",
 }
 
 
