@@ -86,7 +86,8 @@ def test_unsupported_uris_are_refused(uri: str, message: str) -> None:
 def test_a_folder_must_hold_exactly_one_model_file(tmp_path: Path) -> None:
     (tmp_path / "README.txt").write_text("hi")
     with pytest.raises(
-        ModelFileError, match=r"no model file \(.joblib, .pkl, .pickle\) in .*; found: README.txt"
+        ModelFileError,
+        match=r"no model file \(.joblib, .pkl, .pickle, .skops\) in .*; found: README.txt",
     ):
         find_model_file(tmp_path)
     (tmp_path / "a.joblib").write_bytes(b"x")
