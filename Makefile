@@ -111,9 +111,11 @@ validate: $(STAMP) ## Run every load-time check on a bundle without serving: URI
 test: $(STAMP) $(EXTRAS_STAMP) test-tools ## Run the whole test suite
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
-test-tools: ## Install the system tools the tests use (Prometheus, Redis, nginx; from Debian) when missing
+test-tools: ## Install the system tools the tests use (Prometheus, Redis, nginx, Chromium; from Debian) when missing
 	@missing=""; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
