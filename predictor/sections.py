@@ -197,6 +197,10 @@ class ServingFields(_Fields):
     access_log: bool = False
     """Log one line per request (uvicorn's access log); off so that serving stays lean."""
 
+    docs_url: str | None = Field(default=None, min_length=1)
+    """Where the project's documentation is served (``make docs`` builds it): the home page
+    links to it when set."""
+
 
 class ShadowFields(_Fields):
     """The settings of the shadow and the prediction log."""

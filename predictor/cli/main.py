@@ -84,6 +84,7 @@ def serve(argv: Sequence[str]) -> int:
                 access_log=settings.access_log,
                 shutdown_delay_s=settings.shutdown_delay_seconds,
                 shutdown_quiet_s=settings.shutdown_quiet_seconds,
+                docs_url=settings.docs_url,
             ),
             http_port=args.http_port,
             grpc_port=args.grpc_port,

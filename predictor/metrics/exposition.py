@@ -22,3 +22,17 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+def current_samples() -> list[tuple[str, dict[str, str], float]]:
+    """Every sample now, as ``/metrics`` would give it: (name, labels, value)."""
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
+    return [
+        (sample.name, dict(sample.labels), float(sample.value))
+        for family in registry.collect()
+        for sample in family.samples
+    ]

@@ -1,16 +1,23 @@
-"""The home page (``GET /``): what is deployed, as JSON or as a small HTML page; pure functions.
+"""The home page (``GET /``): what is deployed, as JSON or, for a browser, the page of ``home``.
 
-The JSON keeps KServe's ``{"status": "alive"}`` so that anything probing ``/`` still works.
+The JSON keeps KServe's ``{"status": "alive"}`` so that anything probing ``/`` still works. The
+page is built on demand: nothing on the prediction routes changes for it.
 """
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
 from predictor import __version__
+from predictor.home.card import model_card
+from predictor.home.live import LiveHistory, numbers
+from predictor.home.page import render_page
+from predictor.metrics.exposition import current_samples
 from predictor.server.metadata import PLATFORM, explain_parameters, model_parameters
 from predictor.server.model import SklearnModel
+
+LIVE_WINDOW_S = 300.0
+"""The home page's recent numbers cover this long."""
 
 
 def home_document(models: list[SklearnModel]) -> dict[str, Any]:
@@ -40,28 +47,40 @@ def home_document(models: list[SklearnModel]) -> dict[str, Any]:
     }
 
 
-def render_html(document: dict[str, Any]) -> str:
-    """A plain, self-contained HTML rendering of ``home_document``."""
-    sections = []
-    for model in document["models"]:
-        rows = [("ready", str(model["ready"]).lower())]
-        for key in ("version", "sha256", "platform"):
-            if key in model:
-                rows.append((key, str(model[key])))
-        rows.extend(sorted(model.get("parameters", {}).items()))
-        table = "".join(
-            f"<tr><th>{escape(key)}</th><td><code>{escape(value)}</code></td></tr>"
-            for key, value in rows
-        )
-        sections.append(f"<h2>{escape(model['name'])}</h2><table>{table}</table>")
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{escape(document['app'])}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}"
-        "td code{word-break:break-all}</style></head><body>"
-        f"<h1>{escape(document['app'])} {escape(document['app_version'])}</h1>"
-        f"{''.join(sections) or '<p>no models</p>'}</body></html>"
-    )
+def render_html(
+    document: dict[str, Any], models: list[SklearnModel], history: LiveHistory, docs_url: str | None
+) -> str:
+    """The page for a browser: each model's card, live numbers and try-it form (``home``)."""
+    now = history.now()
+    recent = history.ago(LIVE_WINDOW_S)
+    cards = []
+    for model in models:
+        if not model.ready:
+            cards.append({"name": model.name, "ready": False})
+            continue
+        card = model_card(model.name, model.loaded, model.versions, shadow_version(model))
+        card["outputs"] = [o["name"] for o in model.metadata()["outputs"]]  # explanations too
+        card["live"] = {
+            "since_start": numbers(model.name, now, None),
+            "recent": numbers(model.name, now, recent) if recent is not None else None,
+        }
+        cards.append(card)
+    return render_page(document, cards, docs_url)
+
+
+def live_history() -> LiveHistory:
+    """Snapshots of this process's metrics, taken from now on, for the page's recent numbers."""
+    history = LiveHistory(current_samples)
+    history.start()
+    return history
+
+
+def shadow_version(model: SklearnModel) -> str | None:
+    """The version of the model's shadow, when it has a shadow model."""
+    runner = getattr(model.strategy, "runner", None)
+    target = getattr(runner, "target", None)
+    version = getattr(target, "version", None)
+    return str(version) if version is not None else None
 
 
 def prefers_html(accept: str | None) -> bool:

@@ -46,6 +46,7 @@ class RestOptions:
     access_log: bool = False
     shutdown_delay_s: float = 0.0
     shutdown_quiet_s: float = 0.5
+    docs_url: str | None = None
 
 
 class PredictorRESTServer(RESTServer):  # type: ignore[misc]
@@ -122,6 +123,7 @@ class PredictorRESTServer(RESTServer):  # type: ignore[misc]
             self.dataplane.model_registry,
             max_body_bytes=self.options.max_body_bytes,
             repository=self.model_repository_extension,
+            docs_url=self.options.docs_url,
         )
         super()._register_endpoints(app)
 

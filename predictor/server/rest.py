@@ -28,7 +28,7 @@ from predictor.metrics import exposition as metrics
 from predictor.protocol.v2_rest import parse_json
 from predictor.server import repository_api
 from predictor.server.asgi import JSON, InferenceEndpoint, json_response, not_served
-from predictor.server.home import home_document, prefers_html, render_html
+from predictor.server.home import home_document, live_history, prefers_html, render_html
 from predictor.server.middleware import BodyLimitMiddleware, MetricsMiddleware
 from predictor.server.model import SklearnModel
 from predictor.server.model_store import ModelStore
@@ -42,9 +42,11 @@ def register_routes(
     *,
     max_body_bytes: int,
     repository: ModelRepositoryExtension | None = None,
+    docs_url: str | None = None,
 ) -> None:
     """Mount our routes and the body limit on ``app``; call before KServe adds its own."""
     store = registry if isinstance(registry, ModelStore) else None
+    history = live_history()  # the home page's recent numbers
 
     def ours(name: str, version: str | None = None) -> SklearnModel:
         if store is not None:
@@ -99,7 +101,7 @@ def register_routes(
         models = [m for m in registry.get_models().values() if isinstance(m, SklearnModel)]
         document = home_document(models)
         if prefers_html(request.headers.get("accept")):
-            return HTMLResponse(render_html(document))
+            return HTMLResponse(render_html(document, models, history, docs_url))
         return Response(content=orjson.dumps(document), media_type=JSON)
 
     async def feedback(model_name: str, request: Request) -> Response:

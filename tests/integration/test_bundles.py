@@ -113,7 +113,7 @@ def test_the_home_page_shows_what_is_deployed(server: ServerFactory, bundle: Pat
     assert model["parameters"]["acceptance_e2e"].startswith("passed")
     page = httpx.get(f"{running.url}/", headers={"accept": "text/html,application/xhtml+xml"})
     assert page.headers["content-type"].startswith("text/html")
-    assert "<h2>taxi</h2>" in page.text
+    assert "<h2>taxi <span class='version'>1.0.0</span></h2>" in page.text
     assert "2026-11" in page.text
 
 
