@@ -97,9 +97,12 @@ def _card_table(card: dict[str, Any]) -> str:
         rows.append(("published", f"{published['at']} by {published['by']}"))
         for key, value in sorted(published["training_data"].items()):
             rows.append((f"training data {key}", str(value)))
-    rows += [(k, v) for k, v in sorted(card["lineage"].items()) if not k.startswith("bundle_")]
+    shown = {"bundle_name", "bundle_version", "bundle_created_at", "bundle_created_by",
+             "bundle_training_data_uri", "bundle_training_data_version"}  # fmt: skip
+    rows += [(k.removeprefix("bundle_"), v) for k, v in sorted(card["lineage"].items())
+             if k not in shown]  # fmt: skip
     rows += [(f"acceptance {k}", v) for k, v in sorted(card["acceptance"].items())]
-    rows += [(k, v) for k, v in sorted(card["libraries"].items())]
+    rows += [(f"{k} (serving)", v) for k, v in sorted(card["libraries"].items())]
     return _table(rows, "card")
 
 
