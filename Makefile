@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 TEST_JOBS ?= 2
 # Libraries whose estimators the predictor serves: `make test` installs them (the model zoo
 # tests serve their estimators). torch 2.13.0 is the version whose CPU build these machines hold.
-MODEL_EXTRAS ?= xgboost,lightgbm,skorch,explain
+MODEL_EXTRAS ?= xgboost,lightgbm,skorch,explain,spark
 TORCH ?= torch==2.13.0
 EXTRAS_STAMP := $(VENV)/.extras
 # The same for the image (make docker-base EXTRAS=xgboost,lightgbm); none by default.
@@ -111,10 +111,11 @@ validate: $(STAMP) ## Run every load-time check on a bundle without serving: URI
 test: $(STAMP) $(EXTRAS_STAMP) test-tools ## Run the whole test suite
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
-test-tools: ## Install the system tools the tests use (Prometheus, Redis, nginx, Chromium; from Debian) when missing
+test-tools: ## Install the system tools the tests use (Prometheus, Redis, nginx, Chromium, Java for Spark; from Debian) when missing
 	@missing=""; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \

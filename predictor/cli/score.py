@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shard", type=shard, default=(0, 1), help="i/N: score every N-th input file from the i-th"
     )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local (processes on this machine) or spark (a Spark session; the spark extra)",
+    )
+    parser.add_argument(
+        "--spark_master",
+        help="with --engine spark: the master (default: spark-submit's, else local[*])",
+    )
     add_settings_flags(parser, only=MODEL_FLAGS, title="the model (also PREDICTOR_<NAME>)")
     return parser
 
@@ -106,7 +116,12 @@ def score(argv: Sequence[str]) -> int:
         # SIGTERM (a pod's stop, kill) ends the run as Ctrl-C does: parts kept, how to resume said.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
-            result = run(job, settings_from(args))
+            if args.engine == "spark":
+                from predictor.spark.run import run_on_spark
+
+                result = run_on_spark(job, settings_from(args), args.spark_master)
+            else:
+                result = run(job, settings_from(args))
         except InterruptedRunError as e:
             command = shlex.join([sys.executable, "-m", "predictor", "score", *argv])
             raise InterruptedRunError(f"{e}: {command}") from None

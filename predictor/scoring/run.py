@@ -106,7 +106,7 @@ def _run(job: ScoreJob, settings: Settings, report: Report, result: RunResult) -
     single = job.output.lower().endswith(FORMATS)
     if single and count > 1:
         raise ScoringError("a sharded run writes a folder or prefix, not one file (--output)")
-    destination, output_name = _destination(job.output, single, stores)
+    destination, output_name = destination_for(job.output, single, stores)
     if single and destination.has(output_name):
         report(f"{job.output} exists already; nothing to do (outputs are never overwritten)")
         return result
@@ -133,7 +133,8 @@ def _run(job: ScoreJob, settings: Settings, report: Report, result: RunResult) -
     return result
 
 
-def _destination(output: str, single: bool, stores: StoreFor) -> tuple[Destination, str]:
+def destination_for(output: str, single: bool, stores: StoreFor) -> tuple[Destination, str]:
+    """Where a run writes (a folder or a bucket prefix), and the output's name when one file."""
     if is_bucket(output):
         scheme, bucket, path = split_bucket(output)
         folder, _, name = path.rpartition("/") if single else (path, "", "")

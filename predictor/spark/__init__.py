@@ -1,0 +1,1 @@
+"""Batch scoring on Apache Spark (the ``spark`` extra: pyspark), with the server's checks."""

@@ -1,0 +1,179 @@
+"""Batch scoring on Spark (``local[2]``, pyspark with Debian's Java) against the local engine.
+
+Covers: ``score_dataframe``'s results and refused rows equal to ``score --engine local``'s, row for
+row with the ids kept, over several partitions (and row numbers when there is no id column);
+``max_errors`` over the whole job, not per partition; a wrong digest pin failing the job with the
+local engine's line; and ``score --engine spark`` reading and writing Parquet through the S3 server.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from predictor.errors import TooManyRefusedRowsError
+from predictor.spark.scoring import score_dataframe
+from tests.helpers import run_score
+from tests.stores import S3Server
+
+pytestmark = pytest.mark.timeout(300)
+
+FEATURES = [f"f{i}" for i in range(4)]
+BROKEN = [10, 700, 1400, 2100]
+"""Rows with a cell that is no number: one in each of four partitions of 2,800 rows."""
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    from pyspark.sql import SparkSession
+
+    before = os.environ.get("PYSPARK_PYTHON")
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("predictor tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    try:
+        yield session
+    finally:
+        session.stop()
+        if before is None:
+            os.environ.pop("PYSPARK_PYTHON", None)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LogisticRegression]:
+    x = pd.DataFrame(np.random.default_rng(1).normal(size=(500, 4)), columns=FEATURES)
+    fitted = LogisticRegression().fit(x, (x.f0 + x.f2 > 0).astype(int))
+    path = tmp_path_factory.mktemp("model") / "model.joblib"
+    joblib.dump(fitted, path)
+    return path, fitted
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frame = pd.DataFrame(np.random.default_rng(2).normal(size=(2800, 4)), columns=FEATURES).astype(
+        object
+    )
+    frame.loc[BROKEN, "f1"] = "abc"
+    frame.insert(0, "id", [f"r{i}" for i in range(len(frame))])
+    path = tmp_path_factory.mktemp("rows") / "rows.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def local_engine(
+    model: Path, rows: Path, out: Path, *extra: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    done = run_score("--model_uri", str(model), "--input", str(rows), "--output", f"{out}/",
+                     "--outputs", "predict,predict_proba", "--max_errors", "10", *extra)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return pd.read_csv(out / rows.name), pd.read_csv(out / "rows.errors.csv")
+
+
+def test_results_and_refused_rows_equal_the_local_engines(
+    spark: Any, model: tuple[Path, LogisticRegression], rows: Path, tmp_path: Path
+) -> None:
+    local, local_errors = local_engine(model[0], rows, tmp_path / "local", "--id_column", "id")
+    frame = spark.read.csv(str(rows), header=True, inferSchema=True).repartition(4, "id")
+    assert frame.rdd.getNumPartitions() == 4
+    results, refused = score_dataframe(
+        frame, str(model[0]), outputs=("predict", "predict_proba"), id_column="id", max_errors=10
+    )
+    got = results.toPandas().sort_values("id", key=lambda s: s.str[1:].astype(int))
+    assert list(got.columns) == list(local.columns)
+    assert got["id"].tolist() == local["id"].tolist()
+    assert got["predict"].tolist() == local["predict"].tolist()
+    for column in ("predict_proba_0", "predict_proba_1"):
+        np.testing.assert_allclose(got[column], local[column], rtol=0, atol=1e-12)
+    errors = refused.toPandas().sort_values("id", key=lambda s: s.str[1:].astype(int))
+    assert errors.to_dict("list") == local_errors.to_dict("list")
+    assert errors["reason"].tolist() == ["feature 'f1': expected a number, got text"] * 4
+
+
+def test_without_an_id_column_rows_are_numbered_as_the_local_engine_numbers_them(
+    spark: Any, model: tuple[Path, LogisticRegression], rows: Path, tmp_path: Path
+) -> None:
+    bare = tmp_path / "bare" / "rows.csv"
+    bare.parent.mkdir()
+    pd.read_csv(rows).drop(columns="id").to_csv(bare, index=False)
+    local, local_errors = local_engine(model[0], bare, tmp_path / "local")
+    frame = spark.read.csv(str(bare), header=True, inferSchema=True)
+    results, refused = score_dataframe(
+        frame, str(model[0]), outputs=("predict", "predict_proba"), max_errors=10
+    )
+    got = results.toPandas().sort_values("row")
+    assert got["row"].tolist() == local["row"].tolist()
+    assert got["predict"].tolist() == local["predict"].tolist()
+    assert sorted(refused.toPandas()["row"]) == local_errors["row"].tolist() == BROKEN
+
+
+def test_max_errors_holds_over_the_whole_job(
+    spark: Any, model: tuple[Path, LogisticRegression], rows: Path
+) -> None:
+    frame = spark.read.csv(str(rows), header=True, inferSchema=True).repartition(4, "id")
+    per_partition = (
+        frame.rdd.glom()
+        .map(
+            lambda part: sum(1 for r in part if not isinstance(r["f1"], float) and r["f1"] == "abc")
+        )
+        .collect()
+    )
+    assert max(per_partition) < 4  # each partition alone is within the limit below
+    with pytest.raises(
+        TooManyRefusedRowsError, match=r"^4 row\(s\) could not be scored, more than --max_errors 3$"
+    ):
+        score_dataframe(frame, str(model[0]), id_column="id", max_errors=3)
+    results, refused = score_dataframe(frame, str(model[0]), id_column="id", max_errors=4)
+    assert (results.count(), refused.count()) == (2796, 4)
+
+
+def test_a_wrong_pin_fails_the_job_with_the_local_engines_line(
+    model: tuple[Path, LogisticRegression], rows: Path, tmp_path: Path
+) -> None:
+    said = []
+    for engine in ("local", "spark"):
+        done = run_score("--engine", engine, "--spark_master", "local[2]", "--model_uri",
+                         str(model[0]), "--model_sha256", "0" * 64, "--input", str(rows),
+                         "--output", f"{tmp_path / engine}/")  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        said.append(done.stderr.strip().splitlines()[-1])
+    assert said[0] == said[1]
+    assert said[0].startswith("predictor score: ") and "but the deployer pinned 0000" in said[0]
+    assert not (tmp_path / "spark").exists()
+
+
+def test_parquet_in_and_out_through_the_s3_server(
+    s3_server: S3Server, s3: tuple[Any, str], model: tuple[Path, LogisticRegression], tmp_path: Path
+) -> None:
+    client, bucket = s3
+    frame = pd.DataFrame(np.random.default_rng(3).normal(size=(1000, 4)), columns=FEATURES)
+    frame.insert(0, "id", [f"p{i}" for i in range(len(frame))])
+    body = io.BytesIO()
+    frame.to_parquet(body, index=False)
+    client.put_object(Bucket=bucket, Key="in/day1.parquet", Body=body.getvalue())
+    done = run_score("--engine", "spark", "--spark_master", "local[2]", "--model_uri",
+                     str(model[0]), "--input", f"s3://{bucket}/in/", "--output",
+                     f"s3://{bucket}/out/", "--id_column", "id", env=s3_server.env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    listing = client.list_objects_v2(Bucket=bucket, Prefix="out/")
+    assert [o["Key"] for o in listing["Contents"]] == ["out/day1.parquet"]  # no errors file
+    scored = pd.read_parquet(
+        io.BytesIO(client.get_object(Bucket=bucket, Key="out/day1.parquet")["Body"].read())
+    )
+    scored = scored.sort_values("id", key=lambda s: s.str[1:].astype(int))
+    assert scored["id"].tolist() == frame["id"].tolist()
+    assert scored["predict"].tolist() == model[1].predict(frame[FEATURES]).tolist()
