@@ -20,6 +20,7 @@ from predictor.bundle.manifest import check_compatibility, runtime_versions
 from predictor.errors import IncompatibleModelError, ModelFileError, PickleRefusedError
 from predictor.loading import skops_files
 from predictor.loading.mlmodel import MLflowModel, load_skops
+from predictor.loading.tree_bounds import check_trees
 from predictor.stores.fetch import FetchedModel
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ def unpickle(
             raise ModelFileError(
                 f"{artifact.model_file.name} does not load: {type(e).__name__}: {_first_line(e)}"
             ) from e
+    if is_skops(artifact, mlflow_model):  # built from trusted types, yet its trees may lie
+        check_trees(estimator, source=artifact.model_file.name)
     for warning in caught:
         if issubclass(warning.category, InconsistentVersionWarning):
             message = _first_line(warning.message)

@@ -187,3 +187,24 @@ def test_a_bundle_that_ships_code_is_refused_without_pickles(
     refused = server.run_to_exit(bundle, name="custom", args=NO_PICKLES)
     assert refused.process.returncode == 1
     assert "ships Python modules (code/), and allow_pickle is false" in said(refused)
+
+
+def test_a_skops_forest_whose_tree_points_outside_itself_is_refused_at_load(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0).fit(X, Y)
+    tree = forest.estimators_[1].tree_
+    state = tree.__getstate__()
+    state["nodes"]["left_child"][0] = 10**6  # predict would read far outside the node array
+    tree.__setstate__(state)
+    path = tmp_path / "forest.skops"
+    skops.io.dump(forest, path)
+
+    refused = server.run_to_exit(str(path), name="forest", args=NO_PICKLES)
+    assert refused.process.returncode == 2
+    assert said(refused) == (
+        "predictor: cannot serve model 'forest': forest.skops: a Tree has a left child index "
+        f"outside its {tree.node_count} nodes; refused"
+    )
