@@ -7,9 +7,11 @@ digests of every file it names, and the library-version compatibility rules. It 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,14 @@ class Manifest:
         return str(self.document["artifact"]["sha256"])
 
     @property
+    def pinned_digest(self) -> str:
+        """The digest a deployer pins: the file's sha256, with its trusted types for skops."""
+        trusted = self.trusted_types
+        return (
+            self.artifact_sha256 if trusted is None else trust_digest(self.artifact_sha256, trusted)
+        )
+
+    @property
     def feature_dtypes(self) -> dict[str, str]:
         """Declared datatype of each feature, by name."""
         return {f["name"]: f["dtype"] for f in self.document["features"]}
@@ -114,6 +124,16 @@ class Manifest:
         }
         fields.update({f"metric_{k}": v for k, v in (doc.get("metrics") or {}).items()})
         return {k: str(v) for k, v in fields.items() if v is not None}
+
+
+def trust_digest(file_sha256: str, trusted: Iterable[str]) -> str:
+    """The digest of a skops artifact and its trusted types: what a deployer pins.
+
+    sha256 of the file's sha256 and the sorted type names, one per line: two bundles with the
+    same file but different trust lists have different digests.
+    """
+    text = "\n".join([file_sha256, *sorted(trusted)]) + "\n"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def parse_manifest(document: Any) -> Manifest:

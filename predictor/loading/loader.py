@@ -40,7 +40,6 @@ from predictor.loading.acceptance import (
     read_acceptance_sets,
 )
 from predictor.loading.mlmodel import MLMODEL, MLflowModel, read_mlmodel
-from predictor.loading.skops_files import trust_digest
 from predictor.loading.unpickle import refuse_code, unpickle
 from predictor.settings import Settings
 from predictor.stores.fetch import (
@@ -120,11 +119,7 @@ def load_model(settings: Settings) -> LoadedModel:
         path = bundle_file(
             fetched.target, manifest.artifact_path, manifest.artifact_sha256, "artifact"
         )
-        trusted = manifest.trusted_types
-        digest = manifest.artifact_sha256
-        artifact = model_at(
-            fetched, path, digest if trusted is None else trust_digest(digest, trusted)
-        )
+        artifact = model_at(fetched, path, manifest.pinned_digest)
         logger.info(
             "bundle %s %s: artifact sha256 matches model.json", manifest.name, manifest.version
         )

@@ -5,7 +5,7 @@ arrays, and ``skops.io.load`` builds only the types it is told to trust. Which t
 decided here:
 
 - a bundle's ``model.json`` lists the exact types its file holds (``publish --format skops``
-  records them, and the bundle's digest covers the list: ``trust_digest``);
+  records them, and the bundle's digest covers the list: ``bundle.manifest.trust_digest``);
 - a bare ``.skops`` file is trusted with skops' own defaults, the classes of scikit-learn and of
   the installed extras (xgboost, lightgbm), and a few harmless containers (``DEFAULT_ALSO``).
 
@@ -14,7 +14,6 @@ Anything else is refused before a single object is built, with one line naming t
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import zipfile
@@ -80,16 +79,6 @@ def _collect(node: Any, found: set[str]) -> None:
     elif isinstance(node, list):
         for value in node:
             _collect(value, found)
-
-
-def trust_digest(file_sha256: str, trusted: Iterable[str]) -> str:
-    """The digest of a skops artifact and its trusted types: what a deployer pins.
-
-    sha256 of the file's sha256 and the sorted type names, one per line: two bundles with the
-    same file but different trust lists have different digests.
-    """
-    text = "\n".join([file_sha256, *sorted(trusted)]) + "\n"
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_trusting(path: Path, trusted: Sequence[str]) -> Any:

@@ -14,7 +14,6 @@ import getpass
 import json
 import logging
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,14 +22,19 @@ from typing import Any
 
 from predictor.bundle.manifest import MANIFEST, parse_manifest, runtime_versions
 from predictor.errors import PublishError, VersionExistsError
-from predictor.inference.native import NATIVE_FILE, converter_version
-from predictor.loading import skops_files
 from predictor.loading.gate import answer, load_accepted
-from predictor.loading.loader import LoadedModel, load_model
+from predictor.loading.loader import load_model
 from predictor.publishing.destinations import publish_to_bucket, publish_to_registry
 from predictor.publishing.sample import described_by_sample, write_reference
+from predictor.publishing.staging import (
+    artifact_entry,
+    in_format,
+    read_json,
+    stage_code,
+    stage_native,
+    write_set,
+)
 from predictor.settings import Settings
-from predictor.stores.files import sha256_file
 from predictor.stores.uris import parse_destination
 
 logger = logging.getLogger(__name__)
@@ -76,31 +80,31 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
         raise PublishError("--confidence needs --metric (and usually --min and/or --max)")
     folder = staging / "bundle"
     (folder / "acceptance").mkdir(parents=True)
-    code = _stage_code(spec.code_files, folder)
+    code = stage_code(spec.code_files, folder)
     artifact = folder / spec.model_file.name
     shutil.copyfile(spec.model_file, artifact)
     bare = load_model(_staging_settings(artifact))
     estimator, signature = bare.estimator, bare.signature
-    artifact, trusted = _in_format(spec.format, artifact, estimator)
+    artifact, trusted = in_format(spec.format, artifact, estimator)
     acceptance: dict[str, Any] = {}
     if spec.e2e_file is not None:
-        data = _read_json(spec.e2e_file)
+        data = read_json(spec.e2e_file)
         if "expected" not in data:
             outputs = list(signature.outputs)
             answered = answer(
                 bare, {"instances": data["instances"], "parameters": {"outputs": outputs}}
             )
             data = {"instances": data["instances"], "expected": {o: answered[o] for o in outputs}}
-        acceptance["e2e"] = _write_set(folder, "e2e.json", data) | {"atol": spec.atol}
+        acceptance["e2e"] = write_set(folder, "e2e.json", data) | {"atol": spec.atol}
     if spec.confidence_file is not None:
-        confidence = _write_set(folder, "confidence.json", _read_json(spec.confidence_file))
+        confidence = write_set(folder, "confidence.json", read_json(spec.confidence_file))
         bounds = {"min": spec.minimum, "max": spec.maximum}
         acceptance["confidence"] = (
             confidence
             | {"metric": spec.metric}
             | {k: v for k, v in bounds.items() if v is not None}
         )
-    native = _stage_native(bare, folder)
+    native = stage_native(bare, folder)
     names = signature.feature_names or tuple(f"f{i}" for i in range(signature.n_features or 0))
     features = [
         {"name": n, "dtype": d} for n, d in zip(names, signature.feature_dtypes, strict=True)
@@ -130,8 +134,7 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
             if v is not None
         },
         "feature_extractor_version": spec.feature_extractor_version,
-        "artifact": {"path": artifact.name, "sha256": sha256_file(artifact)}
-        | ({"trusted_types": list(trusted)} if trusted is not None else {}),
+        "artifact": artifact_entry(artifact, trusted),
         "runtime": runtime_versions(),
         "metrics": spec.metrics,
         "acceptance": acceptance,
@@ -147,29 +150,6 @@ def stage_bundle(spec: BundleSpec, staging: Path) -> Path:
     logger.info("staged bundle accepted:\n%s", accepted.acceptance.describe())
     logger.info("its digest, to pin as PREDICTOR_MODEL_SHA256: %s", accepted.artifact.sha256)
     return folder
-
-
-def _in_format(
-    wanted: str | None, artifact: Path, estimator: Any
-) -> tuple[Path, tuple[str, ...] | None]:
-    """The bundle's model file in the format asked for, and the types it trusts (skops only).
-
-    A pickle becomes ``model.skops`` for ``--format skops``; a skops file cannot become a pickle.
-    """
-    is_skops = artifact.suffix == skops_files.SKOPS_SUFFIX
-    if wanted not in (None, "skops", "pickle"):
-        raise PublishError("--format: expected skops or pickle, got another value")
-    if wanted == "pickle" and is_skops:
-        raise PublishError("--format pickle: the model is a .skops file, which stays one")
-    if is_skops:
-        return artifact, skops_files.types_in(artifact)
-    if wanted != "skops":
-        return artifact, None
-    converted = artifact.with_name("model" + skops_files.SKOPS_SUFFIX)
-    held = skops_files.dump(estimator, converted)
-    artifact.unlink()
-    logger.info("model.skops holds %d types: %s", len(held), ", ".join(held))
-    return converted, held
 
 
 def publish(spec: BundleSpec, destination: str, *, deadline_s: float = 120.0) -> str:
@@ -207,60 +187,11 @@ def publish(spec: BundleSpec, destination: str, *, deadline_s: float = 120.0) ->
         return str(out) + "/"
 
 
-def _stage_native(bare: LoadedModel, folder: Path) -> dict[str, str] | None:
-    """Convert the model for the native engine into the bundle when it converts and verifies.
-
-    The server then serves natively from the first request, without converting at start-up.
-    """
-    if bare.native_upgrade is None:
-        return None
-    engine, reason = bare.native_upgrade.attempt(origin="converted at publish")
-    if engine is None:
-        logger.warning("bundle without a native model: %s", reason)
-        return None
-    path = folder / NATIVE_FILE
-    path.write_bytes(engine.model)
-    logger.info("native model: %s", reason)
-    return {"path": NATIVE_FILE, "sha256": sha256_file(path), "converter": converter_version()}
-
-
 def _staging_settings(path: Path) -> Settings:
     # The staged bundle is checked on its own merits, whatever PREDICTOR_* the shell has set.
     return Settings(
         model_uri=str(path), model_sha256=None, require_digest=False, allow_version_skew=False
     )
-
-
-def _stage_code(files: tuple[Path, ...], folder: Path) -> list[dict[str, str]]:
-    """Copy the modules into ``code/`` and make them importable for the checks that follow."""
-    if not files:
-        return []
-    (folder / "code").mkdir()
-    entries = []
-    for source in files:
-        if source.suffix != ".py" or not source.stem.isidentifier() or not source.is_file():
-            raise PublishError(f"--code {source}: expected an existing module file, name.py")
-        target = folder / "code" / source.name
-        shutil.copyfile(source, target)
-        entries.append({"path": f"code/{source.name}", "sha256": sha256_file(target)})
-    sys.path.insert(0, str(folder / "code"))
-    return entries
-
-
-def _write_set(folder: Path, filename: str, data: dict[str, Any]) -> dict[str, str]:
-    path = folder / "acceptance" / filename
-    path.write_text(json.dumps(data, sort_keys=True) + "\n")
-    return {"path": f"acceptance/{filename}", "sha256": sha256_file(path)}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise PublishError(f"cannot read {path}: {e}") from e
-    if not isinstance(data, dict) or not isinstance(data.get("instances"), list):
-        raise PublishError(f"{path} must be a JSON object with an 'instances' list")
-    return data
 
 
 def _json_safe_params(estimator: Any) -> dict[str, Any]:

@@ -95,9 +95,7 @@ def session(master: str | None) -> Any:
     builder = SparkSession.builder.appName("predictor score")
     if master is not None:
         builder = builder.master(master)
-    elif not os.environ.get("SPARK_HOME") and "spark.master" not in os.environ.get(
-        "PYSPARK_SUBMIT_ARGS", ""
-    ):
+    elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
         builder = builder.master("local[*]")
     return builder.config("spark.ui.enabled", "false").getOrCreate()
 

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from predictor.loading.skops_files import trust_digest
+from predictor.bundle.manifest import trust_digest
 from predictor.stores.files import sha256_file
 from tests.helpers import RunningServer, ServerFactory, run_publish
 

@@ -177,3 +177,30 @@ def test_parquet_in_and_out_through_the_s3_server(
     scored = scored.sort_values("id", key=lambda s: s.str[1:].astype(int))
     assert scored["id"].tolist() == frame["id"].tolist()
     assert scored["predict"].tolist() == model[1].predict(frame[FEATURES]).tolist()
+
+
+def test_spark_submit_runs_score_on_the_session_it_makes(
+    model: tuple[Path, LogisticRegression], rows: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from predictor.cli import spark_submit
+
+    local, local_errors = local_engine(model[0], rows, tmp_path / "local", "--id_column", "id")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
+    env["PYSPARK_PYTHON"] = sys.executable
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("spark-submit")), "--master", "local[2]",
+         spark_submit.__file__, "--model_uri", str(model[0]), "--input", str(rows),
+         "--output", f"{tmp_path / 'submitted'}/", "--id_column", "id",
+         "--outputs", "predict,predict_proba", "--max_errors", "10"],
+        capture_output=True, text=True, env=env, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "done: 1 file(s), 2796 rows scored, 4 refused" in done.stdout
+    scored = pd.read_csv(tmp_path / "submitted" / "rows.csv")
+    scored = scored.sort_values("id", key=lambda s: s.str[1:].astype(int))
+    assert scored["id"].tolist() == local["id"].tolist()
+    assert scored["predict"].tolist() == local["predict"].tolist()
+    errors = pd.read_csv(tmp_path / "submitted" / "rows.errors.csv")
+    assert sorted(errors["id"]) == sorted(local_errors["id"])
