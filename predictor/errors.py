@@ -63,6 +63,8 @@ class PredictorError(Exception):
     http_status: ClassVar[int] = 500
     grpc_code: ClassVar[str] = "INTERNAL"
     exit_code: ClassVar[int] = EXIT_CANNOT_RUN
+    retry_after: ClassVar[str | None] = None
+    """Seconds a caller should wait before trying again (``Retry-After``), where that helps."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -73,7 +75,7 @@ class PredictorError(Exception):
 
     def headers(self) -> dict[str, str]:
         """Extra response headers this error is answered with over REST."""
-        return {}
+        return {} if self.retry_after is None else {"retry-after": self.retry_after}
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its class and message (it crosses from an explain worker process)."""
@@ -164,10 +166,7 @@ class StateUnavailableError(PredictorError):
 
     http_status = 503
     grpc_code = "UNAVAILABLE"
-
-    def headers(self) -> dict[str, str]:
-        """Tell the caller when to come back."""
-        return {"retry-after": "2"}
+    retry_after = "2"
 
 
 class OverloadedError(PredictorError):
@@ -175,15 +174,12 @@ class OverloadedError(PredictorError):
 
     http_status = 503
     grpc_code = "RESOURCE_EXHAUSTED"
+    retry_after = "1"
 
     def __init__(self, in_flight: int, limit: int) -> None:
         super().__init__(
             f"server overloaded: {in_flight} requests in flight (limit {limit}); retry shortly"
         )
-
-    def headers(self) -> dict[str, str]:
-        """Tell the caller when to come back."""
-        return {"retry-after": "1"}
 
 
 class ExplainBusyError(OverloadedError):

@@ -1,7 +1,8 @@
 """Reliability under shutdown, overload, storage faults and hostile input, on real processes.
 
 Covers: SIGTERM with hundreds of REST requests or gRPC calls in flight (every accepted one
-answered correctly, exit 0); overload answered at once with 503 and Retry-After (REST) or
+answered correctly, exit 0), and with 300 sent but unread, with the defaults and with the shipped
+settings (none lost); overload answered at once with 503 and Retry-After (REST) or
 RESOURCE_EXHAUSTED (gRPC); GCS unreachable ending start-up within its deadline with one line; no credentials or request
 values in logs and error bodies; and property-based fuzzing of the REST bodies (never a 5xx).
 """
@@ -13,7 +14,8 @@ import json
 import signal
 import string
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import httpx
 import joblib
 import numpy as np
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,6 +33,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from sklearn.ensemble import RandomForestClassifier
 
 from tests.helpers import (
+    REPO_ROOT,
     RunningServer,
     ServerFactory,
     free_port,
@@ -58,20 +62,23 @@ def slow_server(server: ServerFactory, forest_file: Path, *extra: str) -> Runnin
     )
 
 
-def test_sigterm_answers_every_accepted_request_and_exits_0(
-    server: ServerFactory, forest_file: Path
-) -> None:
-    # The probe below waits its turn behind the requests already read (the model runs on the
-    # event loop), which takes 3-5 s on an idle machine and more than 8 s on a busy one: the
-    # drain must outlast that to answer it.
-    running = slow_server(
-        server, forest_file, "--max_in_flight", "1000", "--shutdown_delay_seconds", "20"
-    )
-    expected = joblib.load(forest_file).predict(X[:300]).tolist()
+def flood_and_stop(
+    running: RunningServer,
+    *,
+    at_first_answer: bool,
+    during: Callable[[], Awaitable[None]] | None = None,
+    requests: int = 300,
+) -> list[Any]:
+    """Send ``requests`` at once, SIGTERM, and say what became of each: ``(status, body)``,
+    "not accepted" (the connection was refused) or "lost: ..." (made, then no answer).
+
+    SIGTERM comes at the first answer, or 0.1 s after sending, when most requests are sent but
+    not yet read; ``during`` runs once the signal is sent, while the server drains.
+    """
 
     async def flood() -> list[Any]:
-        limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
-        async with httpx.AsyncClient(base_url=running.url, timeout=30, limits=limits) as client:
+        limits = httpx.Limits(max_connections=requests, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=running.url, timeout=60, limits=limits) as client:
 
             async def one(i: int) -> Any:
                 try:
@@ -84,23 +91,79 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(
                 except httpx.HTTPError as e:
                     return f"lost: {type(e).__name__}"
 
-            tasks = [asyncio.create_task(one(i)) for i in range(300)]
-            # SIGTERM once the server is answering the flood: its first answer has come.
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            tasks = [asyncio.create_task(one(i)) for i in range(requests)]
+            if at_first_answer:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.sleep(0.1)
             running.process.send_signal(signal.SIGTERM)
-            # On a connection of its own, as a kubelet probe comes: not one of the 300 in use.
-            async with httpx.AsyncClient(base_url=running.url, timeout=15) as probe:
-                ready = await until_not_ready(probe, "/v2/models/rf/ready")
-            assert ready == 503  # draining: not ready, still serving
+            if during is not None:
+                await during()
             return await asyncio.gather(*tasks)
 
-    outcomes = asyncio.run(flood())
+    return asyncio.run(flood())
+
+
+def test_sigterm_answers_every_accepted_request_and_exits_0(
+    server: ServerFactory, forest_file: Path
+) -> None:
+    # The probe below waits its turn behind the requests already read (the model runs on the
+    # event loop), which takes 3-5 s on an idle machine and more than 8 s on a busy one: the
+    # drain must outlast that to answer it.
+    running = slow_server(
+        server, forest_file, "--max_in_flight", "1000", "--shutdown_delay_seconds", "20"
+    )
+    expected = joblib.load(forest_file).predict(X[:300]).tolist()
+
+    async def probe_readiness() -> None:
+        # On a connection of its own, as a kubelet probe comes: not one of the 300 in use.
+        async with httpx.AsyncClient(base_url=running.url, timeout=15) as probe:
+            ready = await until_not_ready(probe, "/v2/models/rf/ready")
+        assert ready == 503  # draining: not ready, still serving
+
+    outcomes = flood_and_stop(running, at_first_answer=True, during=probe_readiness)
     answered = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, tuple)]
     assert not [o for o in outcomes if isinstance(o, str) and o.startswith("lost")], outcomes
     assert len(answered) >= 100, f"only {len(answered)} requests were answered"
     for i, (status, body) in answered:
         assert status == 200, body
         assert body["predictions"] == [expected[i]]
+    assert running.process.wait(timeout=60) == 0
+
+
+def shipped_env() -> dict[str, str]:
+    """The environment of the ServingRuntime in ``manifests/runtimes/base``."""
+    runtime = yaml.safe_load(
+        (REPO_ROOT / "manifests" / "runtimes" / "base" / "servingruntime.yaml").read_text()
+    )
+    return {e["name"]: e["value"] for e in runtime["spec"]["containers"][0].get("env", [])}
+
+
+@pytest.mark.parametrize("config", ["defaults", "shipped"])
+def test_sigterm_with_300_sent_and_unread_loses_none(
+    server: ServerFactory, forest_file: Path, config: str
+) -> None:
+    """With the defaults (``python -m predictor``, ``docker run``) and the shipped settings.
+
+    "Lost" is a request whose connection was made and that got no answer. uvicorn's own
+    shutdown closed the connections it had accepted but not read: all 300 lost, by default.
+    """
+    env = shipped_env() if config == "shipped" else {}
+    running = server.start(
+        str(forest_file), name="rf", env=env, args=["--fast_path", "false", "--batch_max_rows", "1"]
+    )
+    expected = joblib.load(forest_file).predict(X[:300]).tolist()
+    outcomes = flood_and_stop(running, at_first_answer=False)
+
+    kinds = Counter(o[0] if isinstance(o, tuple) else o for o in outcomes)
+    print(f"{config}: {dict(kinds)}")  # the figures docs/operations.md quotes
+    assert not [o for o in outcomes if isinstance(o, str)], dict(kinds)
+    for i, (status, body) in enumerate(outcomes):
+        assert status in (200, 503), body
+        if status == 200:
+            assert body["predictions"] == [expected[i]]
+        else:
+            assert body["error"].startswith(("server overloaded", "model rf is not ready"))
     assert running.process.wait(timeout=60) == 0
 
 

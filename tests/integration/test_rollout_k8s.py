@@ -473,18 +473,24 @@ def test_auto_promotes_in_every_style_with_versions_from_the_pods(
     assert model_of(promoted, style) == "gs://models/served/candidate/"
 
 
+def pinned_service(emulator: Emulator, sha256: str) -> FakeKServe:
+    """A Knative InferenceService whose model is pinned by ``sha256``, and KServe's stand-in."""
+    document = knative_isvc()
+    document["spec"]["predictor"]["containers"][0]["env"].append(
+        {"name": "PREDICTOR_MODEL_SHA256", "value": sha256}
+    )
+    emulator.put(ISVC, "ml", "taxi", document)
+    kserve = FakeKServe(emulator, "ml", "taxi")
+    kserve.reconcile()
+    return kserve
+
+
 def test_auto_rides_out_5xx_and_conflicts_from_the_api(emulator: Emulator) -> None:
     from predictor.rollout.analysis import AnalysisConfig
     from predictor.rollout.auto import run_auto
 
     old, new = "a" * 64, "b" * 64
-    document = knative_isvc()
-    document["spec"]["predictor"]["containers"][0]["env"].append(
-        {"name": "PREDICTOR_MODEL_SHA256", "value": old}
-    )
-    emulator.put(ISVC, "ml", "taxi", document)
-    kserve = FakeKServe(emulator, "ml", "taxi")
-    kserve.reconcile()
+    kserve = pinned_service(emulator, old)
     said: list[str] = []
     driver = rollout(emulator, kserve)
     driver.out = said.append
@@ -522,13 +528,7 @@ def test_a_dropped_api_connection_leaves_a_state_status_describes_and_auto_resum
     from tests.tcp_proxy import TCPProxy
 
     old, new = "a" * 64, "b" * 64
-    document = knative_isvc()
-    document["spec"]["predictor"]["containers"][0]["env"].append(
-        {"name": "PREDICTOR_MODEL_SHA256", "value": old}
-    )
-    emulator.put(ISVC, "ml", "taxi", document)
-    kserve = FakeKServe(emulator, "ml", "taxi")
-    kserve.reconcile()
+    kserve = pinned_service(emulator, old)
     proxy = TCPProxy(("127.0.0.1", int(emulator.url.rsplit(":", 1)[1])))
     configuration = client.Configuration()
     configuration.host = f"http://{proxy.address}"
