@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from predictor.errors import TooManyRefusedRowsError
 from predictor.scoring.places import Destination
 from predictor.scoring.tables import concatenate, table_format
 
@@ -50,6 +51,19 @@ class RunResult:
     def errors(self) -> int:
         """Rows refused, over every file."""
         return sum(f.errors for f in self.files)
+
+    def check_refused(self, max_errors: int) -> None:
+        """Raise when more rows than ``max_errors`` were refused, over every file.
+
+        Raises:
+            TooManyRefusedRowsError: naming the files that hold the refused rows.
+        """
+        if self.errors > max_errors:
+            where = ", ".join(f.errors_output for f in self.files if f.errors_output)
+            raise TooManyRefusedRowsError(
+                f"{self.errors} row(s) could not be scored, more than --max_errors "
+                f"{max_errors}; their ids and reasons are in {where}"
+            )
 
 
 def counted(name: str, names: list[str], seconds: float, resumed: int) -> FileResult:

@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from predictor.errors import InterruptedRunError, ScoringError, TooManyRefusedRowsError
+from predictor.errors import InterruptedRunError, ScoringError
 from predictor.inference.batch import requested_outputs
 from predictor.loading.gate import LoadedModel, load_accepted
 from predictor.scoring.chunks import Columns, input_columns, number_columns
@@ -124,12 +124,7 @@ def _run(job: ScoreJob, settings: Settings, report: Report, result: RunResult) -
                     result.files.append(scored)
         if single and result.files:
             result = join_all(result, destination, output_name, work, report)
-    if result.errors > job.max_errors:
-        where = ", ".join(f.errors_output for f in result.files if f.errors_output)
-        raise TooManyRefusedRowsError(
-            f"{result.errors} row(s) could not be scored, more than --max_errors "
-            f"{job.max_errors}; their ids and reasons are in {where}"
-        )
+    result.check_refused(job.max_errors)
     return result
 
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from predictor.errors import ScoringError, TooManyRefusedRowsError
+from predictor.errors import ScoringError
 from predictor.loading.gate import load_accepted
 from predictor.scoring.joining import FileResult, Report, RunResult, summary
 from predictor.scoring.places import list_inputs, local_copy, stores_for
@@ -73,12 +73,7 @@ def run_on_spark(
             done = FileResult(item.name, results.count(), errors_count, 0.0, where, errors_where)
             report(summary(done))
             result.files.append(done)
-    if result.errors > job.max_errors:
-        where = ", ".join(f.errors_output for f in result.files if f.errors_output)
-        raise TooManyRefusedRowsError(
-            f"{result.errors} row(s) could not be scored, more than --max_errors "
-            f"{job.max_errors}; their ids and reasons are in {where}"
-        )
+    result.check_refused(job.max_errors)
     return result
 
 
