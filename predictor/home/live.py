@@ -108,7 +108,9 @@ def numbers(model: str, now: Snapshot, before: Snapshot | None) -> dict[str, Any
         found["bandit_shares"] = _shares(pulls)
     drift = _by(now, "predictor_feature_drift_psi", model, "feature", {})
     if drift:
-        found["drift_psi"] = dict(sorted(drift.items()))
+        rows = _sum(now, "predictor_drift_window_rows", model, {})
+        found["drift_rows"] = round(rows)
+        found["drift_psi"] = {k: (v if rows else None) for k, v in sorted(drift.items())}
     return found
 
 

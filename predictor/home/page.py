@@ -146,10 +146,16 @@ def _live_table(live: dict[str, dict[str, Any]]) -> str:
                 for part in (start, recent)
             )
             rows.append(f"<tr data-live='{key}'><th>{title}</th>{cells}</tr>")
+    drift_rows = start.get("drift_rows")
     for feature, psi in (start.get("drift_psi") or {}).items():
+        shown = (
+            "n/a (no rows in the window yet)"
+            if psi is None
+            else f"{psi:.3f} over {drift_rows:,} rows"
+        )
         rows.append(
             f"<tr data-live='drift'><th>drift PSI {escape(feature)}</th>"
-            f"<td colspan='2'>{psi:.3f}</td></tr>"
+            f"<td colspan='2'>{shown}</td></tr>"
         )
     return f"<table class='live'>{''.join(rows)}</table>"
 

@@ -34,7 +34,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from predictor.demo import make_trips, publish_demo_bundles
 from predictor.publishing.publish import BundleSpec, publish
-from tests.helpers import REPO_ROOT, RunningServer, ServerFactory
+from tests.helpers import REPO_ROOT, RunningServer, ServerFactory, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -220,6 +220,12 @@ def test_a_frame_pipeline_with_a_string_column(
     ]  # fmt: skip
     ranges = section.find_element(By.CSS_SELECTOR, "table.inputs tr[data-feature='area']").text
     assert f"{frame['area'].min():.4g} to {frame['area'].max():.4g}" in ranges
+    drift = [
+        r.text for r in section.find_elements(By.CSS_SELECTOR, "table.live tr[data-live='drift']")
+    ]
+    assert drift == [
+        f"drift PSI {f} n/a (no rows in the window yet)" for f in ("area", "city", "rooms")
+    ]
 
     row = {"city": "nice", "rooms": 3.0, "area": 82.5}
     fill(section, row)
@@ -241,6 +247,16 @@ def test_a_frame_pipeline_with_a_string_column(
     assert all(e.text == "" for e in others)
     only_own_host(browser, running)
     screenshot(browser, "frame-pipeline")
+
+    # the one row the form sent is in the drift window once the drift worker has summed it
+    wait_until(
+        lambda: 'predictor_drift_window_rows{model="flats",version="2.0.0"} 1.0'
+        in httpx.get(f"{running.url}/metrics").text,
+        timeout=20, what="the form's row in the drift window", every=0.1,
+    )  # fmt: skip
+    section = open_page(browser, running, "flats")
+    live = section.find_elements(By.CSS_SELECTOR, "table.live tr[data-live='drift']")
+    assert len(live) == 3 and all(r.text.endswith(" over 1 rows") for r in live), live
 
 
 def test_a_text_model(browser: webdriver.Chrome, server: ServerFactory, tmp_path: Path) -> None:
