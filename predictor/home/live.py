@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from predictor.statuses import SERVER_FAILURES
+
 Sample = tuple[str, dict[str, str], float]
-ERROR_STATUS = re.compile(r"^(5..|INTERNAL|UNAVAILABLE|UNKNOWN|DEADLINE_EXCEEDED)$")
-"""What counts as an error, as the canary analysis counts it."""
+ERROR_STATUS = re.compile(f"^(?:{SERVER_FAILURES})$")
+"""What counts as an error, as the canary analysis counts it (``predictor.statuses``)."""
 
 
 @dataclass(frozen=True)

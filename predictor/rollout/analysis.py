@@ -19,10 +19,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from predictor.rollout.errors import RolloutError
+from predictor.statuses import SERVER_FAILURES
 from predictor.validation import describe_errors
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
-ERROR_STATUS = "5..|INTERNAL|UNAVAILABLE|UNKNOWN|DEADLINE_EXCEEDED"
+ERROR_STATUS = SERVER_FAILURES
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 
 
