@@ -2,7 +2,10 @@
 # The predictor image. Targets:
 #   runtime (default): the predictor; the model comes from PREDICTOR_MODEL_URI (gs:// or file://)
 #   model:             runtime plus a model bundle baked in at /opt/model (serves with no GCS)
-# Build with `make docker-base` (pushes runtime) or `make docker-model MODEL_URI=...`.
+#   spark:             runtime plus Java and pyspark, with Spark on Kubernetes' entrypoint
+#                      (driver, executor), for the SparkApplication component
+# Build with `make docker-base` (pushes runtime), `make docker-model MODEL_URI=...` or
+# `make docker-spark`.
 
 # Change the base here only together with requirements.lock (same Python minor version).
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
@@ -52,3 +55,27 @@ FROM runtime AS model
 ARG MODEL_DIR=build/model
 COPY ${MODEL_DIR} /opt/model
 ENV PREDICTOR_MODEL_URI=file:///opt/model/
+
+FROM runtime AS spark
+# Batch scoring on Spark on Kubernetes (manifests/components/batch-scoring-spark): the same
+# predictor, with Debian's Java runtime and the `spark` extra from the lock file.
+USER 0
+# Debian's current JRE with its security updates, not a pinned build that would go stale.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        default-jre-headless procps \
+    && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml requirements.lock /tmp/build/
+RUN python -c "import tomllib; p = tomllib.load(open('/tmp/build/pyproject.toml', 'rb'))['project']; \
+print('\\n'.join(p['optional-dependencies']['spark']))" > /tmp/build/spark-requirements.txt \
+    && PIP_NO_CACHE_DIR=1 pip install --constraint /tmp/build/requirements.lock \
+        --requirement /tmp/build/spark-requirements.txt \
+    && rm -rf /tmp/build
+COPY docker/spark-entrypoint.sh /opt/spark-entrypoint.sh
+ENV SPARK_HOME=/opt/venv/lib/python3.11/site-packages/pyspark \
+    PYSPARK_PYTHON=/opt/venv/bin/python \
+    PYSPARK_DRIVER_PYTHON=/opt/venv/bin/python
+USER 1000:1000
+WORKDIR /tmp
+ENTRYPOINT ["/opt/spark-entrypoint.sh"]

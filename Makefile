@@ -34,6 +34,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 
 CONTAINER_REGISTRY ?=
 IMAGE = $(CONTAINER_REGISTRY)/$(IMAGE_NAME):$(VERSION)
 MODEL_IMAGE_NAME ?= $(IMAGE_NAME)-model
+SPARK_IMAGE = $(CONTAINER_REGISTRY)/$(IMAGE_NAME)-spark:$(VERSION)
 MODEL_TAG ?= $(VERSION)
 MODEL_URI ?=
 MODEL_BUILD_DIR := build/model
@@ -52,7 +53,7 @@ ANALYSIS ?= analysis.yaml
 
 .DEFAULT_GOAL := help
 .PHONY: help venv model-extras demo-model dashboard docs demo-bundles serve test check fmt lock clean publish validate \
-	docker-base docker-model docker-demo manifests deploy-minikube canary-minikube deploy-gke \
+	docker-base docker-spark docker-model docker-demo manifests deploy-minikube canary-minikube deploy-gke \
 	canary-gke undeploy-minikube undeploy-gke e2e require-registry test-tools canary-start \
 	canary-status canary-promote canary-rollback canary-auto bench
 
@@ -168,6 +169,10 @@ require-registry:
 docker-base: require-registry ## Build and push $(CONTAINER_REGISTRY)/kserve-sklearn-predictor:<version> [EXTRAS=xgboost,lightgbm]
 	$(DOCKER) build --target runtime --build-arg EXTRAS=$(EXTRAS) --tag $(IMAGE) .
 	$(DOCKER) push $(IMAGE)
+
+docker-spark: require-registry ## Build and push $(CONTAINER_REGISTRY)/kserve-sklearn-predictor-spark:<version> (Java, pyspark; for the SparkApplication)
+	$(DOCKER) build --target spark --build-arg EXTRAS=$(EXTRAS) --tag $(SPARK_IMAGE) .
+	$(DOCKER) push $(SPARK_IMAGE)
 
 docker-model: $(STAMP) ## Bake a validated bundle into an image: MODEL_URI=gs://... [MODEL_TAG=1.4.0] [CONTAINER_REGISTRY=...]
 	@test -n "$(MODEL_URI)" || { echo "MODEL_URI is not set; e.g. make docker-model MODEL_URI=gs://bucket/registry/taxi/1.4.0/" >&2; exit 2; }

@@ -8,10 +8,14 @@ wrong types, as the API server's schema validation would.
 from __future__ import annotations
 
 import re
+import types
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import kserve.models
 import kubernetes.client.models
+import pydantic
 
 _LIST = re.compile(r"^(?:list|List)\[(.+)\]$")
 _DICT = re.compile(r"^(?:dict\(([^,]+), (.+)\)|Dict\[([^,]+), (.+)\])$")
@@ -79,8 +83,80 @@ def check_object(document: dict[str, Any]) -> list[str]:
         "TrainedModel": "V1alpha1TrainedModel",
         "Job": "V1Job",
         "CronJob": "V1CronJob",
+        "Role": "V1Role",
+        "RoleBinding": "V1RoleBinding",
+        "HorizontalPodAutoscaler": "V2HorizontalPodAutoscaler",
     }
     kind = document.get("kind", "")
+    if kind in _CUSTOM:
+        return check_model(document, _CUSTOM[kind](), kind)
     if kind not in kinds:
         return [f"{kind}: no SDK class to check it with"]
     return check(document, kinds[kind], kind)
+
+
+def _spark_application() -> type[pydantic.BaseModel]:
+    from kubeflow_spark_api.models import SparkV1beta2SparkApplication  # type: ignore[import-untyped]
+
+    return SparkV1beta2SparkApplication  # type: ignore[no-any-return]
+
+
+def _scaled_object() -> type[pydantic.BaseModel]:
+    from cloudcoil.models.keda.v1alpha1 import ScaledObject
+
+    return ScaledObject
+
+
+def _prometheus_operator(kind: str) -> type[pydantic.BaseModel]:
+    from cloudcoil.models.prometheus_operator import v1
+
+    return getattr(v1, kind)  # type: ignore[no-any-return]
+
+
+_CUSTOM: dict[str, Callable[[], type[pydantic.BaseModel]]] = {
+    "SparkApplication": _spark_application,
+    "ScaledObject": _scaled_object,
+    "PodMonitor": lambda: _prometheus_operator("PodMonitor"),
+    "PrometheusRule": lambda: _prometheus_operator("PrometheusRule"),
+}
+"""Custom resources with no kubernetes/kserve SDK class: their CRDs' pydantic models."""
+
+
+def check_model(value: Any, model: type[pydantic.BaseModel], path: str) -> list[str]:
+    """Every place where ``value`` does not fit the pydantic ``model`` (generated from a CRD).
+
+    The model's own validation checks the types (these models are strict); walking the
+    document against its fields catches unknown or misspelt keys, which the models ignore.
+    """
+    try:
+        model.model_validate(value)
+    except pydantic.ValidationError as error:
+        return [f"{path}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+    return _unknown_keys(value, model, path)
+
+
+def _unknown_keys(value: Any, annotation: Any, path: str) -> list[str]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unknown_keys(value, typing.get_args(annotation)[0], path)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unknown_keys(value, inner[0], path) if len(inner) == 1 else []
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(annotation)
+        return [e for i, v in enumerate(value) for e in _unknown_keys(v, item, f"{path}[{i}]")]
+    if origin is dict and isinstance(value, dict):
+        item = typing.get_args(annotation)[1]
+        return [e for k, v in value.items() for e in _unknown_keys(v, item, f"{path}.{k}")]
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        if not isinstance(value, dict):
+            return []
+        fields = {(f.alias or name): f for name, f in annotation.model_fields.items()}
+        errors = []
+        for key, item in value.items():
+            if key not in fields:
+                errors.append(f"{path}.{key}: unknown field for {annotation.__name__}")
+                continue
+            errors.extend(_unknown_keys(item, fields[key].annotation, f"{path}.{key}"))
+        return errors
+    return []

@@ -6,9 +6,9 @@ the same one-line message. Each executor process then loads it once more, with t
 and scores its partitions with ``mapInPandas`` through the code ``score`` and the server use:
 ``scoring.chunks`` (the row checks, the engines, refused rows with their reasons).
 
-One pass gives one DataFrame with a ``reason`` column (null for scored rows); it is persisted and
-split into the results and the refused rows. ``max_errors`` is checked on the whole job's count
-of refused rows, not per partition.
+One pass gives one DataFrame with a ``reason`` column (null for scored rows); it is kept by the
+executors (a local checkpoint) and split into the results and the refused rows. ``max_errors`` is
+checked on the whole job's count of refused rows, not per partition.
 """
 
 from __future__ import annotations
@@ -85,11 +85,13 @@ def score_dataframe(
     combined = df.select(id_name, *columns.features).mapInPandas(
         lambda batches: _score_batches(batches, *job), schema
     )
-    combined = combined.persist()
+    # Scored once, kept by the executors (memory, else disk), and released with the DataFrames.
+    # Not persist(): Spark would share that cache with any later job of the same plan, and
+    # keep it until the session ends.
+    combined = combined.localCheckpoint(eager=True)
     refused = combined.where(combined[REASON].isNotNull()).select(id_name, REASON)
     count = refused.count()
     if count > max_errors:
-        combined.unpersist()
         raise TooManyRefusedRowsError(
             f"{count} row(s) could not be scored, more than --max_errors {max_errors}"
         )

@@ -100,7 +100,26 @@ def test_dockerignore_keeps_tests_and_venv_out() -> None:
         "README.md",
         "predictor/",
         "build/model/",
+        "docker/",
     }
+
+
+def test_the_spark_stage_adds_java_and_pyspark_to_the_runtime_and_runs_as_non_root() -> None:
+    spark = "\n".join(stages()["spark"])
+    assert "FROM runtime AS spark" in spark
+    assert "default-jre-headless" in spark
+    assert "['optional-dependencies']['spark']" in spark
+    assert "--constraint /tmp/build/requirements.lock" in spark
+    assert spark.rstrip().endswith('ENTRYPOINT ["/opt/spark-entrypoint.sh"]')
+    users = re.findall(r"^USER (\S+)$", spark, re.M)
+    assert users == ["0", "1000:1000"]  # root only to install, the last USER is numeric
+
+
+def test_docker_spark_builds_and_pushes_the_spark_target() -> None:
+    result = make("-n", "docker-spark", "CONTAINER_REGISTRY=europe-west1-docker.pkg.dev/p/models")
+    image = "europe-west1-docker.pkg.dev/p/models/kserve-sklearn-predictor-spark:0.1.0"
+    assert f"docker build --target spark --build-arg EXTRAS= --tag {image} ." in result.stdout
+    assert f"docker push {image}" in result.stdout
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
@@ -166,6 +185,7 @@ def test_help_lists_the_targets() -> None:
         "check",
         "docker-base",
         "docker-model",
+        "docker-spark",
         "deploy-minikube",
         "deploy-gke",
         "e2e",
