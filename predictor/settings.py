@@ -17,33 +17,37 @@ from typing import Any, TypeVar
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from predictor.sections import (
-    Bandit,
+from predictor.fields import (
     BanditFields,
-    Drift,
     DriftFields,
-    Engines,
-    Explain,
+    ExperimentFields,
     ExplainFields,
-    Limits,
     ModelFields,
-    ModelSource,
-    Repository,
     RepositoryFields,
     ServingFields,
-    Shadow,
     ShadowFields,
+)
+from predictor.sections import (
+    Bandit,
+    Drift,
+    Engines,
+    Explain,
+    Limits,
+    ModelSource,
+    Repository,
+    Shadow,
 )
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 S = TypeVar("S")
 
 
-class Settings(  # the fields, in groups, are in predictor.sections
+class Settings(  # the fields, in groups, are in predictor.fields
     BaseSettings,
     DriftFields,
     RepositoryFields,
     ExplainFields,
+    ExperimentFields,
     BanditFields,
     ShadowFields,
     ServingFields,
@@ -77,21 +81,43 @@ class Settings(  # the fields, in groups, are in predictor.sections
             return self._check_repository()
         if self.model_uri is None and self.model_dir is None and not self.bandit_uris:
             raise ValueError("model_uri, model_dir or model_repository: required, missing")
+        arms = "experiment_model_uris" if self.experiment_model_uris else "bandit_model_uris"
+        if self.experiment_model_uris and self.bandit_model_uris:
+            raise ValueError("bandit_model_uris and experiment_model_uris: set one, not both")
         if len(self.bandit_uris) == 1:
-            raise ValueError("bandit_model_uris: a bandit needs two URIs or more")
+            raise ValueError(f"{arms}: arms need two URIs or more")
         pins = self.bandit_pins
         if pins and len(pins) != len(self.bandit_uris):
             raise ValueError(
-                f"bandit_model_sha256s: expected one digest per arm ({len(self.bandit_uris)}), "
-                f"got {len(pins)}"
+                f"{arms.replace('_uris', '_sha256s')}: expected one digest per arm "
+                f"({len(self.bandit_uris)}), got {len(pins)}"
             )
+        self._check_experiment()
         if self.shadow_model_uri is not None and self.shadow_url is not None:
             raise ValueError("shadow_model_uri and shadow_url: set one, not both")
         return self
 
+    def _check_experiment(self) -> None:
+        weights = self.weights
+        if self.experiment_model_uris and len(weights) != len(self.bandit_uris):
+            raise ValueError(
+                f"experiment_weights: expected one weight per arm ({len(self.bandit_uris)}), "
+                f"got {len(weights)}"
+            )
+        if self.experiment_model_uris and not any(weights):
+            raise ValueError("experiment_weights: at least one weight must be above 0")
+        if self.experiment_weights and not self.experiment_model_uris:
+            raise ValueError("experiment_weights: weights are for experiment_model_uris")
+        if self.sticky_header and not self.experiment_model_uris:
+            raise ValueError(
+                "sticky_header: keeps callers on an experiment's arm; set experiment_model_uris "
+                "(a learning bandit's shares change, so its arms cannot be sticky)"
+            )
+
     def _check_repository(self) -> Settings:
         """The model repository serves each model alone: no other model source, no strategy."""
-        alone = ("model_uri", "model_sha256", "bandit_model_uris", "shadow_model_uri", "shadow_url")
+        alone = ("model_uri", "model_sha256", "bandit_model_uris", "experiment_model_uris",
+                 "shadow_model_uri", "shadow_url")  # fmt: skip
         for name in alone:
             if getattr(self, name) is not None:
                 raise ValueError(
@@ -183,7 +209,9 @@ class Settings(  # the fields, in groups, are in predictor.sections
         """The bandit's arms, policy and state."""
         return Bandit(
             uris=tuple(self.bandit_uris),
-            policy=self.bandit_policy,
+            policy="fixed" if self.experiment_model_uris else self.bandit_policy,
+            weights=tuple(self.weights),
+            sticky_header=self.sticky_header.lower() if self.sticky_header else None,
             epsilon=self.bandit_epsilon,
             state=self.bandit_state,
             feedback_ttl_seconds=self.bandit_feedback_ttl_seconds,
@@ -211,13 +239,20 @@ class Settings(  # the fields, in groups, are in predictor.sections
 
     @property
     def bandit_uris(self) -> list[str]:
-        """The bandit's arms, in order (empty: no bandit)."""
-        return [u.strip() for u in (self.bandit_model_uris or "").split(",") if u.strip()]
+        """The arms of the bandit or experiment, in order (empty: neither)."""
+        listed = self.experiment_model_uris or self.bandit_model_uris or ""
+        return [u.strip() for u in listed.split(",") if u.strip()]
 
     @property
     def bandit_pins(self) -> list[str]:
         """The arms' digests, in order (empty: the arms are not pinned)."""
-        return self.bandit_model_sha256s.split(",") if self.bandit_model_sha256s else []
+        listed = self.experiment_model_sha256s or self.bandit_model_sha256s
+        return listed.split(",") if listed else []
+
+    @property
+    def weights(self) -> list[int]:
+        """The experiment's weights, in the arms' order (empty: no experiment)."""
+        return [int(w) for w in (self.experiment_weights or "").split(",") if w.strip()]
 
     def for_arm(self, index: int) -> Settings:
         """The settings that load bandit arm ``index``: its URI, its own download folder."""
@@ -229,6 +264,9 @@ class Settings(  # the fields, in groups, are in predictor.sections
                 "model_sha256": self.bandit_pins[index] if self.bandit_pins else None,
                 "download_dir": download,
                 "bandit_model_uris": None,
+                "experiment_model_uris": None,
+                "experiment_weights": None,
+                "sticky_header": None,
             }
         )
 

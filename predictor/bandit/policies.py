@@ -1,4 +1,4 @@
-"""Which arm answers the next request: Thompson sampling, epsilon-greedy or UCB1; pure.
+"""Which arm answers the next request: Thompson sampling, epsilon-greedy, UCB1 or fixed; pure.
 
 Each arm's record is its pulls (requests it answered), the feedback it got (rewards in [0, 1])
 and their sum. Only pulls with feedback tell anything about an arm, so the estimates use those;
@@ -9,6 +9,8 @@ a pull still waiting for its reward is not counted as a failure.
 - ``epsilon_greedy``: the arm with the best mean reward, or with probability ``epsilon`` any arm.
 - ``ucb1``: the best mean reward plus sqrt(2 ln(total feedback) / feedback of the arm); every arm
   is tried once first.
+- ``fixed``: an A/B experiment's fixed shares: each arm with probability weight / total, whatever
+  the feedback says (the feedback is for the verdict, ``rollout.experiment``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-POLICIES = ("thompson", "epsilon_greedy", "ucb1")
+POLICIES = ("thompson", "epsilon_greedy", "ucb1", "fixed")
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,16 @@ class ArmStats:
 
 
 def choose(
-    policy: str, arms: Sequence[ArmStats], rng: np.random.Generator, *, epsilon: float = 0.1
+    policy: str,
+    arms: Sequence[ArmStats],
+    rng: np.random.Generator,
+    *,
+    epsilon: float = 0.1,
+    weights: Sequence[float] = (),
 ) -> int:
-    """The index of the arm that answers the next request."""
+    """The index of the arm that answers the next request (``weights``: for ``fixed``)."""
+    if policy == "fixed":
+        return int(rng.choice(len(arms), p=_shares(weights)))
     if policy == "thompson":
         draws = [rng.beta(1 + a.rewards, 1 + a.feedbacks - a.rewards) for a in arms]
         return int(np.argmax(draws))
@@ -64,9 +73,12 @@ def selection_probabilities(
     *,
     epsilon: float = 0.1,
     draws: int = 2000,
+    weights: Sequence[float] = (),
 ) -> list[float]:
     """How likely each arm is to answer the next request (Thompson's by sampling)."""
     n = len(arms)
+    if policy == "fixed":
+        return _shares(weights).tolist()  # type: ignore[no-any-return]
     if policy == "thompson":
         samples = np.column_stack(
             [rng.beta(1 + a.rewards, 1 + a.feedbacks - a.rewards, size=draws) for a in arms]
@@ -82,6 +94,11 @@ def selection_probabilities(
     total = sum(a.feedbacks for a in arms)
     best = _ties([a.mean + math.sqrt(2 * math.log(total) / a.feedbacks) for a in arms])
     return [1.0 / len(best) if i in best else 0.0 for i in range(n)]
+
+
+def _shares(weights: Sequence[float]) -> np.ndarray:
+    total = float(sum(weights))
+    return np.asarray(weights, dtype=float) / total
 
 
 def _ties(values: Sequence[float]) -> list[int]:

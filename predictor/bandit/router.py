@@ -1,5 +1,8 @@
 """The bandit: picks the arm for each request, records pulls and feedback, exports per-arm metrics.
 
+With the ``fixed`` policy it is an A/B experiment's router: fixed shares, and a request with a
+sticky key goes to the arm that keeps that key (``bandit.sticky``), in every replica alike.
+
 The arms' records are read from the state at most every ``refresh_s`` (Redis is not asked on
 every request); the policy picks from them. Metrics per arm (``metrics.series``, labelled by
 model and the arm's version): pulls, feedback received, rewards summed, and the current
@@ -18,6 +21,7 @@ import numpy as np
 
 from predictor.bandit.policies import ArmStats, choose, selection_probabilities
 from predictor.bandit.state import BanditState
+from predictor.bandit.sticky import sticky_arm
 from predictor.errors import PayloadError
 from predictor.metrics.handles import labelled
 from predictor.metrics.series import (
@@ -57,12 +61,18 @@ class Bandit:
         policy: str,
         state: BanditState,
         epsilon: float = 0.1,
+        weights: Sequence[float] = (),
+        sticky: bool = False,
         refresh_s: float = 0.2,
         seed: int | None = None,
     ) -> None:
         self.model = model
         self.versions = list(versions)
         self.policy = policy
+        self.weights = list(weights)
+        """The ``fixed`` policy's weights, in the arms' order."""
+        self.sticky = sticky
+        """Whether a request's key (the sticky header's value) picks its arm by hashing."""
         self.state = state
         self.epsilon = epsilon
         self.refresh_s = refresh_s
@@ -82,8 +92,10 @@ class Bandit:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
 
-    def choose(self) -> int:
-        """The arm that answers the next request."""
+    def choose(self, key: str | None = None) -> int:
+        """The arm that answers the next request (an experiment's: the one that keeps ``key``)."""
+        if key is not None and self.sticky:
+            return sticky_arm(self.model, self.versions, self.weights, key)
         with self._lock:
             now = time.monotonic()
             if now - self._read_at >= self.refresh_s:
@@ -92,7 +104,9 @@ class Bandit:
                 self._export()
             if self._stats is None:  # nothing known: the shared state is down and was never read
                 return int(self._rng.integers(len(self.versions)))
-            return choose(self.policy, self._stats, self._rng, epsilon=self.epsilon)
+            return choose(
+                self.policy, self._stats, self._rng, epsilon=self.epsilon, weights=self.weights
+            )
 
     def pulled(self, arm: int, response_id: str) -> None:
         """Arm ``arm`` answered ``response_id``."""
@@ -117,8 +131,9 @@ class Bandit:
         if self._stats is None:
             return
         probabilities = selection_probabilities(
-            self.policy, self._stats, self._rng, epsilon=self.epsilon, draws=500
-        )
+            self.policy, self._stats, self._rng, epsilon=self.epsilon, draws=500,
+            weights=self.weights,
+        )  # fmt: skip
         for version, stats, p in zip(self.versions, self._stats, probabilities, strict=True):
             labelled(BANDIT_PROBABILITY, self.model, version).set(p)
             labelled(BANDIT_FEEDBACK, self.model, version).raise_to(stats.feedbacks)

@@ -38,4 +38,6 @@ def bandit_for(name: str, arms: Sequence[LoadedModel], settings: BanditSettings)
         policy=settings.policy,
         state=state,
         epsilon=settings.epsilon,
+        weights=settings.weights,
+        sticky=settings.sticky_header is not None,
     )

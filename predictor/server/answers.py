@@ -33,14 +33,14 @@ class RestAnswer(NamedTuple):
     """The id a feedback for this answer names (a bandit's); None where none is taken."""
 
 
-def lane_for(strategy: Strategy, version: str | None, name: str) -> Lane:
-    """The lane that answers: the strategy's choice, or the one of the version a caller named.
+def lane_for(strategy: Strategy, version: str | None, name: str, key: str | None = None) -> Lane:
+    """The lane that answers: the strategy's choice (``key``: a sticky key), or the named version.
 
     Raises:
         ModelNotFoundError: no model of that version answers here (404).
     """
     if version is None:
-        return strategy.choose()
+        return strategy.choose(key)
     for lane in strategy.lanes():
         if lane.loaded.version == version:
             return lane
@@ -49,9 +49,9 @@ def lane_for(strategy: Strategy, version: str | None, name: str) -> Lane:
     raise ModelNotFoundError(f"model {name} has no such version; it serves {served!r}")
 
 
-async def answer_v1(strategy: Strategy, body: Any) -> RestAnswer:
+async def answer_v1(strategy: Strategy, body: Any, key: str | None = None) -> RestAnswer:
     """Answer a parsed v1 ``:predict`` body."""
-    lane = strategy.choose()
+    lane = strategy.choose(key)
     loaded = lane.loaded
     batch = decode_v1(body, loaded.signature, frame=loaded.engine.takes_frames)
     answer = await lane.answer(batch, None)
@@ -61,16 +61,22 @@ async def answer_v1(strategy: Strategy, body: Any) -> RestAnswer:
     return RestAnswer(document, None, answer.version, answer.feedback_id)
 
 
-async def answer_v2(strategy: Strategy, name: str, request: InferRequest) -> InferResponse:
+async def answer_v2(
+    strategy: Strategy, name: str, request: InferRequest, key: str | None = None
+) -> InferResponse:
     """Answer a v2 InferRequest with KServe's InferResponse (binary outputs, KServe's callers)."""
-    response, _ = await _infer_v2(strategy, name, request)
+    response, _ = await _infer_v2(strategy, name, request, None, key)
     return response
 
 
 async def _infer_v2(
-    strategy: Strategy, name: str, request: InferRequest, version: str | None = None
+    strategy: Strategy,
+    name: str,
+    request: InferRequest,
+    version: str | None = None,
+    key: str | None = None,
 ) -> tuple[InferResponse, str | None]:
-    lane = lane_for(strategy, version, name)
+    lane = lane_for(strategy, version, name, key)
     loaded = lane.loaded
     batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
     answer = await lane.answer(batch, request.id)
@@ -78,7 +84,11 @@ async def _infer_v2(
 
 
 async def answer_v2_rest(
-    strategy: Strategy, name: str, request: InferRequest, version: str | None = None
+    strategy: Strategy,
+    name: str,
+    request: InferRequest,
+    version: str | None = None,
+    key: str | None = None,
 ) -> RestAnswer:
     """Answer a v2 REST request (by ``version`` when named): JSON, or bytes and the JSON length.
 
@@ -86,10 +96,10 @@ async def answer_v2_rest(
         ModelNotFoundError: ``version`` is not one that answers here.
     """
     if wants_binary(request):
-        response, feedback_id = await _infer_v2(strategy, name, request, version)
+        response, feedback_id = await _infer_v2(strategy, name, request, version, key)
         body, json_length = response.to_rest()
         return RestAnswer(body, json_length, response.model_version, feedback_id)
-    lane = lane_for(strategy, version, name)
+    lane = lane_for(strategy, version, name, key)
     loaded = lane.loaded
     batch = decode_v2(request, loaded.signature, frame=loaded.engine.takes_frames)
     answer = await lane.answer(batch, request.id)
@@ -105,13 +115,13 @@ async def answer_v2_rest(
 
 
 def answer_grpc(
-    strategy: Strategy, name: str, message: pb.ModelInferRequest
+    strategy: Strategy, name: str, message: pb.ModelInferRequest, key: str | None = None
 ) -> pb.ModelInferResponse:
     """Answer a gRPC ModelInfer message on the calling thread (one of gRPC's workers).
 
     Raw contents in, raw contents out, as KServe does; typed contents are decoded directly.
     """
-    lane = strategy.choose()
+    lane = strategy.choose(key)
     loaded = lane.loaded
     frame = loaded.engine.takes_frames
     if message.raw_input_contents:

@@ -204,14 +204,17 @@ class InferenceEndpoint:
         event = request_event(headers, body)
         if event is not None and event.data is not None:
             body = event.data
+        key = header(scope, model.sticky_header.encode()) if model.sticky_header else None
         if protocol == "v1":
-            answer, split, version, feedback_id = await model.infer_v1(parse_json(body))
+            answer, split, version, feedback_id = await model.infer_v1(parse_json(body), key)
         elif protocol == "explain":
             answer, split, version, feedback_id = await model.explain_v1(body)
         else:
             json_length = header(scope, JSON_LENGTH_HEADER.encode())
             request = parse_infer_body(body, json_length=json_length, model_name=name)
-            answer, split, version, feedback_id = await model.infer_v2_rest(request, asked_version)
+            answer, split, version, feedback_id = await model.infer_v2_rest(
+                request, asked_version, key
+            )
         # The version that answered (a bandit's arm), for the header and the request metrics.
         extra = {VERSION_HEADER: version}
         scope[ANSWERED_BY_KEY] = version

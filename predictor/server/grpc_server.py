@@ -100,6 +100,16 @@ class PredictorServicer(InferenceServicer):  # type: ignore[misc]
         return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
 
 
+def sticky_key(context: grpc.ServicerContext, model: SklearnModel) -> str | None:
+    """The value of the model's sticky header in the call's metadata (gRPC keys are lower case)."""
+    if model.sticky_header is None:
+        return None
+    for key, value in context.invocation_metadata() or ():
+        if key == model.sticky_header and isinstance(value, str):
+            return value
+    return None
+
+
 def _metadata_message(metadata: dict[str, Any]) -> pb.ModelMetadataResponse:
     """The v2 metadata document as gRPC's message (what it can carry)."""
     return pb.ModelMetadataResponse(
@@ -140,7 +150,7 @@ class ThreadedServicer:
                 self._servicer.validate_grpc_request(request)
                 with lease as served, served.admitted():
                     version = served.version
-                    response = served.infer_grpc(request)
+                    response = served.infer_grpc(request, sticky_key(context, served))
                 status, version = grpc.StatusCode.OK, response.model_version  # who answered
                 return response
             except Exception as e:

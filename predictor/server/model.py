@@ -50,6 +50,8 @@ class SklearnModel(Model):  # type: ignore[misc]
         """How ``:explain`` is answered for the default version; loaded by ``load()``."""
         self.draining = False
         """Set on SIGTERM: readiness turns False while requests are still served."""
+        self.sticky_header = settings.bandit.sticky_header
+        """The header (lower case) whose value keeps a caller on an experiment's arm; None."""
 
     def load(self) -> bool:
         """Load, verify and accept every model; ready only when all of it passed.
@@ -119,27 +121,29 @@ class SklearnModel(Model):  # type: ignore[misc]
         """Count one request in flight, or refuse it at once (``OverloadedError``, 503)."""
         return self._admission.admitted()
 
-    def infer_v1(self, body: Any) -> Awaitable[answers.RestAnswer]:
+    def infer_v1(self, body: Any, key: str | None = None) -> Awaitable[answers.RestAnswer]:
         """Answer a parsed v1 ``:predict`` body (the awaitable itself: no frame of its own)."""
-        return answers.answer_v1(self.strategy, body)
+        return answers.answer_v1(self.strategy, body, key)
 
     async def infer_v2(self, request: InferRequest) -> InferResponse:
         """Answer a v2 InferRequest (KServe's callers)."""
         return await answers.answer_v2(self.strategy, self.name, request)
 
     def infer_v2_rest(
-        self, request: InferRequest, version: str | None = None
+        self, request: InferRequest, version: str | None = None, key: str | None = None
     ) -> Awaitable[answers.RestAnswer]:
         """Answer a v2 REST request (by ``version`` when named): JSON, or bytes if binary."""
         if asks_explanation(o.name for o in request.request_outputs or []):
             return self._explain_v2_rest(request, version)
-        return answers.answer_v2_rest(self.strategy, self.name, request, version)
+        return answers.answer_v2_rest(self.strategy, self.name, request, version, key)
 
-    def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    def infer_grpc(
+        self, message: pb.ModelInferRequest, key: str | None = None
+    ) -> pb.ModelInferResponse:
         """Answer a gRPC ModelInfer message on the calling thread (one of gRPC's workers)."""
         if asks_explanation(o.name for o in message.outputs):
             return self.explaining.grpc(message)
-        return answers.answer_grpc(self.strategy, self.name, message)
+        return answers.answer_grpc(self.strategy, self.name, message, key)
 
     async def _explain_v2_rest(
         self, request: InferRequest, version: str | None
@@ -155,11 +159,12 @@ class SklearnModel(Model):  # type: ignore[misc]
         response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
         """KServe's predict hook: a v1 dict or a v2 InferRequest in, the matching response out."""
+        key = (headers or {}).get(self.sticky_header) if self.sticky_header else None
         if isinstance(payload, InferRequest):
-            response = await self.infer_v2(payload)
+            response = await answers.answer_v2(self.strategy, self.name, payload, key)
             version = response.model_version
         else:
-            answer = await self.infer_v1(payload)
+            answer = await self.infer_v1(payload, key)
             response, version = answer.body, answer.version
         if response_headers is not None:
             response_headers["x-model-version"] = version

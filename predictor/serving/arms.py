@@ -1,5 +1,8 @@
 """A bandit's arms as a strategy: the bandit picks the arm for each request, learning from feedback.
 
+An A/B experiment is the same strategy with the ``fixed`` policy: fixed shares, and a caller's
+sticky key keeps it on one arm.
+
 Each arm is a lane of its own (its model, cache and batchers). The chosen arm's lane is wrapped
 so that, once it answered, the pull is recorded under the id the response carries (a new one
 when the request had none): that id is what ``POST .../feedback`` names.
@@ -58,9 +61,9 @@ class BanditArms:
         """The first arm: its metadata and version are the model's default."""
         return self._arms[0].loaded
 
-    def choose(self) -> Lane:
-        """The arm the bandit picks."""
-        return self._pulled[self.bandit.choose()]
+    def choose(self, key: str | None = None) -> Lane:
+        """The arm the bandit picks (an experiment's arm that keeps ``key``, when given)."""
+        return self._pulled[self.bandit.choose(key)]
 
     def lanes(self) -> Sequence[Lane]:
         """Every arm."""

@@ -1,6 +1,7 @@
 """The protocol every strategy speaks, and the simplest strategy: one model.
 
-``Strategy.choose()`` gives the ``Lane`` that answers a request; the caller decodes with the
+``Strategy.choose(key)`` gives the ``Lane`` that answers a request (``key``: the value of the
+sticky header, which keeps a caller on an experiment's arm); the caller decodes with the
 lane's model, then awaits ``lane.answer(batch, request_id)`` (``answer_blocking`` on gRPC's
 threads). An ``Answer`` says what was computed, which version computed it, and the id a later
 feedback names (None unless the strategy learns from feedback). A strategy that adds behaviour
@@ -49,8 +50,8 @@ class Strategy(Protocol):
     def face(self) -> LoadedModel:
         """The model that speaks for the strategy: metadata, and the default version."""
 
-    def choose(self) -> Lane:
-        """The lane that answers this request."""
+    def choose(self, key: str | None = None) -> Lane:
+        """The lane that answers this request (``key``: the caller's sticky key, if any)."""
 
     def lanes(self) -> Sequence[Lane]:
         """Every lane that can answer (each version a caller may see)."""
@@ -81,7 +82,7 @@ class Single:
         """The model."""
         return self._lane.loaded
 
-    def choose(self) -> Lane:
+    def choose(self, key: str | None = None) -> Lane:
         """Always the model's lane."""
         return self._lane
 

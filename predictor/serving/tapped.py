@@ -74,9 +74,9 @@ class Tapped:
         """The inner strategy's face."""
         return self._inner.face
 
-    def choose(self) -> Lane:
+    def choose(self, key: str | None = None) -> Lane:
         """The inner strategy's choice, wrapped when it has a tap."""
-        lane = self._inner.choose()
+        lane = self._inner.choose(key)
         return self._by_id.get(id(lane), lane)
 
     def lanes(self) -> Sequence[Lane]:
