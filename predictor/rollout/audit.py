@@ -17,6 +17,10 @@ TO_VERSION = PREFIX + "to-version"
 REASON = PREFIX + "reason"
 STABLE_URI = PREFIX + "stable-model-uri"
 STABLE_SHA256 = PREFIX + "stable-model-sha256"
+PHASE = PREFIX + "phase"
+"""``awaiting-approval`` while ``auto --pause-before-promote`` waits for ``resume``; any other
+change removes it."""
+AWAITING_APPROVAL = "awaiting-approval"
 MODEL_ALIAS = PREFIX + "model-alias"
 """The registry alias (``models:/NAME@ALIAS``) a canary's concrete version was resolved from."""
 

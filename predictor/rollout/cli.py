@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from predictor.exits import run_command
+from predictor.rollout import experiment_cli, gates
 from predictor.rollout.analysis import AnalysisConfig, parse_duration
-from predictor.rollout.auto import run_auto
+from predictor.rollout.auto import run_auto_on_prometheus
 from predictor.rollout.controller import Rollout
 from predictor.rollout.errors import RolloutError, StepTimeoutError
 from predictor.rollout.registry import resolve_alias, split_alias
-from predictor.rollout.status import service_address
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Subcommands start, status, url, set, promote, rollback, auto and shadow.
+    """Subcommands start, status, url, set, promote, resume, rollback, auto, shadow, experiment.
 
     Every command reaches the cluster (``--namespace``, ``--kubeconfig``, ``--context``); only
     those that change the service take ``--dry-run``, ``--actor`` and ``--timeout``.
@@ -95,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     auto.add_argument(
         "--analysis", type=Path, required=True, help="YAML: prometheus URL and thresholds"
     )
+    auto.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="PHASE=URL",
+        help="pre-rollout, confirm-promotion, rollback or post-rollout webhook (repeatable)",
+    )
+    auto.add_argument("--webhook-timeout", default="10s", help="how long a webhook may take")
+    auto.add_argument(
+        "--pause-before-promote",
+        action="store_true",
+        help="stop at the last step, awaiting approval: `resume` promotes, `rollback` aborts",
+    )
+    resume = sub.add_parser("resume", parents=[change], help="promote a canary awaiting approval")
+    resume.add_argument("name", help=name_help)
+    resume.add_argument(
+        "--wait", action=argparse.BooleanOptionalAction, default=True, help=wait_help
+    )
     shadow = sub.add_parser("shadow", help="a shadow model beside the stable one")
     verbs = shadow.add_subparsers(dest="shadow_command", required=True)
     shadow_start = verbs.add_parser("start", parents=[change], help="add a shadow model")
@@ -118,31 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     shadow_promote.add_argument(
         "--percent", type=int, required=True, help="the canary's share of traffic, 0-100"
     )
+    experiment_cli.add_parser(sub, change=change, reach=reach)
     return parser
-
-
-def run_shadow(args: argparse.Namespace, rollout: Rollout) -> None:
-    """The ``shadow`` subcommands."""
-    from predictor.rollout.shadow import ShadowRollout, agreement_query, describe_agreement
-
-    shadow = ShadowRollout(rollout)
-    if args.shadow_command == "start":
-        shadow.start(args.model_uri, args.model_sha256)
-    elif args.shadow_command == "stop":
-        shadow.stop()
-    elif args.shadow_command == "promote":
-        shadow.promote(args.percent)
-    else:
-        rollout.out(shadow.configured())
-        if args.prometheus:
-            from predictor.rollout.prometheus import Prometheus
-
-            prometheus = Prometheus(args.prometheus)
-            try:
-                series = prometheus.query(agreement_query(args.name, "", args.window))
-            finally:
-                prometheus.close()
-            rollout.out(describe_agreement(series, args.window))
 
 
 def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
@@ -155,6 +150,9 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
 
     def work() -> None:
         nonlocal isvcs
+        if args.command == "experiment" and args.experiment_command == "report":
+            experiment_cli.report(args, out)  # Prometheus alone: no cluster needed
+            return
         timeout = parse_duration(getattr(args, "timeout", "10m"))
         isvcs = InferenceServices(api_client(kubeconfig=args.kubeconfig, context=args.context))
         rollout = Rollout(
@@ -166,11 +164,15 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
             out=out,
         )
         if args.command == "shadow":
-            run_shadow(args, rollout)
+            from predictor.rollout import shadow
+
+            shadow.run_command(args, rollout)
+        elif args.command == "experiment":
+            experiment_cli.promote(args, rollout)
         elif args.command == "status":
             rollout.out(rollout.status_table())
         elif args.command == "url":
-            rollout.out(service_address(rollout.read(), args.name))
+            rollout.out(rollout.address())
         elif args.command == "start":
             model_uri, alias = args.model_uri, None
             if split_alias(model_uri) is not None:
@@ -191,26 +193,23 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
         elif args.command == "promote":
             rollout.promote()
             settle(rollout, args, None, timeout)
+        elif args.command == "resume":
+            gates.resume(rollout)
+            settle(rollout, args, None, timeout)
         elif args.command == "rollback":
             rollout.rollback()
             settle(rollout, args, 0, timeout)
         elif args.command == "auto":
-            from predictor.rollout.prometheus import Prometheus
-
-            config = AnalysisConfig.load(args.analysis)
-            steps = parse_steps(args.steps)
-            prometheus = Prometheus(config.prometheus)
-            try:
-                run_auto(
-                    rollout,
-                    steps=steps,
-                    interval_s=parse_duration(args.interval),
-                    config=config,
-                    metrics=prometheus,
-                    step_timeout=timeout,
-                )
-            finally:
-                prometheus.close()
+            run_auto_on_prometheus(
+                rollout,
+                steps=parse_steps(args.steps),
+                interval_s=parse_duration(args.interval),
+                config=AnalysisConfig.load(args.analysis),
+                step_timeout=timeout,
+                webhooks=args.webhook,
+                webhook_timeout_s=parse_duration(args.webhook_timeout),
+                pause_before_promote=args.pause_before_promote,
+            )
 
     try:
         return run_command(f"canary {args.command}", work)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from predictor.rollout import patches
-from predictor.rollout.audit import MODEL_ALIAS, audit_annotations, version_from_uri
+from predictor.rollout.audit import MODEL_ALIAS, PHASE, audit_annotations, version_from_uri
 from predictor.rollout.errors import (
     CanaryImpossibleError,
     ConflictError,
@@ -31,6 +31,7 @@ from predictor.rollout.status import (
     describe,
     is_ready,
     model_uris,
+    service_address,
     split_reached,
     split_text,
 )
@@ -155,16 +156,14 @@ class Rollout:
 
         return self._change(plan, "CanaryStepped", f"requested: canary at {percent}% of traffic")
 
-    def promote(self) -> dict[str, Any]:
+    def promote(self, action: str = "promote", reason: str = "promoted") -> dict[str, Any]:
         """Give the canary all traffic and make it the stable model."""
 
         def plan(isvc: dict[str, Any]) -> Patch | None:
             if canary_percent_requested(isvc) is None:
                 return None
             stable, canary = model_uris(isvc)
-            notes = self._audit(
-                "promote", "promoted", version_from_uri(stable), version_from_uri(canary)
-            )
+            notes = self._audit(action, reason, version_from_uri(stable), version_from_uri(canary))
             return patches.promote_patch(isvc, notes)
 
         return self._change(
@@ -224,16 +223,22 @@ class Rollout:
         """Revisions (or predictors), their traffic, readiness, models and URLs."""
         return describe(self.read(), self.ref)
 
+    def address(self) -> str:
+        """The service's URL and the Host header to call it with."""
+        return service_address(self.read(), self.name)
+
     def _audit(
         self, action: str, reason: str, from_version: str | None, to_version: str | None
     ) -> dict[str, str]:
-        return audit_annotations(
+        notes = audit_annotations(
             action=action,
             actor=self.actor,
             reason=reason,
             from_version=from_version,
             to_version=to_version,
         )
+        notes[PHASE] = None  # type: ignore[assignment]  # a change ends any wait for approval
+        return notes
 
     def _change(
         self,

@@ -10,6 +10,7 @@ custom container (``model_ref`` finds which). Callers keep getting the stable mo
 
 from __future__ import annotations
 
+import argparse
 import copy
 from dataclasses import dataclass
 from typing import Any
@@ -193,3 +194,25 @@ class ShadowRollout:
             return f"{self.rollout.ref}: no shadow"
         pinned = f" (sha256 {sha256[:12]})" if sha256 else ""
         return f"{self.rollout.ref}: shadow {uri}{pinned}"
+
+
+def run_command(args: argparse.Namespace, rollout: Rollout) -> None:
+    """The ``shadow`` subcommands."""
+    shadow = ShadowRollout(rollout)
+    if args.shadow_command == "start":
+        shadow.start(args.model_uri, args.model_sha256)
+    elif args.shadow_command == "stop":
+        shadow.stop()
+    elif args.shadow_command == "promote":
+        shadow.promote(args.percent)
+    else:
+        rollout.out(shadow.configured())
+        if args.prometheus:
+            from predictor.rollout.prometheus import Prometheus
+
+            prometheus = Prometheus(args.prometheus)
+            try:
+                series = prometheus.query(agreement_query(args.name, "", args.window))
+            finally:
+                prometheus.close()
+            rollout.out(describe_agreement(series, args.window))

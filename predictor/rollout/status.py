@@ -12,7 +12,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from predictor.rollout import model_ref
-from predictor.rollout.audit import STABLE_SHA256, STABLE_URI, version_from_uri
+from predictor.rollout.audit import (
+    AWAITING_APPROVAL,
+    PHASE,
+    STABLE_SHA256,
+    STABLE_URI,
+    version_from_uri,
+)
 from predictor.rollout.errors import CanaryImpossibleError
 
 KNATIVE = "knative"
@@ -238,6 +244,12 @@ def describe(isvc: dict[str, Any], ref: str) -> str:
     failure = canary_failure(isvc)
     if failure:
         lines.append(f"canary problem: {failure}")
+    annotations = isvc["metadata"].get("annotations") or {}
+    if annotations.get(PHASE) == AWAITING_APPROVAL:
+        lines.append(
+            f"awaiting approval: `canary resume {isvc['metadata']['name']}` promotes, "
+            "`canary rollback` aborts"
+        )
     return "\n".join(lines)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,20 +33,12 @@ from predictor.rollout.kube import InferenceServices
 from predictor.rollout.prometheus import Prometheus
 from predictor.rollout.status import model_uris, traffic_split
 from predictor.stores.files import sha256_file
-from tests.helpers import RunningServer, ServerFactory, free_port
+from tests.helpers import RunningServer, ServerFactory
 from tests.k8s_emulator import ISVC, Emulator, FakeKServe, knative_isvc
+from tests.prometheus_server import running_prometheus
 from tests.tcp_proxy import TCPProxy
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        pytest.fail(
-            "prometheus is not installed; `make test` installs it (apt-get install prometheus)"
-        )
-    return found
 
 
 @dataclass
@@ -92,42 +83,8 @@ def fleet(server: ServerFactory, registry: Path, tmp_path: Path) -> Fleet:
 
 @pytest.fixture
 def prometheus(fleet: Fleet, tmp_path: Path) -> Iterator[str]:
-    binary = prometheus_binary()
-    port = free_port()
-    targets = ", ".join(f"'127.0.0.1:{s.http_port}'" for s in fleet.servers.values())
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs: [{{job_name: predictors, static_configs: [{{targets: [{targets}]}}]}}]\n"
-    )
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("prometheus did not become ready")
+    with running_prometheus([s.http_port for s in fleet.servers.values()], tmp_path) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 class Gateway(threading.Thread):

@@ -1,0 +1,64 @@
+"""A real Prometheus server (Debian's ``prometheus``) scraping predictors every second."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import free_port
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        pytest.fail(
+            "prometheus is not installed; `make test` installs it (apt-get install prometheus)"
+        )
+    return found
+
+
+@contextlib.contextmanager
+def running_prometheus(ports: Sequence[int], folder: Path) -> Iterator[str]:
+    """Prometheus scraping ``127.0.0.1:<port>/metrics`` for each port; yields its URL."""
+    port = free_port()
+    targets = ", ".join(f"'127.0.0.1:{p}'" for p in ports)
+    config = folder / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs: [{{job_name: predictors, static_configs: [{{targets: [{targets}]}}]}}]\n"
+    )
+    log = (folder / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            prometheus_binary(),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={folder / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("prometheus did not become ready")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
