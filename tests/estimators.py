@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 BAD_INPUT = 777.0
 """A value the estimator refuses as bad data (``TypeError``, as many estimators raise)."""
@@ -33,3 +34,35 @@ class ChoosyRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 def none_as_word(table: Any) -> Any:
     """Names ``None`` "none" and NaN "nan": a step that tells the two missing markers apart."""
     return table.map(lambda v: "none" if v is None else "nan" if v != v else v)
+
+
+class SlowedClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """``inner``'s answers, each call ``delay_s`` later: a canary right but slow."""
+
+    def __init__(self, inner: Any = None, delay_s: float = 0.03) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+
+    def fit(self, x: Any, y: Any) -> SlowedClassifier:
+        self.inner.fit(x, y)
+        return self
+
+    @property
+    def classes_(self) -> Any:
+        return self.inner.classes_
+
+    @property
+    def n_features_in_(self) -> int:
+        return int(self.inner.n_features_in_)
+
+    @property
+    def feature_names_in_(self) -> Any:
+        return self.inner.feature_names_in_
+
+    def predict(self, x: Any) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return self.inner.predict(x)  # type: ignore[no-any-return]
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return self.inner.predict_proba(x)  # type: ignore[no-any-return]

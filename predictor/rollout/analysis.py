@@ -53,6 +53,11 @@ class AnalysisConfig(BaseModel):
     max_p99_seconds: float | None = Field(default=None, gt=0)
     max_p99_ratio: float | None = Field(default=2.0, gt=0)
     max_psi: float | None = Field(default=0.2, ge=0)
+    max_disagreement: float | None = Field(default=None, ge=0, le=1)
+    """Largest share of the canary's rows mirrored to the stable model (``start
+    --mirror-to-stable``) on which the two answer differently; None: not judged."""
+    min_agreement_rows: int = Field(default=100, ge=1)
+    """Mirrored rows needed before the disagreement is judged (fewer: inconclusive)."""
 
     @classmethod
     def load(cls, path: Path) -> AnalysisConfig:
@@ -85,6 +90,9 @@ class Snapshot:
     errors: float
     p99_seconds: float | None
     distribution: dict[str, float] = field(default_factory=dict)
+    agreement: dict[str, float] = field(default_factory=dict)
+    """Rows this version answered and another version answered too (mirrored to it), by
+    ``agree`` / ``disagree``: the canary's, compared with the stable model."""
 
     @property
     def error_rate(self) -> float:
@@ -112,9 +120,17 @@ class Decision:
             )
 
         psi = "n/a" if self.psi is None else f"{self.psi:.4f}"
+        mirrored = sum(self.canary.agreement.values())
+        agreement = (
+            f"; agreement {self.canary.agreement.get('agree', 0.0) / mirrored:.4f} over "
+            f"{mirrored:.0f} mirrored rows"
+            if mirrored
+            else ""
+        )
         return (
             f"{self.verdict.upper()}: stable {line(self.stable)}; canary {line(self.canary)}; "
-            f"prediction PSI {psi}" + (f"; {'; '.join(self.reasons)}" if self.reasons else "")
+            f"prediction PSI {psi}{agreement}"
+            + (f"; {'; '.join(self.reasons)}" if self.reasons else "")
         )
 
 
@@ -126,8 +142,19 @@ class MetricSource(Protocol):
         ...
 
 
-def snapshot(source: MetricSource, *, model: str, version: str, window: str) -> Snapshot:
-    """Read one version's numbers over ``window`` from the predictor's metrics."""
+def snapshot(
+    source: MetricSource,
+    *,
+    model: str,
+    version: str,
+    window: str,
+    compared_with: str | None = None,
+) -> Snapshot:
+    """Read one version's numbers over ``window`` from the predictor's metrics.
+
+    ``compared_with``: the version its mirrored rows were answered by too (the stable's, for a
+    canary mirrored to it); their agreement is read as well.
+    """
     sel = f'model="{model}",version="{version}"'
     requests = _scalar(source.query(f"sum(increase(predictor_requests_total{{{sel}}}[{window}]))"))
     errors = _scalar(
@@ -151,7 +178,14 @@ def snapshot(source: MetricSource, *, model: str, version: str, window: str) -> 
             f"sum by (le) (increase(predictor_prediction_value_bucket{{{sel}}}[{window}]))"
         )
         distribution = _bucket_counts(buckets)
-    return Snapshot(version, requests, errors, p99, distribution)
+    agreement = {}
+    if compared_with is not None:
+        rows = source.query(
+            "sum by (agreement) (increase(predictor_shadow_predictions_total"
+            f'{{{sel},shadow_version="{compared_with}"}}[{window}]))'
+        )
+        agreement = {labels.get("agreement", ""): value for labels, value in rows}
+    return Snapshot(version, requests, errors, p99, distribution, agreement)
 
 
 def population_stability_index(
@@ -194,6 +228,20 @@ def decide(stable: Snapshot, canary: Snapshot, config: AnalysisConfig) -> Decisi
     psi = population_stability_index(stable.distribution, canary.distribution)
     if config.max_psi is not None and psi > config.max_psi:
         reasons.append(f"prediction distribution shifted: PSI {psi:.4f} > {config.max_psi}")
+    if config.max_disagreement is not None:
+        disagree = canary.agreement.get("disagree", 0.0)
+        rows = disagree + canary.agreement.get("agree", 0.0)
+        if rows < config.min_agreement_rows and not reasons:
+            reason = (
+                f"too few rows mirrored to the stable model to judge agreement ({rows:.0f}; "
+                f"need {config.min_agreement_rows})"
+            )
+            return Decision(INCONCLUSIVE, (reason,), stable, canary, psi)
+        if rows >= config.min_agreement_rows and disagree / rows > config.max_disagreement:
+            reasons.append(
+                f"canary disagrees with the stable model on {disagree / rows:.4f} of "
+                f"{rows:.0f} mirrored rows > {config.max_disagreement}"
+            )
     return Decision(FAIL if reasons else PASS, tuple(reasons), stable, canary, psi)
 
 

@@ -228,6 +228,9 @@ def _analyse(
                     model=comparison.model,
                     version=comparison.canary_version,
                     window=comparison.window,
+                    compared_with=comparison.stable_version
+                    if config.max_disagreement is not None
+                    else None,
                 ),
                 config,
             )

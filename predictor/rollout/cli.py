@@ -67,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--percent", type=int, required=True, help="the canary's share of traffic, 0-100"
     )
     start.add_argument(
+        "--mirror-to-stable",
+        type=float,
+        metavar="SHARE",
+        help="the canary mirrors this share of its rows (0-1) to the stable model, for the "
+        "analysis' max_disagreement",
+    )
+    start.add_argument(
+        "--mirror-url", help="the stable model's v1 predict URL (default: Knative's prev tag)"
+    )
+    start.add_argument(
         "--wait", action=argparse.BooleanOptionalAction, default=True, help=wait_help
     )
     status = sub.add_parser("status", parents=[reach], help="traffic, readiness and models")
@@ -185,6 +195,8 @@ def run(argv: Sequence[str], *, out: Callable[[str], None] = print) -> int:
                 percent=args.percent,
                 sha256=args.model_sha256,
                 version=args.model_version,
+                mirror_rate=args.mirror_to_stable,
+                mirror_url=args.mirror_url,
             )
             settle(rollout, args, args.percent, timeout)
         elif args.command == "set":

@@ -98,12 +98,18 @@ class Rollout:
         sha256: str | None = None,
         version: str | None = None,
         alias: str | None = None,
+        mirror_rate: float | None = None,
+        mirror_url: str | None = None,
     ) -> dict[str, Any]:
         """Point the canary at a new model with ``percent`` of the traffic, in one patch.
 
         ``alias`` is the registry alias ``model_uri`` was resolved from, kept in the audit.
+        ``mirror_rate``: the canary mirrors that share of its rows to the stable model (at
+        ``mirror_url``, else ``patches.stable_predict_url``), for the agreement analysis.
         """
         _check_percent(percent, allow_zero=False, allow_hundred=False)
+        if mirror_rate is not None and not 0 < mirror_rate <= 1:
+            raise RolloutError("--mirror-to-stable: expected a share above 0 and at most 1")
 
         def plan(isvc: dict[str, Any]) -> Patch:
             if deployment_mode(isvc) == STANDARD and not self.isvcs.supports_standard_canary():
@@ -122,6 +128,9 @@ class Rollout:
             )
             if alias is not None:
                 notes[MODEL_ALIAS] = alias
+            mirror = None
+            if mirror_rate is not None:
+                mirror = (mirror_url or patches.stable_predict_url(isvc), mirror_rate)
             return patches.start_patch(
                 isvc,
                 model_uri=model_uri,
@@ -129,6 +138,7 @@ class Rollout:
                 percent=percent,
                 version=to_version,
                 annotations=notes,
+                mirror=mirror,
             )
 
         return self._change(

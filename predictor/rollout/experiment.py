@@ -3,9 +3,12 @@
 Queries, texts and patches are pure functions; ``ExperimentRollout`` sends the patch.
 
 The report reads, per arm (the ``version`` label): the rewards received and their sum (the
-bandit series, which an experiment exports), and over ``--window`` the requests, the server's
-failures and the p99 latency. Arms that share their state through Redis each export the shared
-totals, so those are read with ``max`` across pods; arms that learn alone are summed.
+bandit series, which an experiment exports), the requests and the server's failures, all as
+totals since the pods started, and the p99 latency over ``--window``. Arms that share their
+state through Redis each export the shared reward totals, so those are read with ``max``
+across pods; arms that learn alone, and requests, are summed. (Totals, not ``increase()`` over
+a window: Prometheus extrapolates ``increase()`` to the window's edges, which overstates a
+young experiment's counts.)
 
 ``promote`` replaces the experiment's settings (``PREDICTOR_EXPERIMENT_*`` and the sticky
 header) with ``PREDICTOR_MODEL_URI`` (and its pin) of the chosen arm, in one patch, where the
@@ -39,10 +42,9 @@ def queries(name: str, window: str, *, shared: bool) -> dict[str, str]:
         "feedbacks": f"{total} by (version) (predictor_bandit_feedback_total{{{model}}})",
         "rewards": f"{total} by (version) (predictor_bandit_rewards_total{{{model}}})",
         "share": f"max by (version) (predictor_bandit_selection_probability{{{model}}})",
-        "requests": f"sum by (version) (increase(predictor_requests_total{{{model}}}[{window}]))",
+        "requests": f"sum by (version) (predictor_requests_total{{{model}}})",
         "errors": (
-            f'sum by (version) (increase(predictor_requests_total{{{model},status=~"'
-            f'{SERVER_FAILURES}"}}[{window}]))'
+            f'sum by (version) (predictor_requests_total{{{model},status=~"{SERVER_FAILURES}"}})'
         ),
         "p99": (
             "histogram_quantile(0.99, sum by (version, le) (rate("
@@ -87,7 +89,7 @@ def samples_from(
 def describe(found: Verdict, name: str, window: str) -> str:
     """The report: one row per arm, then the verdict in one line."""
     header = (
-        f"experiment {name}: rewards since the arms started; requests, failures and p99 over "
+        f"experiment {name}: rewards, requests and failures since the pods started; p99 over "
         f"the last {window}; the control is {found.arms[0].sample.version}"
     )
     rows = [

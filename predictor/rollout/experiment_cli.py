@@ -28,9 +28,7 @@ def add_parser(
     )
     report.add_argument("name", help="the model's name (the InferenceService's)")
     report.add_argument("--prometheus", required=True, help="Prometheus URL")
-    report.add_argument(
-        "--window", default="1h", help="PromQL range for requests, failures and p99, e.g. 1h"
-    )
+    report.add_argument("--window", default="1h", help="PromQL range for the p99 latency, e.g. 1h")
     report.add_argument(
         "--control", help="the control arm's version (default: the arm with the largest share)"
     )

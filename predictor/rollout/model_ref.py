@@ -104,6 +104,26 @@ def with_model(predictor: dict[str, Any], uri: str, sha256: str | None) -> dict[
     return {"containers": containers}
 
 
+def with_env(
+    fields: dict[str, Any], add: dict[str, str], drop: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``fields`` (``{"model": ...}`` or ``{"containers": [...]}``) with env set and removed.
+
+    The model's env, or the model container's, loses ``drop`` and every name of ``add``, then
+    gains ``add`` at its end.
+    """
+    fields = copy.deepcopy(fields)
+    if "model" in fields:
+        holder = fields["model"]
+    else:
+        holder = fields["containers"][_container_index(fields["containers"])]
+    gone = set(drop) | set(add)
+    env = [e for e in holder.get("env") or [] if e.get("name") not in gone]
+    env += [{"name": k, "value": v} for k, v in add.items()]
+    holder["env"] = env
+    return fields
+
+
 def served_fields(predictor: dict[str, Any]) -> dict[str, Any]:
     """The fields that carry a predictor's model (to copy from a canary when promoting)."""
     return {k: copy.deepcopy(predictor[k]) for k in ("model", "containers") if k in predictor}

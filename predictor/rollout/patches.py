@@ -19,6 +19,11 @@ from predictor.rollout.audit import STABLE_SHA256, STABLE_URI
 from predictor.rollout.errors import CanaryImpossibleError
 from predictor.rollout.status import KNATIVE, canary_percent_requested, deployment_mode
 
+MIRROR_URL_ENV = "PREDICTOR_SHADOW_URL"
+MIRROR_RATE_ENV = "PREDICTOR_SHADOW_SAMPLE_RATE"
+MIRROR_ENV = (MIRROR_URL_ENV, MIRROR_RATE_ENV)
+"""A canary mirrored to the stable model: the shadow machinery in reverse, on the canary."""
+
 CANARY_FORBIDDEN = (
     "maxReplicas",
     "scaleTarget",
@@ -56,8 +61,12 @@ def start_patch(
     percent: int,
     version: str | None,
     annotations: dict[str, str],
+    mirror: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
     """One patch that sets the new model and the canary share.
+
+    ``mirror``: (the stable model's v1 predict URL, the share of rows): the canary mirrors that
+    share of its rows to the stable model, and exports their agreement (``max_disagreement``).
 
     Raises:
         CanaryImpossibleError: a canary is already in progress, or the spec cannot take one.
@@ -72,15 +81,15 @@ def start_patch(
     recorded = {STABLE_URI: stable_uri, STABLE_SHA256: stable.sha256}
     if stable_uri == model_uri:
         raise CanaryImpossibleError(f"the stable predictor already serves {model_uri}")
+    served = model_ref.with_model(predictor, model_uri, sha256)
+    if mirror is not None:
+        served = model_ref.with_env(
+            served, {MIRROR_URL_ENV: mirror[0], MIRROR_RATE_ENV: f"{mirror[1]:g}"}
+        )
     if deployment_mode(isvc) == KNATIVE:
         return {
             "metadata": _meta(isvc, {**annotations, **recorded}),
-            "spec": {
-                "predictor": {
-                    "canaryTrafficPercent": percent,
-                    **model_ref.with_model(predictor, model_uri, sha256),
-                }
-            },
+            "spec": {"predictor": {"canaryTrafficPercent": percent, **served}},
         }
     stable_name = predictor.get("name") or canary_name(isvc["metadata"]["name"], "stable", set())
     canary = {
@@ -89,7 +98,7 @@ def start_patch(
         if k not in CANARY_FORBIDDEN and k != "name"
     }
     canary["name"] = canary_name(isvc["metadata"]["name"], version, {stable_name})
-    canary.update(model_ref.with_model(predictor, model_uri, sha256))
+    canary.update(served)
     if "model" in canary:
         # KServe's CRD requires a name on a canary's model, as on a container.
         canary["model"].setdefault("name", model_ref.CONTAINER)
@@ -124,18 +133,48 @@ def promote_patch(isvc: dict[str, Any], annotations: dict[str, str]) -> dict[str
     """Send all traffic to the canary and make it the stable predictor."""
     done: dict[str, str | None] = {**annotations, STABLE_URI: None, STABLE_SHA256: None}
     if deployment_mode(isvc) == KNATIVE:
+        predictor = isvc["spec"]["predictor"]
+        unmirrored = {}
+        if _mirrored(model_ref.served_fields(predictor)):
+            # The promoted revision stops mirroring: one more revision, of the same model.
+            unmirrored = model_ref.with_env(model_ref.served_fields(predictor), {}, MIRROR_ENV)
         return {
             "metadata": _meta(isvc, done),
-            "spec": {"predictor": {"canaryTrafficPercent": None}},
+            "spec": {"predictor": {"canaryTrafficPercent": None, **unmirrored}},
         }
     canary = isvc["spec"]["canary"][0]["predictor"]
+    served = model_ref.served_fields(canary)
+    if _mirrored(served):
+        served = model_ref.with_env(served, {}, MIRROR_ENV)
     return {
         "metadata": _meta(isvc, done),
-        "spec": {
-            "predictor": {"name": canary["name"], **model_ref.served_fields(canary)},
-            "canary": None,
-        },
+        "spec": {"predictor": {"name": canary["name"], **served}, "canary": None},
     }
+
+
+def _mirrored(fields: dict[str, Any]) -> bool:
+    holders = [fields["model"]] if "model" in fields else fields.get("containers") or []
+    return any(e.get("name") == MIRROR_URL_ENV for h in holders for e in h.get("env") or [])
+
+
+def stable_predict_url(isvc: dict[str, Any]) -> str:
+    """The stable model's v1 predict URL inside the cluster, for a canary to mirror to.
+
+    Knative mode with tag routing (our manifests turn it on): the ``prev`` tag's route, which
+    serves the last rolled-out revision while a canary runs. The model is named after the
+    InferenceService (the runtime's ``--model_name={{.Name}}``).
+
+    Raises:
+        CanaryImpossibleError: Standard mode, where no URL is derived: give ``--mirror-url``.
+    """
+    meta = isvc["metadata"]
+    name, namespace = meta["name"], meta.get("namespace", "default")
+    if deployment_mode(isvc) != KNATIVE:
+        raise CanaryImpossibleError(
+            "--mirror-to-stable in Standard mode needs --mirror-url: the stable predictor's "
+            "v1 predict URL inside the cluster"
+        )
+    return f"http://prev-{name}-predictor.{namespace}.svc.cluster.local/v1/models/{name}:predict"
 
 
 def rollback_patch(isvc: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:

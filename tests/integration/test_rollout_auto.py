@@ -20,10 +20,12 @@ from typing import Any
 
 import httpx
 import joblib
+import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import GradientBoostingClassifier
 
-from predictor.demo import make_trips, publish_demo_bundles
+from predictor.demo import make_trips, publish_demo_bundles, train_demo_model
 from predictor.publishing.publish import BundleSpec, publish
 from predictor.rollout.analysis import AnalysisConfig
 from predictor.rollout.auto import run_auto
@@ -33,6 +35,7 @@ from predictor.rollout.kube import InferenceServices
 from predictor.rollout.prometheus import Prometheus
 from predictor.rollout.status import model_uris, traffic_split
 from predictor.stores.files import sha256_file
+from tests.estimators import SlowedClassifier
 from tests.helpers import RunningServer, ServerFactory
 from tests.k8s_emulator import ISVC, Emulator, FakeKServe, knative_isvc
 from tests.prometheus_server import running_prometheus
@@ -61,7 +64,38 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
         BundleSpec(model_file=model_file, name="taxi", version="2.0.0", created_by="test"),
         str(root),
     )
+    slow_file = tmp_path_factory.mktemp("slow") / "model.joblib"
+    joblib.dump(SlowedClassifier(train_demo_model(), delay_s=0.03), slow_file)
+    publish(
+        BundleSpec(model_file=slow_file, name="taxi", version="4.0.0", created_by="test"),
+        str(root),
+    )
+    wrong_file = tmp_path_factory.mktemp("wrong") / "model.joblib"
+    joblib.dump(wrong_labels_same_balance(), wrong_file)
+    publish(
+        BundleSpec(model_file=wrong_file, name="taxi", version="3.0.0", created_by="test"),
+        str(root),
+    )
     return root
+
+
+def wrong_labels_same_balance() -> GradientBoostingClassifier:
+    """A model whose labels are wrong but whose classes come in the stable model's shares.
+
+    Each training trip gets a class by its rank on a random direction of the features, in the
+    counts the stable model predicts: the shares of its answers match the stable's (PSI near
+    0), the answers themselves mostly do not.
+    """
+    features, _ = make_trips(4000, seed=42)
+    stable = train_demo_model()
+    values = features.to_numpy(dtype=float)
+    score = ((values - values.mean(0)) / values.std(0)) @ np.random.default_rng(0).normal(
+        size=values.shape[1]
+    )
+    labels = np.empty(len(values), dtype=object)
+    labels[np.argsort(score)] = np.sort(stable.predict(features))
+    model = GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=42)
+    return model.fit(features, labels.astype(str))
 
 
 @pytest.fixture
@@ -126,7 +160,10 @@ class Gateway(threading.Thread):
 
 
 def drive(
-    fleet: Fleet, canary_version: str, on_say: Callable[[str], None] | None = None
+    fleet: Fleet,
+    canary_version: str,
+    on_say: Callable[[str], None] | None = None,
+    mirror_url: str | None = None,
 ) -> tuple[Rollout, Emulator, list[str]]:
     emulator = Emulator()
     document = knative_isvc(uri=fleet.uris["1.0.0"])
@@ -157,7 +194,11 @@ def drive(
         poll_seconds=0.2,
     )
     rollout.start(
-        model_uri=fleet.uris[canary_version], sha256=fleet.digests[canary_version], percent=20
+        model_uri=fleet.uris[canary_version],
+        sha256=fleet.digests[canary_version],
+        percent=20,
+        mirror_rate=1.0 if mirror_url else None,
+        mirror_url=mirror_url,
     )
     return rollout, emulator, said
 
@@ -185,9 +226,11 @@ def auto_with_traffic(
     prometheus: str,
     canary_version: str,
     on_say: Callable[[str], None] | None = None,
+    mirror_url: str | None = None,
+    **config: Any,
 ) -> AutoRun:
     """Start a canary on ``canary_version``, send traffic as the split says, and run ``auto``."""
-    rollout, emulator, said = drive(fleet, canary_version, on_say)
+    rollout, emulator, said = drive(fleet, canary_version, on_say, mirror_url)
     gateway = Gateway(emulator, fleet)
     gateway.start()
     metrics = Prometheus(prometheus)
@@ -197,7 +240,7 @@ def auto_with_traffic(
             rollout,
             steps=[20, 50, 100],
             interval_s=4,
-            config=AnalysisConfig(prometheus=prometheus, **CONFIG),  # type: ignore[arg-type]
+            config=AnalysisConfig(prometheus=prometheus, **{**CONFIG, **config}),
             metrics=metrics,
             step_timeout=30,
         )
@@ -234,6 +277,61 @@ def test_auto_rolls_back_a_drifted_canary(fleet: Fleet, prometheus: str) -> None
         "analysis failed at 20%"
         in run.isvc["metadata"]["annotations"]["rollout.kserve-sklearn-predictor.io/reason"]
     )
+
+
+def test_auto_rolls_back_a_canary_that_disagrees_with_the_stable_model(
+    fleet: Fleet, registry: Path, server: ServerFactory, tmp_path: Path
+) -> None:
+    """Wrong answers in the right shares pass every check but agreement.
+
+    The canary's pod mirrors its rows to the stable model (what ``start --mirror-to-stable``
+    sets: ``PREDICTOR_SHADOW_URL``, here on a process started with it) and exports the
+    agreement; Prometheus scrapes it with the others.
+    """
+    stable = fleet.servers[fleet.uris["1.0.0"]]
+    mirror_url = f"{stable.url}/v1/models/taxi:predict"
+    folder = tmp_path / "served" / "wrong"
+    shutil.copytree(registry / "taxi" / "3.0.0", folder)
+    uri = f"{folder}/"
+    args = ["--shadow_url", mirror_url, "--shadow_sample_rate", "1"]
+    fleet.servers[uri] = server.start(uri, name="taxi", args=args)
+    fleet.uris["3.0.0"], fleet.digests["3.0.0"] = uri, sha256_file(folder / "model.joblib")
+    with running_prometheus([s.http_port for s in fleet.servers.values()], tmp_path) as scraping:
+        run = auto_with_traffic(
+            fleet, scraping, "3.0.0", mirror_url=mirror_url,
+            max_disagreement=0.1, min_agreement_rows=50,
+        )  # fmt: skip
+    assert run.error is not None, run.said
+    assert "canary disagrees with the stable model on" in str(run.error), run.said
+    failed = next(line for line in run.said if ": FAIL" in line)
+    psi = float(failed.split("prediction PSI ")[1].split(";")[0])
+    assert psi < 0.2  # the shares of its answers alone would have let it through
+    assert "prediction distribution shifted" not in failed
+    assert run.isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    env = run.isvc["spec"]["predictor"]["containers"][0]["env"]
+    assert {"name": "PREDICTOR_SHADOW_URL", "value": mirror_url} in env  # set by the start
+
+
+def test_auto_rolls_back_a_canary_slower_than_the_stable_by_a_relative_threshold(
+    fleet: Fleet, registry: Path, server: ServerFactory, tmp_path: Path
+) -> None:
+    """The same answers 30 ms later: inside a fixed p99 bound, outside 1.5x the stable's p99."""
+    folder = tmp_path / "served" / "slow"
+    shutil.copytree(registry / "taxi" / "4.0.0", folder)
+    uri = f"{folder}/"
+    fleet.servers[uri] = server.start(uri, name="taxi")
+    fleet.uris["4.0.0"], fleet.digests["4.0.0"] = uri, sha256_file(folder / "model.joblib")
+    with running_prometheus([s.http_port for s in fleet.servers.values()], tmp_path) as scraping:
+        run = auto_with_traffic(
+            fleet, scraping, "4.0.0", max_p99_seconds=1.0, max_p99_ratio=1.5,
+            max_error_rate_increase=0.005,
+        )  # fmt: skip
+    assert run.error is not None, run.said
+    failed = next(line for line in run.said if ": FAIL" in line)
+    assert "x the stable's > 1.5x" in failed
+    assert "canary p99" not in failed  # the fixed bound held: only the comparison caught it
+    assert "prediction distribution shifted" not in failed  # the same answers
+    assert run.isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
 
 
 def cut_when_comparing(proxy: TCPProxy, restore_after_s: float | None) -> Callable[[str], None]:
