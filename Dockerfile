@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1.7
-# The predictor image. Targets:
-#   runtime (default): the predictor; the model comes from PREDICTOR_MODEL_URI (gs:// or file://)
+# The predictor image, and a model-only image. Targets (build with --target):
+#   modelcar:          only a model bundle (or registry) under /models, for KServe's
+#                      storageUri: oci://... (`make docker-modelcar MODEL_URI=...`)
+#   runtime:           the predictor; the model comes from PREDICTOR_MODEL_URI (gs:// or file://)
 #   model:             runtime plus a model bundle baked in at /opt/model (serves with no GCS)
 #   spark:             runtime plus Java and pyspark, with Spark on Kubernetes' entrypoint
 #                      (driver, executor), for the SparkApplication component
@@ -9,6 +11,15 @@
 
 # Change the base here only together with requirements.lock (same Python minor version).
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+# KServe runs a modelcar with `sh -c "ln ... && sleep infinity"`: the base needs a shell, ln and
+# sleep, nothing more.
+ARG MODELCAR_BASE=busybox:1.37.0
+
+FROM ${MODELCAR_BASE} AS modelcar
+# A folder holding an accepted bundle (or a registry of bundles): `make docker-modelcar`
+# validates the model and copies it there. Read-only for everyone; owned by root.
+ARG MODEL_DIR=build/model
+COPY ${MODEL_DIR} /models
 
 FROM ${PYTHON_IMAGE} AS builder
 # Extras whose estimators the image should serve, comma-separated: xgboost, lightgbm, skorch.

@@ -34,12 +34,18 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 
 CONTAINER_REGISTRY ?=
 IMAGE = $(CONTAINER_REGISTRY)/$(IMAGE_NAME):$(VERSION)
 MODEL_IMAGE_NAME ?= $(IMAGE_NAME)-model
+MODELCAR_IMAGE_NAME ?= $(IMAGE_NAME)-modelcar
+# The bases `make test-images` builds on (the Dockerfile's defaults; override where Docker Hub
+# cannot be reached, e.g. with a local Python 3.11 image).
+PYTHON_IMAGE ?= python:3.11.7-slim-bookworm
+MODELCAR_BASE ?= busybox:1.37.0
 SPARK_IMAGE = $(CONTAINER_REGISTRY)/$(IMAGE_NAME)-spark:$(VERSION)
 MODEL_TAG ?= $(VERSION)
 MODEL_URI ?=
 MODEL_BUILD_DIR := build/model
 OVERLAYS := minikube minikube-canary minikube-shadow minikube-bandit minikube-events minikube-monitoring \
-	gke gke-canary gke-batch gke-multi-model
+	minikube-scale-to-zero \
+	gke gke-canary gke-batch gke-multi-model gke-modelcar gke-hpa gke-keda
 MANIFEST_DIRS := $(addprefix manifests/overlays/,$(OVERLAYS)) manifests/runtimes/cluster \
 	manifests/runtimes/namespaced manifests/alternatives/custom-container
 
@@ -53,9 +59,9 @@ ANALYSIS ?= analysis.yaml
 
 .DEFAULT_GOAL := help
 .PHONY: help venv model-extras demo-model dashboard docs demo-bundles serve test check fmt lock clean publish validate \
-	docker-base docker-spark docker-model docker-demo manifests deploy-minikube canary-minikube deploy-gke \
+	docker-base docker-spark docker-model docker-modelcar docker-demo manifests deploy-minikube canary-minikube deploy-gke \
 	canary-gke undeploy-minikube undeploy-gke e2e require-registry test-tools canary-start \
-	canary-status canary-promote canary-rollback canary-auto bench
+	canary-status canary-promote canary-rollback canary-auto bench test-images
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -171,6 +177,7 @@ docker-base: require-registry ## Build and push $(CONTAINER_REGISTRY)/kserve-skl
 	$(DOCKER) push $(IMAGE)
 
 docker-spark: require-registry ## Build and push $(CONTAINER_REGISTRY)/kserve-sklearn-predictor-spark:<version> (Java, pyspark; for the SparkApplication)
+	mkdir -p $(MODEL_BUILD_DIR)  # Docker's legacy builder builds the model stage before this one
 	$(DOCKER) build --target spark --build-arg EXTRAS=$(EXTRAS) --tag $(SPARK_IMAGE) .
 	$(DOCKER) push $(SPARK_IMAGE)
 
@@ -181,6 +188,14 @@ docker-model: $(STAMP) ## Bake a validated bundle into an image: MODEL_URI=gs://
 	$(DOCKER) build --target model --build-arg MODEL_DIR=$(MODEL_BUILD_DIR) \
 		--tag $(if $(CONTAINER_REGISTRY),$(CONTAINER_REGISTRY)/)$(MODEL_IMAGE_NAME):$(MODEL_TAG) .
 	$(if $(CONTAINER_REGISTRY),$(DOCKER) push $(CONTAINER_REGISTRY)/$(MODEL_IMAGE_NAME):$(MODEL_TAG))
+
+docker-modelcar: $(STAMP) ## An OCI image holding only the validated model under /models, for storageUri: oci://...: MODEL_URI=gs://... [MODEL_TAG=1.4.0] [CONTAINER_REGISTRY=...]
+	@test -n "$(MODEL_URI)" || { echo "MODEL_URI is not set; e.g. make docker-modelcar MODEL_URI=gs://bucket/registry/taxi/1.4.0/" >&2; exit 2; }
+	rm -rf $(MODEL_BUILD_DIR)
+	$(PY) -m predictor validate $(MODEL_URI) --copy-to $(MODEL_BUILD_DIR)
+	$(DOCKER) build --target modelcar --build-arg MODEL_DIR=$(MODEL_BUILD_DIR) \
+		--tag $(if $(CONTAINER_REGISTRY),$(CONTAINER_REGISTRY)/)$(MODELCAR_IMAGE_NAME):$(MODEL_TAG) .
+	$(if $(CONTAINER_REGISTRY),$(DOCKER) push $(CONTAINER_REGISTRY)/$(MODELCAR_IMAGE_NAME):$(MODEL_TAG))
 
 docker-demo: demo-bundles ## Build the image with both demo bundles baked in and load it into minikube
 	rm -rf $(MODEL_BUILD_DIR)
@@ -212,6 +227,10 @@ canary-gke: ## Start a Standard-mode canary on GKE (edit manifests/overlays/gke-
 
 undeploy-gke: ## Delete the InferenceService from GKE
 	$(KUBECTL) delete -k manifests/overlays/gke --ignore-not-found
+
+test-images: $(STAMP) ## Build the images and run them read-only as non-root (needs Docker) [PYTHON_IMAGE=...] [MODELCAR_BASE=...]
+	PREDICTOR_TEST_PYTHON_IMAGE=$(PYTHON_IMAGE) PREDICTOR_TEST_MODELCAR_BASE=$(MODELCAR_BASE) \
+		$(PY) -m pytest tests/image --with-images -m image -p no:xdist $(PYTEST_ARGS)
 
 e2e: $(STAMP) ## End-to-end suite against minikube with KServe (after docker-demo)
 	$(PY) -m pytest tests/e2e --with-e2e -m e2e $(PYTEST_ARGS)

@@ -27,15 +27,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--with-e2e", action="store_true", default=False, help="run the minikube e2e suite"
     )
+    parser.addoption(
+        "--with-images",
+        action="store_true",
+        default=False,
+        help="build the Docker images and run them (needs a Docker engine; make test-images)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--with-e2e"):
-        return
-    skip = pytest.mark.skip(reason="e2e: needs minikube with KServe; pass --with-e2e")
+    opted = {"e2e": config.getoption("--with-e2e"), "image": config.getoption("--with-images")}
+    reasons = {
+        "e2e": "e2e: needs minikube with KServe; pass --with-e2e",
+        "image": "image: builds and runs the Docker images; pass --with-images (make test-images)",
+    }
     for item in items:
-        if "e2e" in item.keywords:
-            item.add_marker(skip)
+        for marker, wanted in opted.items():
+            if marker in item.keywords and not wanted:
+                item.add_marker(pytest.mark.skip(reason=reasons[marker]))
 
 
 _early: dict[str, MLflowServer] = {}

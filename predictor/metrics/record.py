@@ -49,6 +49,7 @@ def known_at_load(name: str, version: str, classes: tuple[object, ...] | None) -
     alert's expression, not as 0.
     """
     OVERLOAD_REFUSALS.labels(name)
+    IN_FLIGHT.labels(name)  # an autoscaler reads "no series" as an error, or as nothing to do
     for protocol in PROTOCOLS:
         REQUESTS.labels(name, version, protocol, "200")
         LATENCY.labels(name, version, protocol)

