@@ -143,11 +143,14 @@ def test_the_spark_image_runs_score_through_its_driver_command(
     shutil.copytree(bundle, data / "bundle")
     features, _ = make_trips(50, seed=9)
     features.insert(0, "trip_id", range(50))
-    features.loc[3, features.columns[1]] = "n/a"
+    column = features.columns[1]
+    features[column] = features[column].astype(object)
+    features.loc[3, column] = "n/a"
     features.to_csv(data / "trips.csv", index=False)
     data.chmod(0o777)
     docker(
         "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--user", "1000:1000",
+        "--network", "host",  # Spark resolves its own hostname, as a pod's resolves
         "--volume", f"{data}:/data", image, "driver", "--master", "local[1]",
         f"local://{DRIVER}", "--model_uri", "/data/bundle/", "--input", "/data/trips.csv",
         "--output", "/data/out/", "--id_column", "trip_id", "--max_errors", "5",
