@@ -98,6 +98,26 @@ def run_auto(
             inconclusive (then the canary is left where it is).
     """
     gates = gates or Gates()
+    try:
+        _run_gated(
+            rollout, steps=steps, interval_s=interval_s, config=config, metrics=metrics,
+            step_timeout=step_timeout, gates=gates,
+        )  # fmt: skip
+    finally:
+        gates.webhooks.close()
+
+
+def _run_gated(
+    rollout: Rollout,
+    *,
+    steps: Sequence[int],
+    interval_s: float,
+    config: AnalysisConfig,
+    metrics: MetricSource,
+    step_timeout: float,
+    gates: Gates,
+) -> None:
+    """``run_auto``'s walk, with its gates."""
     isvc = rollout.read()
     progress = Progress(canary_percent_requested(isvc))
     if progress.percent in (None, 0):
@@ -109,30 +129,27 @@ def run_auto(
         rollout, "pre-rollout", lambda: progress.body(rollout, "pre-rollout"),
         tries=tries, interval_s=interval_s, where=f"at {progress.percent}%",
     )  # fmt: skip
-    try:
-        for step in sorted(set(steps)):
-            if step >= 100:
-                break
-            if step < (progress.percent or 0):
-                continue
-            try:
-                if step != progress.percent:
-                    rollout.set_percent(step)
-                rollout.wait_for(step, timeout=step_timeout)
-            except StepTimeoutError as e:
-                _roll_back(rollout, str(e), gates, progress)
-            progress.percent = step
-            # Learned once both sides serve (a canary that never became ready needs no metrics).
-            progress.comparison = progress.comparison or _comparison(
-                rollout, config, metrics, interval_s
-            )
-            _analyse(rollout, step, interval_s, config, metrics, progress, gates)
-        gates.hold_until_approved(
-            rollout, "confirm-promotion", lambda: progress.body(rollout, "confirm-promotion"),
-            tries=tries, interval_s=interval_s, where=f"at {progress.percent}%, not promoted",
-        )  # fmt: skip
-    finally:
-        gates.webhooks.close()
+    for step in sorted(set(steps)):
+        if step >= 100:
+            break
+        if step < (progress.percent or 0):
+            continue
+        try:
+            if step != progress.percent:
+                rollout.set_percent(step)
+            rollout.wait_for(step, timeout=step_timeout)
+        except StepTimeoutError as e:
+            _roll_back(rollout, str(e), gates, progress)
+        progress.percent = step
+        # Learned once both sides serve (a canary that never became ready needs no metrics).
+        progress.comparison = progress.comparison or _comparison(
+            rollout, config, metrics, interval_s
+        )
+        _analyse(rollout, step, interval_s, config, metrics, progress, gates)
+    gates.hold_until_approved(
+        rollout, "confirm-promotion", lambda: progress.body(rollout, "confirm-promotion"),
+        tries=tries, interval_s=interval_s, where=f"at {progress.percent}%, not promoted",
+    )  # fmt: skip
     canary = progress.comparison.canary_version if progress.comparison else None
     if gates.pause_before_promote:
         pause(rollout, progress.percent or 0, canary)
