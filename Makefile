@@ -181,21 +181,22 @@ docker-spark: require-registry ## Build and push $(CONTAINER_REGISTRY)/kserve-sk
 	$(DOCKER) build --target spark --build-arg EXTRAS=$(EXTRAS) --tag $(SPARK_IMAGE) .
 	$(DOCKER) push $(SPARK_IMAGE)
 
-docker-model: $(STAMP) ## Bake a validated bundle into an image: MODEL_URI=gs://... [MODEL_TAG=1.4.0] [CONTAINER_REGISTRY=...]
-	@test -n "$(MODEL_URI)" || { echo "MODEL_URI is not set; e.g. make docker-model MODEL_URI=gs://bucket/registry/taxi/1.4.0/" >&2; exit 2; }
+# A validated model (bundle or registry) staged in $(MODEL_BUILD_DIR), built into Dockerfile target
+# $(1) and tagged $(2):$(MODEL_TAG) (pushed when CONTAINER_REGISTRY is set).
+define model_image
+	@test -n "$(MODEL_URI)" || { echo "MODEL_URI is not set; e.g. make $@ MODEL_URI=gs://bucket/registry/taxi/1.4.0/" >&2; exit 2; }
 	rm -rf $(MODEL_BUILD_DIR)
 	$(PY) -m predictor validate $(MODEL_URI) --copy-to $(MODEL_BUILD_DIR)
-	$(DOCKER) build --target model --build-arg MODEL_DIR=$(MODEL_BUILD_DIR) \
-		--tag $(if $(CONTAINER_REGISTRY),$(CONTAINER_REGISTRY)/)$(MODEL_IMAGE_NAME):$(MODEL_TAG) .
-	$(if $(CONTAINER_REGISTRY),$(DOCKER) push $(CONTAINER_REGISTRY)/$(MODEL_IMAGE_NAME):$(MODEL_TAG))
+	$(DOCKER) build --target $(1) --build-arg MODEL_DIR=$(MODEL_BUILD_DIR) \
+		--tag $(if $(CONTAINER_REGISTRY),$(CONTAINER_REGISTRY)/)$(2):$(MODEL_TAG) .
+	$(if $(CONTAINER_REGISTRY),$(DOCKER) push $(CONTAINER_REGISTRY)/$(2):$(MODEL_TAG))
+endef
+
+docker-model: $(STAMP) ## Bake a validated bundle into an image: MODEL_URI=gs://... [MODEL_TAG=1.4.0] [CONTAINER_REGISTRY=...]
+	$(call model_image,model,$(MODEL_IMAGE_NAME))
 
 docker-modelcar: $(STAMP) ## An OCI image holding only the validated model under /models, for storageUri: oci://...: MODEL_URI=gs://... [MODEL_TAG=1.4.0] [CONTAINER_REGISTRY=...]
-	@test -n "$(MODEL_URI)" || { echo "MODEL_URI is not set; e.g. make docker-modelcar MODEL_URI=gs://bucket/registry/taxi/1.4.0/" >&2; exit 2; }
-	rm -rf $(MODEL_BUILD_DIR)
-	$(PY) -m predictor validate $(MODEL_URI) --copy-to $(MODEL_BUILD_DIR)
-	$(DOCKER) build --target modelcar --build-arg MODEL_DIR=$(MODEL_BUILD_DIR) \
-		--tag $(if $(CONTAINER_REGISTRY),$(CONTAINER_REGISTRY)/)$(MODELCAR_IMAGE_NAME):$(MODEL_TAG) .
-	$(if $(CONTAINER_REGISTRY),$(DOCKER) push $(CONTAINER_REGISTRY)/$(MODELCAR_IMAGE_NAME):$(MODEL_TAG))
+	$(call model_image,modelcar,$(MODELCAR_IMAGE_NAME))
 
 docker-demo: demo-bundles ## Build the image with both demo bundles baked in and load it into minikube
 	rm -rf $(MODEL_BUILD_DIR)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.helpers import free_port
+from tests.stores import Process
 
 
 def prometheus_binary() -> str:
@@ -34,31 +32,15 @@ def running_prometheus(ports: Sequence[int], folder: Path) -> Iterator[str]:
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"scrape_configs: [{{job_name: predictors, static_configs: [{{targets: [{targets}]}}]}}]\n"
     )
-    log = (folder / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            prometheus_binary(),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={folder / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    command = [
+        prometheus_binary(),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={folder / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    server = Process(command, folder / "prometheus.log", {}, port)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("prometheus did not become ready")
-        yield url
+        server.wait_ready("/-/ready", timeout=30)
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+        server.stop()

@@ -99,65 +99,50 @@ def run_auto(
     """
     gates = gates or Gates()
     try:
-        _run_gated(
-            rollout, steps=steps, interval_s=interval_s, config=config, metrics=metrics,
-            step_timeout=step_timeout, gates=gates,
+        isvc = rollout.read()
+        progress = Progress(canary_percent_requested(isvc))
+        if progress.percent in (None, 0):
+            raise CanaryImpossibleError(
+                f"{rollout.ref} has no canary taking traffic; run `start` first"
+            )
+        tries = config.max_inconclusive + 1
+        gates.hold_until_approved(
+            rollout, "pre-rollout", lambda: progress.body(rollout, "pre-rollout"),
+            tries=tries, interval_s=interval_s, where=f"at {progress.percent}%",
         )  # fmt: skip
+        for step in sorted(set(steps)):
+            if step >= 100:
+                break
+            if step < (progress.percent or 0):
+                continue
+            try:
+                if step != progress.percent:
+                    rollout.set_percent(step)
+                rollout.wait_for(step, timeout=step_timeout)
+            except StepTimeoutError as e:
+                _roll_back(rollout, str(e), gates, progress)
+            progress.percent = step
+            # Learned once both sides serve (a canary that never became ready needs no metrics).
+            progress.comparison = progress.comparison or _comparison(
+                rollout, config, metrics, interval_s
+            )
+            _analyse(rollout, step, interval_s, config, metrics, progress, gates)
+        gates.hold_until_approved(
+            rollout, "confirm-promotion", lambda: progress.body(rollout, "confirm-promotion"),
+            tries=tries, interval_s=interval_s, where=f"at {progress.percent}%, not promoted",
+        )  # fmt: skip
+        canary = progress.comparison.canary_version if progress.comparison else None
+        if gates.pause_before_promote:
+            pause(rollout, progress.percent or 0, canary)
+            return
+        rollout.promote()
+        rollout.wait_for(None, timeout=step_timeout)
+        rollout.out(f"{rollout.ref}: promoted {canary or 'canary'}")
+        gates.tell(
+            rollout, "post-rollout", progress.body(rollout, "post-rollout", result="promoted")
+        )
     finally:
         gates.webhooks.close()
-
-
-def _run_gated(
-    rollout: Rollout,
-    *,
-    steps: Sequence[int],
-    interval_s: float,
-    config: AnalysisConfig,
-    metrics: MetricSource,
-    step_timeout: float,
-    gates: Gates,
-) -> None:
-    """``run_auto``'s walk, with its gates."""
-    isvc = rollout.read()
-    progress = Progress(canary_percent_requested(isvc))
-    if progress.percent in (None, 0):
-        raise CanaryImpossibleError(
-            f"{rollout.ref} has no canary taking traffic; run `start` first"
-        )
-    tries = config.max_inconclusive + 1
-    gates.hold_until_approved(
-        rollout, "pre-rollout", lambda: progress.body(rollout, "pre-rollout"),
-        tries=tries, interval_s=interval_s, where=f"at {progress.percent}%",
-    )  # fmt: skip
-    for step in sorted(set(steps)):
-        if step >= 100:
-            break
-        if step < (progress.percent or 0):
-            continue
-        try:
-            if step != progress.percent:
-                rollout.set_percent(step)
-            rollout.wait_for(step, timeout=step_timeout)
-        except StepTimeoutError as e:
-            _roll_back(rollout, str(e), gates, progress)
-        progress.percent = step
-        # Learned once both sides serve (a canary that never became ready needs no metrics).
-        progress.comparison = progress.comparison or _comparison(
-            rollout, config, metrics, interval_s
-        )
-        _analyse(rollout, step, interval_s, config, metrics, progress, gates)
-    gates.hold_until_approved(
-        rollout, "confirm-promotion", lambda: progress.body(rollout, "confirm-promotion"),
-        tries=tries, interval_s=interval_s, where=f"at {progress.percent}%, not promoted",
-    )  # fmt: skip
-    canary = progress.comparison.canary_version if progress.comparison else None
-    if gates.pause_before_promote:
-        pause(rollout, progress.percent or 0, canary)
-        return
-    rollout.promote()
-    rollout.wait_for(None, timeout=step_timeout)
-    rollout.out(f"{rollout.ref}: promoted {canary or 'canary'}")
-    gates.tell(rollout, "post-rollout", progress.body(rollout, "post-rollout", result="promoted"))
 
 
 def _roll_back(rollout: Rollout, reason: str, gates: Gates, progress: Progress) -> NoReturn:

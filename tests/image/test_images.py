@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import httpx
 import pytest
 
 from predictor.demo import make_trips, publish_demo_bundles
-from tests.helpers import REPO_ROOT, free_port
+from tests.helpers import REPO_ROOT, free_port, wait_until
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(3600)]
 
@@ -74,6 +73,13 @@ def modelcar(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             shutil.move(str(aside), staged)
 
 
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def models_of(image: str, into: Path) -> Path:
     """The image's /models, copied out as KServe links it into the predictor's pod."""
     container = docker("create", image, "sh").stdout.strip()  # never started: any command
@@ -112,16 +118,11 @@ def test_the_runtime_image_serves_the_modelcar_read_only_as_non_root(
     ).stdout.strip()  # fmt: skip
     try:
         base = f"http://127.0.0.1:{http}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/v2/models/taxi/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError(docker("logs", container).stderr[-3000:])
+        try:
+            wait_until(lambda: answers(f"{base}/v2/models/taxi/ready"), timeout=120,
+                       what="the container's model to be ready", every=0.5)  # fmt: skip
+        except AssertionError:
+            raise AssertionError(docker("logs", container).stderr[-3000:]) from None
         rows = make_trips(3, seed=5)[0].to_numpy().tolist()
         v1 = httpx.post(f"{base}/v1/models/taxi:predict", json={"instances": rows}, timeout=10)
         assert v1.status_code == 200, v1.text
