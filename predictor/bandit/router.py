@@ -79,6 +79,7 @@ class Bandit:
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._stats: list[ArmStats] | None = [ArmStats() for _ in versions]
+        self._unknown = [ArmStats() for _ in versions]
         self._read_at = -math.inf
         for version in self.versions:  # at 0 from the start, not "no data"
             for counter in (BANDIT_PULLS, BANDIT_FEEDBACK, BANDIT_REWARDS):
@@ -94,19 +95,19 @@ class Bandit:
 
     def choose(self, key: str | None = None) -> int:
         """The arm that answers the next request (an experiment's: the one that keeps ``key``)."""
-        if key is not None and self.sticky:
-            return sticky_arm(self.model, self.versions, self.weights, key)
         with self._lock:
             now = time.monotonic()
-            if now - self._read_at >= self.refresh_s:
+            if now - self._read_at >= self.refresh_s:  # every request refreshes the export
                 self._stats = self.state.stats()
                 self._read_at = now
                 self._export()
+            if key is not None and self.sticky:
+                return sticky_arm(self.model, self.versions, self.weights, key)
+            if self.policy == "fixed":  # the shares hold whatever the state says
+                return choose(self.policy, self._unknown, self._rng, weights=self.weights)
             if self._stats is None:  # nothing known: the shared state is down and was never read
                 return int(self._rng.integers(len(self.versions)))
-            return choose(
-                self.policy, self._stats, self._rng, epsilon=self.epsilon, weights=self.weights
-            )
+            return choose(self.policy, self._stats, self._rng, epsilon=self.epsilon)
 
     def pulled(self, arm: int, response_id: str) -> None:
         """Arm ``arm`` answered ``response_id``."""

@@ -66,6 +66,18 @@ def test_each_caller_keeps_one_arm_on_every_protocol_and_after_a_restart(
         seen.add(reply.model_version)
         assert seen == {expected[user]}, user
 
+    # Every request carries the header: rewards are still read back and exported.
+    answer = httpx.post(
+        f"{running.url}/v1/models/model:predict", json={"instances": ROW},
+        headers={"x-user-id": users[0]},
+    )  # fmt: skip
+    httpx.post(
+        f"{running.url}/v2/models/model/feedback", json={"id": answer.json()["id"], "reward": 1}
+    )
+    arm_of(running, users[0])
+    series = per_arm(running, by_version)
+    assert series[("predictor_bandit_feedback_total", by_version[expected[users[0]]])] == 1
+
     restarted = server.start(None, args=args)
     assert {u: arm_of(restarted, u) for u in users} == expected
 
