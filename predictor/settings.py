@@ -277,7 +277,7 @@ class Settings(  # the fields, in groups, are in predictor.fields
             return None
         return _sha256(value)
 
-    @field_validator("bandit_model_sha256s")
+    @field_validator("bandit_model_sha256s", "experiment_model_sha256s")
     @classmethod
     def _check_sha256s(cls, value: str | None) -> str | None:
         digests = [_sha256(d) for d in (value or "").split(",") if d.strip()]

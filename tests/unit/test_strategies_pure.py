@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -197,3 +198,33 @@ def test_each_bandit_arm_loads_with_its_own_pin() -> None:
     assert Settings(bandit_model_uris="x.joblib,y.joblib").for_arm(1).model_sha256 is None
     with pytest.raises(ValidationError, match="expected 64 hex characters"):
         Settings(bandit_model_uris="x.joblib,y.joblib", bandit_model_sha256s=f"{a},nope")
+
+
+def test_an_experiment_is_the_bandit_with_fixed_weights_and_its_own_pins() -> None:
+    a, b = "a" * 64, "B" * 64
+    uris = "x.joblib,y.joblib"
+    settings = Settings(
+        experiment_model_uris=uris,
+        experiment_weights="90, 10",
+        experiment_model_sha256s=f"{a}, sha256:{b}",
+        sticky_header="X-User-Id",
+    )
+    section = settings.bandit
+    assert (section.policy, section.weights, section.sticky_header) == (
+        "fixed",
+        (90, 10),
+        "x-user-id",
+    )
+    assert [settings.for_arm(i).model_sha256 for i in (0, 1)] == [a, "b" * 64]
+    assert settings.for_arm(0).experiment_model_uris is None  # an arm is one model
+    refusals = {
+        "expected one weight per arm (2), got 1": {"experiment_model_uris": uris, "experiment_weights": "90"},
+        "at least one weight must be above 0": {"experiment_model_uris": uris, "experiment_weights": "0,0"},
+        "weights are for experiment_model_uris": {"model_uri": "x.joblib", "experiment_weights": "1"},
+        "set one, not both": {"experiment_model_uris": uris, "experiment_weights": "1,1", "bandit_model_uris": uris},
+        "a learning bandit's shares change": {"bandit_model_uris": uris, "sticky_header": "x-user-id"},
+        "expected 64 hex characters": {"experiment_model_uris": uris, "experiment_weights": "1,1", "experiment_model_sha256s": f"{a},nope"},
+    }  # fmt: skip
+    for message, fields in refusals.items():
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            Settings.model_validate(fields)
