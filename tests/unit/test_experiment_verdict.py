@@ -78,3 +78,28 @@ def test_equal_arms_are_not_called_and_a_clearly_better_arm_is() -> None:
     assert better.arms[1].p_best > 0.95 and (better.arms[1].p_value or 1) < 0.05
     worse = verdict(simulated({"1.0.0": 0.26, "1.1.0": 0.2}, n=2000, seed=3))
     assert worse.best == "1.0.0"  # the control, better than every other arm
+
+
+def test_the_report_reads_shared_totals_once_and_picks_the_control() -> None:
+    from predictor.rollout.errors import CanaryImpossibleError
+    from predictor.rollout.experiment import queries, samples_from
+
+    shared, alone = queries("taxi", "1h", shared=True), queries("taxi", "1h", shared=False)
+    assert shared["feedbacks"] == 'max by (version) (predictor_bandit_feedback_total{model="taxi"})'
+    assert alone["feedbacks"] == 'sum by (version) (predictor_bandit_feedback_total{model="taxi"})'
+    assert alone["requests"] == shared["requests"]  # each pod counts its own requests
+    assert "[1h]" in alone["p99"]
+    figures = {
+        "feedbacks": [({"version": "1.0.0"}, 900.0), ({"version": "1.1.0"}, 100.0)],
+        "rewards": [({"version": "1.0.0"}, 270.0), ({"version": "1.1.0"}, 40.0)],
+        "share": [({"version": "1.0.0"}, 0.1), ({"version": "1.1.0"}, 0.9)],
+        "requests": [({"version": "1.1.0"}, 1000.0)],
+        "errors": [],
+        "p99": [({"version": "1.1.0"}, float("nan"))],
+    }
+    by_share = samples_from(figures)
+    assert [s.version for s in by_share] == ["1.1.0", "1.0.0"]  # the largest share is the control
+    assert by_share[0].p99_seconds is None and by_share[1].requests == 0.0
+    assert [s.version for s in samples_from(figures, "1.0.0")] == ["1.0.0", "1.1.0"]
+    with pytest.raises(CanaryImpossibleError, match="no arm of the experiment has that version"):
+        samples_from(figures, "9.9.9")
