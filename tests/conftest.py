@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,12 @@ from predictor.demo import save_demo_model
 from tests.gcs import GCSBucket, GCSEmulator
 from tests.helpers import ServerFactory
 from tests.stores import MLflowServer, S3Server
+
+# A suite started in the background (`make test &`, a CI runner's shell) inherits SIGINT ignored,
+# as POSIX shells set it for background jobs, and every process it starts would ignore Ctrl-C
+# too: the tests that stop a run with SIGINT need it delivered as a terminal delivers it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Fuzzing budget: 150 examples per property in every run; `--hypothesis-profile long` for a long run.
 settings.register_profile("default", max_examples=150)
