@@ -2,7 +2,8 @@
 
 ``cut()`` closes every connection through the proxy and closes each new one at once (the client
 sees its connection reset or closed, as when a server or the network goes away); ``restore()``
-forwards again. The server behind it never knows.
+forwards again. The server behind it never knows. ``received`` counts the bytes the server sent
+back through it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class TCPProxy:
     upstream: tuple[str, int]
     port: int = 0
     accepted: int = 0
+    received: int = 0
+    """Bytes forwarded from the server to clients."""
     _cut: bool = False
     _listener: socket.socket = field(init=False)
     _live: set[socket.socket] = field(default_factory=set)
@@ -72,13 +75,16 @@ class TCPProxy:
                 continue
             with self._lock:
                 self._live.update((client, server))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, back in ((client, server, False), (server, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, back), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, back: bool) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
+                if back:
+                    with self._lock:
+                        self.received += len(data)
         except OSError:
             pass
         finally:

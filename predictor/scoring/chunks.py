@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from predictor.errors import PayloadError, ScoringError
 from predictor.inference.batch import Results
@@ -93,6 +94,19 @@ class ScoredChunk:
     errors: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class ScoredRows:
+    """One chunk's outcome as columns, by row position.
+
+    The rows scored (``kept``) with their output columns, and the rows refused with reasons.
+    """
+
+    kept: np.ndarray
+    outputs: dict[str, np.ndarray]
+    refused: np.ndarray
+    reasons: list[str]
+
+
 def score_chunk(
     frame: pd.DataFrame,
     columns: Columns,
@@ -103,24 +117,40 @@ def score_chunk(
 ) -> ScoredChunk:
     """Score the rows of ``frame`` (whose first row is row ``first_row`` of its file)."""
     matrix, refused = to_matrix(frame, columns, signature)
-    positions = np.flatnonzero(~np.isin(np.arange(len(frame)), list(refused)))
-    scored, more = _score_rows(score, matrix, positions)
-    refused.update(more)
+    rows = score_matrix(matrix, refused, signature, outputs, score)
     ids = (
         frame[columns.id_column].to_numpy()
         if columns.id_column is not None
         else np.arange(first_row, first_row + len(frame))
     )
     id_name = columns.id_column or ROW_NUMBER
+    table = pd.DataFrame({id_name: ids[rows.kept], **rows.outputs})
+    errors = pd.DataFrame({id_name: ids[rows.refused], REASON: rows.reasons})
+    return ScoredChunk(table, errors)
+
+
+def score_matrix(
+    matrix: np.ndarray,
+    refused: dict[int, str],
+    signature: Signature,
+    outputs: tuple[str, ...],
+    score: Score,
+) -> ScoredRows:
+    """Score a chunk's matrix, but for the rows already ``refused`` (by position, with reasons)."""
+    if refused:
+        positions = np.flatnonzero(~np.isin(np.arange(len(matrix)), list(refused)))
+    else:
+        positions = np.arange(len(matrix))
+    scored, more = _score_rows(score, matrix, positions)
+    refused = refused | more
     kept = np.concatenate([p for p, _ in scored]) if scored else np.empty(0, dtype=np.intp)
-    table: dict[str, np.ndarray] = {id_name: ids[kept]}
+    columns: dict[str, np.ndarray] = {}
     for name in outputs:
         parts = [r[name] for _, r in scored]
         values = np.concatenate(parts) if parts else np.empty(0)
-        table.update(output_columns(name, values, signature))
+        columns.update(output_columns(name, values, signature))
     order = sorted(refused)
-    errors = pd.DataFrame({id_name: ids[order], REASON: [refused[i] for i in order]})
-    return ScoredChunk(pd.DataFrame(table), errors)
+    return ScoredRows(kept, columns, np.array(order, dtype=np.intp), [refused[i] for i in order])
 
 
 def output_columns(name: str, values: np.ndarray, signature: Signature) -> dict[str, np.ndarray]:
@@ -167,6 +197,31 @@ def to_matrix(
             refused.setdefault(int(i), f"feature {label}: expected a number, got text")
         matrix[:, j] = numbers.to_numpy(dtype=np.float64)
     return matrix, refused
+
+
+def arrow_matrix(
+    batch: pa.RecordBatch, columns: Columns, signature: Signature
+) -> tuple[np.ndarray, dict[int, str]]:
+    """``to_matrix`` for an Arrow batch: numbers are taken from Arrow as they are.
+
+    A batch whose features are all integers, floats or booleans for a model of numbers only
+    becomes the float64 matrix without pandas (nulls are NaN, as ``to_matrix`` makes them);
+    any other goes through ``to_matrix``.
+    """
+    arrays = [batch.column(name) for name in columns.features]
+    if signature.text or not signature.all_numeric or not all(_numeric(a.type) for a in arrays):
+        return to_matrix(batch.to_pandas(), columns, signature)
+    matrix = np.empty((batch.num_rows, len(arrays)), dtype=np.float64)
+    for j, array in enumerate(arrays):
+        values = array.cast(pa.float64()) if pa.types.is_boolean(array.type) else array
+        matrix[:, j] = values.to_numpy(zero_copy_only=False)
+    return matrix, {}
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+    )
 
 
 def _score_rows(

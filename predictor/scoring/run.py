@@ -138,6 +138,31 @@ def destination_for(output: str, single: bool, stores: StoreFor) -> tuple[Destin
     return (LocalFolder(target.parent), target.name) if single else (LocalFolder(target), "")
 
 
+def score_file(
+    job: ScoreJob, settings: Settings, loaded: LoadedModel, item: InputFile, stores: StoreFor
+) -> FileResult | None:
+    """Score one input file of ``job`` in this process, with ``loaded``: the Spark engine's task.
+
+    Its parts go to the output and are joined into ``<name>`` and ``<name>.errors.<ext>``, as
+    a local run joins them; when the run writes one file, the parts stay for the caller to join.
+    Returns None when the file has no rows.
+    """
+    outputs = requested_outputs(list(job.outputs) or None, loaded.signature)
+    single = job.output.lower().endswith(FORMATS)
+    destination, output_name = destination_for(job.output, single, stores)
+    fmt = table_format(output_name) if single else table_format(item.name)
+    with (
+        tempfile.TemporaryDirectory(prefix="predictor-score-") as tmp,
+        executor(1, settings, outputs, loaded) as inline,
+    ):
+        plan = _Plan(job, loaded, outputs, fmt, destination, item, Path(tmp), stores, RunResult())
+        return plan.score(inline, _quiet, joined=not single)
+
+
+def _quiet(line: str) -> None:
+    """A task's report: its caller reports what the task returns."""
+
+
 def fingerprint(
     loaded: LoadedModel, job: ScoreJob, outputs: tuple[str, ...], fmt: str, content: str
 ) -> str:

@@ -1,80 +1,104 @@
-"""``python -m predictor score --engine spark``: the same run as the local engine's, on Spark.
+"""``python -m predictor score --engine spark``: the local engine's run, one Spark task per file.
 
-Every input file (a path, folder, glob, or ``gs://``/``s3://`` prefix, listed as the local engine
-lists them) is read by Spark, scored by ``score_dataframe`` and written under the same name, with
-its refused rows in ``<name>.errors.<ext>``: the local engine's layout. Files in a bucket travel
-through the project's store adapters (no Hadoop connector is needed); on Dataproc or Databricks,
-read the lake with Spark itself and call ``score_dataframe``.
+The driver loads and accepts the model (a model that must not serve stops the run before any
+task), lists the inputs as the local engine lists them, and gives each input file to one task.
+The task runs in an executor the code a local run uses for a file (``scoring.run.score_file``):
+it loads the model there once with every check, reads the file from its store, scores it in
+chunks into parts under the output, and joins them into ``<name>`` and
+``<name>.errors.<ext>``. So the output layout, the errors files and resuming from finished parts
+are the local engine's, and no file passes through the driver: on a cluster, give bucket URIs
+(``gs://``, ``s3://``) or a filesystem every executor shares.
 
-The session is local (``local[*]``) unless ``--spark_master`` or ``spark-submit`` gives one.
+The driver gathers what each task did, reports it, and checks ``--max_errors`` over all files.
+An error a task meets (an input that does not fit the model, a store that refuses) comes back
+as the local engine's error, with its one line and exit code.
+
+The session is local (``local[*]``) unless ``--spark_master`` or ``spark-submit`` gives one. To
+score a DataFrame Spark has read itself (a table, a lake on Dataproc or Databricks), call
+``predictor.spark.scoring.score_dataframe``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import tempfile
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from predictor.errors import ScoringError
+from predictor.errors import PredictorError, ScoringError
 from predictor.loading.gate import load_accepted
-from predictor.scoring.joining import FileResult, Report, RunResult, summary
-from predictor.scoring.places import list_inputs, local_copy, stores_for
-from predictor.scoring.run import ScoreJob, destination_for
-from predictor.scoring.tables import FORMATS, table_format
+from predictor.scoring.joining import FileResult, Report, RunResult, join_all, summary
+from predictor.scoring.places import InputFile, list_inputs, stores_for
+from predictor.scoring.run import ScoreJob, destination_for, score_file
+from predictor.scoring.tables import FORMATS
 from predictor.settings import Settings
-from predictor.spark.scoring import score_dataframe
+from predictor.spark.scoring import executor_model
 
 
 def run_on_spark(
     job: ScoreJob, settings: Settings, master: str | None, report: Report = print
 ) -> RunResult:
-    """Score ``job.input`` into ``job.output`` on a Spark session; returns what was done.
+    """Score ``job.input`` into ``job.output``, a Spark task per file; returns what was done.
+
+    An ``--output`` that names one file gets every input's rows, joined on the driver from
+    the tasks' parts, as a local run joins them.
 
     Raises:
         ArtifactError: the model must not serve.
         ScoringError: an input or output cannot be used, or pyspark is not installed.
         TooManyRefusedRowsError: more rows than ``job.max_errors`` were refused, over all files.
     """
-    loaded = load_accepted(settings)  # a model that must not serve stops the run before Spark
-    spark = session(master)
+    load_accepted(settings)  # a model that must not serve stops the run before Spark
     stores = stores_for(settings.store_deadline_seconds)
     inputs = list_inputs(job.input, stores)
     single = job.output.lower().endswith(FORMATS)
     destination, output_name = destination_for(job.output, single, stores)
-    if single and len(inputs) > 1:
-        raise ScoringError("--engine spark writes one file per input: give --output a folder")
     result = RunResult()
-    with tempfile.TemporaryDirectory(prefix="predictor-spark-") as tmp:
-        work = Path(tmp)
-        for item in inputs:
-            name = output_name if single else item.name
-            if destination.has(name):
-                report(f"{item.name}: already scored in {job.output}; skipped")
-                continue
-            path, _ = local_copy(item, work, stores)
-            frame = read(spark, path)
-            results, refused = score_dataframe(
-                frame, outputs=job.outputs, id_column=job.id_column, max_errors=sys.maxsize,
-                settings=settings, loaded=loaded,
-            )  # fmt: skip
-            errors_count = refused.count()
-            fmt = table_format(name)
-            errors_name = name[: -len(fmt)] + ".errors" + fmt
-            errors_where = (
-                destination.put(write_one(refused, work / errors_name), errors_name)
-                if errors_count
-                else None
-            )
-            where = destination.put(write_one(results, work / name), name)
-            done = FileResult(item.name, results.count(), errors_count, 0.0, where, errors_where)
-            report(summary(done))
-            result.files.append(done)
+    if single and destination.has(output_name):
+        report(f"{job.output} exists already; nothing to do (outputs are never overwritten)")
+        return result
+    pending = []
+    for item in inputs:
+        if not single and destination.has(item.name):
+            report(f"{item.name}: already scored in {job.output}; skipped")
+        else:
+            pending.append(item)
+    if pending:
+        spark = session(master)
+        task = partial(_score_in_executor, replace(job, progress=False), settings)
+        outcomes = spark.sparkContext.parallelize(pending, len(pending)).map(task).collect()
+        failed = None
+        for item, outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, PredictorError):
+                failed = failed or outcome
+            elif outcome is None:
+                report(f"{item.name}: no rows; nothing written")
+            else:
+                result.files.append(outcome)
+                if not single:
+                    report(summary(outcome))
+        if failed is not None:
+            raise failed
+    if single and result.files:
+        with tempfile.TemporaryDirectory(prefix="predictor-spark-") as tmp:
+            result = join_all(result, destination, output_name, Path(tmp), report)
     result.check_refused(job.max_errors)
     return result
+
+
+def _score_in_executor(
+    job: ScoreJob, settings: Settings, item: InputFile
+) -> FileResult | PredictorError | None:
+    """One task: score ``item`` with the model this executor loaded; an error is returned."""
+    try:
+        stores = stores_for(settings.store_deadline_seconds)
+        return score_file(job, settings, executor_model(settings), item, stores)
+    except PredictorError as e:  # the driver raises it, as the local engine would
+        return e
 
 
 def session(master: str | None) -> Any:
@@ -93,31 +117,3 @@ def session(master: str | None) -> Any:
     elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
         builder = builder.master("local[*]")
     return builder.config("spark.ui.enabled", "false").getOrCreate()
-
-
-def read(spark: Any, path: Path) -> Any:
-    """A file as a DataFrame, by its format (CSV with a header; numbers stay text where bad)."""
-    reader = spark.read
-    fmt = table_format(path.name)
-    if fmt == ".csv":
-        return reader.csv(str(path), header=True, inferSchema=True)
-    if fmt == ".parquet":
-        return reader.parquet(str(path))
-    return reader.json(str(path))
-
-
-def write_one(frame: Any, path: Path) -> Path:
-    """Write a DataFrame as one file at ``path`` (its format by its name); returns the path."""
-    folder = path.with_name(path.name + ".spark")
-    writer = frame.coalesce(1).write.mode("overwrite")
-    fmt = table_format(path.name)
-    if fmt == ".csv":
-        writer.csv(str(folder), header=True)
-    elif fmt == ".parquet":
-        writer.parquet(str(folder))
-    else:
-        writer.json(str(folder))
-    (part,) = [p for p in folder.iterdir() if p.name.startswith("part-")]
-    shutil.move(str(part), path)
-    shutil.rmtree(folder)
-    return path

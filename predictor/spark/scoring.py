@@ -3,8 +3,9 @@
 The driver loads the model once, with every check the server makes (digest pin, version skew,
 bundle acceptance), so that a model that must not serve fails the job before any task runs, with
 the same one-line message. Each executor process then loads it once more, with the same checks,
-and scores its partitions with ``mapInPandas`` through the code ``score`` and the server use:
-``scoring.chunks`` (the row checks, the engines, refused rows with their reasons).
+and scores its partitions with ``mapInArrow`` through the code ``score`` and the server use:
+``scoring.chunks`` (the row checks, the engines, refused rows with their reasons). Numbers go
+from Arrow to the model's matrix and back without pandas.
 
 One pass gives one DataFrame with a ``reason`` column (null for scored rows); it is kept by the
 executors (a local checkpoint) and split into the results and the refused rows. ``max_errors`` is
@@ -14,10 +15,10 @@ checked on the whole job's count of refused rows, not per partition.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from predictor.errors import TooManyRefusedRowsError
 from predictor.inference.batch import requested_outputs
@@ -27,9 +28,10 @@ from predictor.scoring.chunks import (
     REASON,
     ROW_NUMBER,
     Columns,
+    arrow_matrix,
     input_columns,
     output_columns,
-    score_chunk,
+    score_matrix,
     scorer,
 )
 from predictor.settings import Settings
@@ -40,9 +42,12 @@ if TYPE_CHECKING:
 SPARK_TYPES = {"FP64": "double", "FP32": "double", "INT64": "bigint", "BYTES": "string",
                "BOOL": "boolean"}  # fmt: skip
 """The Spark SQL type of each v2 output datatype."""
+ARROW_TYPES = {"double": pa.float64(), "bigint": pa.int64(), "string": pa.string(),
+               "boolean": pa.bool_()}  # fmt: skip
+"""The Arrow type Spark takes for each of those."""
 
-_LOADED: dict[str, tuple[Any, Signature]] = {}
-"""In each executor process: the model's scorer and signature, by its settings, loaded once."""
+_LOADED: dict[str, LoadedModel] = {}
+"""In each executor process: the model of each settings, loaded and accepted once."""
 
 
 def score_dataframe(
@@ -76,13 +81,15 @@ def score_dataframe(
     columns = input_columns(df.columns, signature, id_column or ROW_NUMBER)
     id_name = id_column or ROW_NUMBER
     id_type = dict(df.dtypes)[id_name]
+    results = result_columns(signature, wanted)
     schema = ", ".join(
         [f"`{id_name}` {id_type}"]
-        + [f"`{name}` {kind}" for name, kind in result_columns(signature, wanted)]
+        + [f"`{name}` {kind}" for name, kind in results]
         + [f"`{REASON}` string"]
     )
-    job = (settings, columns, wanted)
-    combined = df.select(id_name, *columns.features).mapInPandas(
+    types = {name: ARROW_TYPES[kind] for name, kind in results}
+    job = (settings, columns, wanted, types)
+    combined = df.select(id_name, *columns.features).mapInArrow(
         lambda batches: _score_batches(batches, *job), schema
     )
     # Scored once, kept by the executors (memory, else disk), and released with the DataFrames.
@@ -115,21 +122,41 @@ def _numbered(df: DataFrame) -> DataFrame:
     return numbered.toDF([*df.columns, ROW_NUMBER])
 
 
-def _score_batches(
-    batches: Iterator[pd.DataFrame], settings: Settings, columns: Columns, outputs: tuple[str, ...]
-) -> Iterator[pd.DataFrame]:
-    """Score a partition's batches in an executor, loading the model there once."""
+def executor_model(settings: Settings) -> LoadedModel:
+    """The model ``settings`` load, with every check, loaded once in this (executor) process."""
     key = settings.model_dump_json()
     if key not in _LOADED:
-        loaded = load_accepted(settings)
-        _LOADED[key] = (scorer(loaded.engine, loaded.signature, outputs), loaded.signature)
-    score, signature = _LOADED[key]
+        _LOADED[key] = load_accepted(settings)
+    return _LOADED[key]
+
+
+def _score_batches(
+    batches: Iterator[pa.RecordBatch],
+    settings: Settings,
+    columns: Columns,
+    outputs: tuple[str, ...],
+    types: dict[str, pa.DataType],
+) -> Iterator[pa.RecordBatch]:
+    """Score a partition's batches in an executor, loading the model there once.
+
+    Each batch gives its scored rows (reason null), then its refused rows (outputs null).
+    """
+    loaded = executor_model(settings)
+    signature = loaded.signature
+    score = scorer(loaded.engine, signature, outputs)
+    id_name = columns.id_column or ROW_NUMBER
     for batch in batches:
-        scored = score_chunk(batch, columns, signature, outputs, score, 0)
-        yield scored.table.assign(**{REASON: None})
-        if len(scored.errors):  # the outputs left empty (null), by name
-            refused = scored.errors.copy()
-            for column in scored.table.columns:
-                if column not in refused:
-                    refused[column] = pd.Series([None] * len(refused), dtype=object)
-            yield refused
+        matrix, refused = arrow_matrix(batch, columns, signature)
+        rows = score_matrix(matrix, refused, signature, outputs, score)
+        ids = batch.column(id_name)
+        values = [pa.array(rows.outputs[n], type=t, from_pandas=True) for n, t in types.items()]
+        reasons = pa.nulls(len(rows.kept), pa.string())
+        yield pa.RecordBatch.from_arrays(
+            [ids.take(rows.kept), *values, reasons], names=[id_name, *types, REASON]
+        )
+        if len(rows.refused):
+            empty = [pa.nulls(len(rows.refused), t) for t in types.values()]
+            yield pa.RecordBatch.from_arrays(
+                [ids.take(rows.refused), *empty, pa.array(rows.reasons, pa.string())],
+                names=[id_name, *types, REASON],
+            )

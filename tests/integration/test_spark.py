@@ -25,6 +25,7 @@ from predictor.errors import TooManyRefusedRowsError
 from predictor.spark.scoring import score_dataframe
 from tests.helpers import run_score
 from tests.stores import S3Server
+from tests.tcp_proxy import TCPProxy
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -179,6 +180,38 @@ def test_parquet_in_and_out_through_the_s3_server(
     assert scored["predict"].tolist() == model[1].predict(frame[FEATURES]).tolist()
 
 
+def test_no_input_byte_passes_through_the_driver(
+    s3_server: S3Server, s3: tuple[Any, str], model: tuple[Path, LogisticRegression]
+) -> None:
+    """On a cluster the driver's disk is not the executors': each task reads and writes the
+    store itself. The driver reaches S3 through a proxy that counts what it receives; the
+    executors reach it directly (``spark.executorEnv``)."""
+    client, bucket = s3
+    frame = pd.DataFrame(np.random.default_rng(4).normal(size=(30_000, 4)), columns=FEATURES)
+    frame.insert(0, "id", np.arange(len(frame)))
+    body = io.BytesIO()
+    frame.to_parquet(body, index=False)
+    client.put_object(Bucket=bucket, Key="lake/day2.parquet", Body=body.getvalue())
+    proxy = TCPProxy(("127.0.0.1", int(s3_server.url.rsplit(":", 1)[1])))
+    env = {**s3_server.env(), "AWS_ENDPOINT_URL": f"http://{proxy.address}"}
+    env["PYSPARK_SUBMIT_ARGS"] = (
+        f"--conf spark.executorEnv.AWS_ENDPOINT_URL={s3_server.url} pyspark-shell"
+    )
+    try:
+        done = run_score("--engine", "spark", "--spark_master", "local[2]", "--model_uri",
+                         str(model[0]), "--input", f"s3://{bucket}/lake/", "--output",
+                         f"s3://{bucket}/scored/", "--id_column", "id", env=env)  # fmt: skip
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stderr
+    assert "day2.parquet: 30000 rows scored, 0 refused" in done.stdout
+    scored = pd.read_parquet(
+        io.BytesIO(client.get_object(Bucket=bucket, Key="scored/day2.parquet")["Body"].read())
+    )
+    assert sorted(scored["id"]) == list(range(30_000))
+    assert 0 < proxy.received < len(body.getvalue()) // 10  # listings only
+
+
 def test_spark_submit_runs_score_on_the_session_it_makes(
     model: tuple[Path, LogisticRegression], rows: Path, tmp_path: Path
 ) -> None:
@@ -204,3 +237,85 @@ def test_spark_submit_runs_score_on_the_session_it_makes(
     assert scored["predict"].tolist() == local["predict"].tolist()
     errors = pd.read_csv(tmp_path / "submitted" / "rows.errors.csv")
     assert sorted(errors["id"]) == sorted(local_errors["id"])
+
+
+def test_each_file_is_a_task_and_max_errors_holds_over_all_files_as_locally(
+    model: tuple[Path, LogisticRegression], rows: Path, tmp_path: Path
+) -> None:
+    """Two files of 2 refused rows each, against --max_errors 3.
+
+    Both engines write both files and their errors, then fail with the same line; a rerun skips
+    the files scored.
+    """
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frame = pd.read_csv(rows)
+    frame.iloc[:1400].to_csv(folder / "a.csv", index=False)
+    frame.iloc[1400:].to_csv(folder / "b.csv", index=False)
+    said = {}
+    for engine in ("local", "spark"):
+        args = ("--engine", engine, "--spark_master", "local[2]", "--model_uri", str(model[0]),
+                "--input", str(folder), "--output", f"{tmp_path / engine}/", "--id_column", "id",
+                "--max_errors", "3")  # fmt: skip
+        done = run_score(*args)
+        assert done.returncode == 1, done.stderr
+        said[engine] = done.stderr.strip().splitlines()[-1]
+        out = tmp_path / engine
+        assert sorted(p.name for p in out.iterdir()) == [
+            "a.csv", "a.errors.csv", "b.csv", "b.errors.csv"
+        ]  # fmt: skip
+        assert "a.csv: 1398 rows scored, 2 refused" in done.stdout
+        assert "b.csv: 1398 rows scored, 2 refused" in done.stdout
+        again = run_score(*args)
+        assert "a.csv: already scored" in again.stdout and "b.csv: already scored" in again.stdout
+    assert said["spark"] == said["local"].replace(str(tmp_path / "local"), str(tmp_path / "spark"))
+    assert said["spark"].startswith("predictor score: 4 row(s) could not be scored, more than")
+    for name in ("a.csv", "b.errors.csv"):
+        spark_rows = pd.read_csv(tmp_path / "spark" / name)
+        pd.testing.assert_frame_equal(spark_rows, pd.read_csv(tmp_path / "local" / name))
+    for engine in ("local", "spark"):  # one output file for both inputs, joined
+        done = run_score("--engine", engine, "--spark_master", "local[2]", "--model_uri",
+                         str(model[0]), "--input", str(folder), "--output",
+                         str(tmp_path / f"{engine}-all.parquet"), "--id_column", "id",
+                         "--max_errors", "4")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    joined = pd.read_parquet(tmp_path / "spark-all.parquet")
+    pd.testing.assert_frame_equal(joined, pd.read_parquet(tmp_path / "local-all.parquet"))
+    assert len(joined) == 2796
+
+
+def test_an_input_that_does_not_fit_fails_in_its_task_with_the_local_engines_line(
+    model: tuple[Path, LogisticRegression], rows: Path, tmp_path: Path
+) -> None:
+    lacking = tmp_path / "in" / "rows.csv"
+    lacking.parent.mkdir()
+    pd.read_csv(rows).drop(columns="f3").to_csv(lacking, index=False)
+    said = []
+    for engine in ("local", "spark"):
+        done = run_score("--engine", engine, "--spark_master", "local[2]", "--model_uri",
+                         str(model[0]), "--input", str(lacking.parent), "--output",
+                         f"{tmp_path / engine}/", "--id_column", "id")  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        said.append(done.stderr.strip().splitlines()[-1])
+    assert said[0] == said[1]
+    assert said[0] == (
+        "predictor score: the input lacks the feature column(s) f3; the model takes: f0, f1, f2, f3"
+    )
+
+
+def test_one_session_scores_the_same_model_for_other_outputs(
+    spark: Any, model: tuple[Path, LogisticRegression], rows: Path
+) -> None:
+    """The executors keep the model they loaded, not the outputs a job asked of it."""
+    frame = spark.read.csv(str(rows), header=True, inferSchema=True)
+    uri = str(model[0])
+    first, _ = score_dataframe(frame, uri, outputs=("predict",), id_column="id", max_errors=4)
+    assert first.columns == ["id", "predict"] and first.count() == 2796
+    second, _ = score_dataframe(
+        frame, uri, outputs=("predict_proba",), id_column="id", max_errors=4
+    )
+    assert second.columns == ["id", "predict_proba_0", "predict_proba_1"]
+    got = second.toPandas().set_index("id").sort_index()
+    clean = pd.read_csv(rows).drop(index=BROKEN).set_index("id").sort_index()
+    expected = model[1].predict_proba(clean[FEATURES].astype(float))
+    np.testing.assert_allclose(got.to_numpy(), expected, rtol=0, atol=1e-12)

@@ -102,3 +102,17 @@ def test_the_driver_account_may_create_executor_pods() -> None:
     granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
     for needed in ("pods", "services", "configmaps"):
         assert {(needed, "create"), (needed, "delete"), (needed, "watch")} <= granted
+
+
+def test_executors_run_as_the_account_that_reaches_the_bucket() -> None:
+    """Each executor reads and writes the bucket itself (one task per input file)."""
+    application, documents = spark_application()
+    spec = application["spec"]
+    assert spec["executor"]["serviceAccount"] == spec["driver"]["serviceAccount"]
+    (account,) = [
+        d
+        for d in documents
+        if d["kind"] == "ServiceAccount"
+        and d["metadata"]["name"] == spec["executor"]["serviceAccount"]
+    ]
+    assert "iam.gke.io/gcp-service-account" in account["metadata"]["annotations"]

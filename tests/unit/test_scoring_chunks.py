@@ -6,13 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from predictor.errors import ScoringError
 from predictor.inference.fastpath import SklearnEngine
 from predictor.inference.introspect import signature_of
-from predictor.scoring.chunks import input_columns, output_columns, score_chunk, scorer
+from predictor.scoring.chunks import (
+    arrow_matrix,
+    input_columns,
+    output_columns,
+    score_chunk,
+    scorer,
+    to_matrix,
+)
 from predictor.scoring.tables import (
     concatenate,
     read_tables,
@@ -153,3 +161,31 @@ def test_csv_is_read_in_exact_chunks_and_numbers_are_read_where_the_model_takes_
     last = to_frame(tables[2], ["a"])
     assert last["a"].tolist() == ["8.5", "9.5", "oops"]  # a cell that is no number: left as text
     assert last["b"].tolist()[-1] is None  # an empty cell is missing
+
+
+def test_an_arrow_batch_of_numbers_becomes_the_matrix_pandas_would_make() -> None:
+    bare = LogisticRegression().fit(np.eye(3), [0, 1, 1])
+    signature = signature_of(bare)
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": ["a", "b", "c"],
+            "x": pa.array([1, None, 3], pa.int32()),
+            "y": pa.array([True, None, False]),
+            "z": pa.array([0.5, float("nan"), None], pa.float64()),
+        }
+    )
+    columns = input_columns(batch.schema.names, signature, "id")
+    matrix, refused = arrow_matrix(batch, columns, signature)
+    expected, expected_refused = to_matrix(batch.to_pandas(), columns, signature)
+    assert matrix.dtype == np.float64 and refused == expected_refused == {}
+    np.testing.assert_array_equal(matrix, expected)  # nulls are NaN in both
+
+
+def test_an_arrow_batch_with_text_cells_is_read_as_pandas_reads_it() -> None:
+    bare = LogisticRegression().fit(np.eye(2), [0, 1])
+    signature = signature_of(bare)
+    batch = pa.RecordBatch.from_pydict({"x": [1.0, 2.0], "y": ["3", "four"]})
+    columns = input_columns(batch.schema.names, signature, None)
+    matrix, refused = arrow_matrix(batch, columns, signature)
+    assert refused == {1: "feature 1: expected a number, got text"}
+    np.testing.assert_array_equal(matrix[0], [1.0, 3.0])
