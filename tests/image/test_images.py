@@ -8,12 +8,12 @@ Dockerfile's default Python base unless set) and ``PREDICTOR_TEST_MODELCAR_BASE`
 - the ``runtime`` image, run read-only as uid 1000 with the modelcar's /models mounted where
   KServe links it (/mnt/models), answering v1 and v2 on 127.0.0.1;
 - the ``spark`` image, whose entrypoint's ``driver`` command runs ``score --engine spark`` on a
-  local master, read-only but for /tmp and the data folder.
+  local master, read-only but for /tmp and the data folder, and writes the files the local
+  engine writes, byte for byte.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from predictor.demo import make_trips, publish_demo_bundles
-from tests.helpers import REPO_ROOT, free_port, wait_until
+from tests.helpers import REPO_ROOT, free_port, run_score, wait_until
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(3600)]
 
@@ -156,9 +156,13 @@ def test_the_spark_image_runs_score_through_its_driver_command(
         f"local://{DRIVER}", "--model_uri", "/data/bundle/", "--input", "/data/trips.csv",
         "--output", "/data/out/", "--id_column", "trip_id", "--max_errors", "5",
     )  # fmt: skip
+    local = run_score("--model_uri", str(data / "bundle"), "--input", str(data / "trips.csv"),
+                      "--output", f"{tmp_path / 'local'}/", "--id_column", "trip_id",
+                      "--max_errors", "5")  # fmt: skip
+    assert local.returncode == 0, local.stderr
+    for name in ("trips.csv", "trips.errors.csv"):  # the local engine's files, byte for byte
+        assert (data / "out" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
     scored = (data / "out" / "trips.csv").read_text().splitlines()
-    assert scored[0].startswith("trip_id,")
-    assert len(scored) == 1 + 49
+    assert scored[0].startswith('"trip_id",') and len(scored) == 1 + 49
     refused = (data / "out" / "trips.errors.csv").read_text().splitlines()
-    assert len(refused) == 2 and refused[1].startswith("3,")
-    assert json.dumps(scored).count("n/a") == 0
+    assert len(refused) == 2 and refused[1].startswith('"3",')
